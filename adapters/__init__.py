@@ -1,0 +1,11 @@
+"""Backends behind one pairwise-comparison interface (`adapters.base`)."""
+from adapters.base import (  # noqa: F401
+    Comparator,
+    Comparisons,
+    Pair,
+    compare_batch,
+    fingerprint_hash,
+    load_comparator,
+    parse_spec,
+    register_comparator,
+)

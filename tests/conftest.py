@@ -1,0 +1,23 @@
+"""Shared test fixtures. Tests never download anything (HF_HUB_OFFLINE=1)."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+REPO = Path(__file__).resolve().parents[1]
+#: ../shared beside the project's root (read-only reference data; never copied into the repo)
+SHARED = Path(os.environ.get("C2S_SHARED", REPO.parent / "shared"))
+SHARED_DATA = SHARED / "data"
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The team's reference data folder; tests that need it skip cleanly where it is absent."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"shared reference data not found at {SHARED_DATA}")
+    return SHARED_DATA
