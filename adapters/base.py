@@ -132,6 +132,10 @@ _REGISTRY: dict[str, str] = {
 }
 
 
+#: `py:package.module:Class` loads any importable adapter without registering it first.
+PY_BACKEND = "py"
+
+
 def register_comparator(backend: str, target: str) -> None:
     """Register a third-party adapter: `target` is "module:Class"; the class is built as
     `Class(model, **options)` where `model` is the part of the spec after the colon (or None)."""
@@ -143,8 +147,12 @@ def parse_spec(spec: str) -> tuple[str, str | None]:
     if not isinstance(spec, str) or not spec.strip():
         raise ValueError("model spec must be a non-empty string such as 'hf:PATH' or 'classical'")
     backend, sep, model = spec.strip().partition(":")
+    if backend == PY_BACKEND:
+        if model.count(":") != 1 or not all(model.split(":")):
+            raise ValueError(f"spec {spec!r}: write py:package.module:ClassName")
+        return backend, model
     if backend not in _REGISTRY:
-        known = ", ".join(sorted(_REGISTRY))
+        known = ", ".join(sorted([*_REGISTRY, PY_BACKEND]))
         raise ValueError(f"unknown model backend {backend!r} in spec {spec!r}; known backends: {known}")
     return backend, (model if sep and model else None)
 
@@ -152,6 +160,12 @@ def parse_spec(spec: str) -> tuple[str, str | None]:
 def load_comparator(spec: str, **options: Any) -> Comparator:
     """Build the adapter a model spec names, e.g. `load_comparator("hf:/models/qwen", batch_size=8)`."""
     backend, model = parse_spec(spec)
-    module_name, _, cls_name = _REGISTRY[backend].partition(":")
-    cls = getattr(importlib.import_module(module_name), cls_name)
+    if backend == PY_BACKEND:
+        target, model = model, options.pop("model", None)
+    else:
+        target = _REGISTRY[backend]
+    module_name, _, cls_name = target.partition(":")
+    cls = getattr(importlib.import_module(module_name), cls_name, None)
+    if cls is None:
+        raise ValueError(f"spec {spec!r}: {module_name} has no attribute {cls_name!r}")
     return cls(model, **options)
