@@ -1,0 +1,193 @@
+"""The pair cache: one SQLite row per judged pair, so runs resume and rescore without a model.
+
+Key: (comparator fingerprint hash, prompt hash, content hash of the FIRST image, content hash of
+the SECOND image); order matters because the verdict is on the second image relative to the first.
+Value: the five level log-probs (stored as 40 little-endian float64 bytes, so every bit survives)
+and a small JSON metadata blob. Only successful comparisons belong here: a failed pair is simply
+absent and is retried on the next run.
+
+Why SQLite in WAL mode: readers never block the writer, several processes can share one file
+(busy timeout instead of errors), and each `put_many` is one transaction, so a kill at any
+moment loses at most the batch in flight and never corrupts the file.
+"""
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from harness.levels import N_LEVELS
+
+#: seconds a connection waits for another process's write lock before giving up
+BUSY_TIMEOUT_S = 60.0
+_DTYPE = np.dtype("<f8")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS pairs (
+    fingerprint TEXT NOT NULL,
+    prompt      TEXT NOT NULL,
+    first       TEXT NOT NULL,
+    second      TEXT NOT NULL,
+    logprobs    BLOB NOT NULL,
+    meta        TEXT NOT NULL,
+    created     REAL NOT NULL,
+    PRIMARY KEY (fingerprint, prompt, first, second)
+) WITHOUT ROWID
+"""
+
+
+def _check_text(name: str, value) -> str:
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"PairCache: {name} must be a non-empty string, got {value!r}")
+    return value
+
+
+def _encode(lp, where: str) -> bytes:
+    arr = np.asarray(lp, dtype=np.float64)
+    if arr.shape != (N_LEVELS,):
+        raise ValueError(f"PairCache: log-probs for {where} have shape {arr.shape}, expected ({N_LEVELS},)")
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"PairCache: log-probs for {where} are not finite ({arr.tolist()}); "
+                         "only successful comparisons are cached")
+    return arr.astype(_DTYPE, copy=False).tobytes()
+
+
+class PairCache:
+    """A shared, crash-safe store of level log-probs per ordered image pair.
+
+    >>> with PairCache("results/cache/pairs.sqlite") as cache:
+    ...     cache.put_many(fp_hash, prompt_hash, [(h1, h2, logprobs, {"backend": "hf"})])
+    ...     found = cache.get_many(fp_hash, prompt_hash, [(h1, h2)])
+    """
+
+    def __init__(self, path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # isolation_level=None: we issue BEGIN ourselves (BEGIN IMMEDIATE takes the write lock up
+        # front, so the busy timeout applies instead of a deadlock on lock upgrade).
+        self._conn = sqlite3.connect(str(self.path), timeout=BUSY_TIMEOUT_S, isolation_level=None)
+        try:
+            self._conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+            mode = self._conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if mode.lower() != "wal":
+                raise ValueError(f"PairCache: {self.path} cannot use WAL mode (got {mode!r}); "
+                                 "is it on a network file system?")
+            # NORMAL in WAL mode: a committed batch survives a process kill; the file never corrupts.
+            self._conn.execute("PRAGMA synchronous = NORMAL")
+            self._conn.execute(_SCHEMA)
+        except sqlite3.DatabaseError as exc:
+            self._conn.close()
+            raise ValueError(f"PairCache: {self.path} is not a usable SQLite cache: {exc}") from exc
+
+    # --- context manager -------------------------------------------------------------------
+    def __enter__(self) -> "PairCache":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._conn.close()
+
+    # --- reads -------------------------------------------------------------------------------
+    def get_many(self, fingerprint: str, prompt_hash: str,
+                 keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], np.ndarray]:
+        """Cached log-probs for the (first, second) content-hash keys that are present.
+
+        Keys go through a temporary table joined on the primary key, so 100k look-ups cost one
+        index probe each and no per-key round trip.
+        """
+        _check_text("fingerprint", fingerprint)
+        _check_text("prompt_hash", prompt_hash)
+        keys = list(keys)
+        if not keys:
+            return {}
+        cur = self._conn.cursor()
+        cur.execute("CREATE TEMP TABLE IF NOT EXISTS wanted (first TEXT NOT NULL, second TEXT NOT NULL)")
+        try:
+            cur.execute("BEGIN")
+            cur.execute("DELETE FROM temp.wanted")
+            cur.executemany("INSERT INTO temp.wanted VALUES (?, ?)", keys)
+            cur.execute(
+                "SELECT p.first, p.second, p.logprobs FROM temp.wanted AS w "
+                "JOIN pairs AS p ON p.fingerprint = ? AND p.prompt = ? "
+                "AND p.first = w.first AND p.second = w.second",
+                (fingerprint, prompt_hash))
+            found = cur.fetchall()
+            cur.execute("DELETE FROM temp.wanted")
+            cur.execute("COMMIT")
+        except BaseException:
+            if self._conn.in_transaction:
+                cur.execute("ROLLBACK")
+            raise
+        # one decode for the whole result: rows are views into one (n, 5) float64 array
+        values = np.frombuffer(b"".join(r[2] for r in found), dtype=_DTYPE).astype(np.float64).reshape(-1, N_LEVELS)
+        return {(r[0], r[1]): values[i] for i, r in enumerate(found)}
+
+    def count(self, fingerprint: str | None = None) -> int:
+        """Number of cached pairs, for one comparator fingerprint or all."""
+        if fingerprint is None:
+            return self._conn.execute("SELECT COUNT(*) FROM pairs").fetchone()[0]
+        return self._conn.execute("SELECT COUNT(*) FROM pairs WHERE fingerprint = ?",
+                                  (fingerprint,)).fetchone()[0]
+
+    def stats(self) -> dict:
+        """What the cache holds: total rows, rows per (fingerprint, prompt), file size."""
+        groups = self._conn.execute(
+            "SELECT fingerprint, prompt, COUNT(*), MIN(created), MAX(created) FROM pairs "
+            "GROUP BY fingerprint, prompt ORDER BY fingerprint, prompt").fetchall()
+        size = sum(p.stat().st_size for p in (self.path, Path(f"{self.path}-wal")) if p.exists())
+        return {
+            "path": str(self.path),
+            "pairs": sum(g[2] for g in groups),
+            "bytes_on_disk": size,
+            "groups": [{"fingerprint": fp, "prompt": pr, "pairs": n, "first_created": t0, "last_created": t1}
+                       for fp, pr, n, t0, t1 in groups],
+        }
+
+    # --- writes ------------------------------------------------------------------------------
+    def put_many(self, fingerprint: str, prompt_hash: str,
+                 rows: Iterable[tuple[str, str, np.ndarray, dict]]) -> int:
+        """Store one batch of successful comparisons in ONE transaction; returns rows given.
+
+        The whole batch is validated before anything is written, so bad input raises and leaves
+        the cache untouched. A pair already present (e.g. written by a concurrent process) is
+        kept as is: values are deterministic for a given key, so that is not an error.
+        """
+        _check_text("fingerprint", fingerprint)
+        _check_text("prompt_hash", prompt_hash)
+        now = time.time()
+        records = []
+        for i, row in enumerate(rows):
+            if len(row) != 4:
+                raise ValueError(f"PairCache.put_many: row {i} must be (first, second, logprobs, meta)")
+            first, second, lp, meta = row
+            where = f"row {i} ({first!r}, {second!r})"
+            if not isinstance(meta, dict):
+                raise ValueError(f"PairCache.put_many: metadata for {where} must be a dict, got {type(meta).__name__}")
+            try:
+                meta_json = json.dumps(meta, sort_keys=True, separators=(",", ":"))
+            except (TypeError, ValueError) as exc:
+                raise ValueError(f"PairCache.put_many: metadata for {where} is not JSON-serialisable: {exc}") from exc
+            records.append((fingerprint, prompt_hash, _check_text("first image hash", first),
+                            _check_text("second image hash", second), _encode(lp, where), meta_json, now))
+        if not records:
+            return 0
+        cur = self._conn.cursor()
+        try:
+            cur.execute("BEGIN IMMEDIATE")
+            cur.executemany("INSERT OR IGNORE INTO pairs VALUES (?, ?, ?, ?, ?, ?, ?)", records)
+            cur.execute("COMMIT")
+        except BaseException:
+            if self._conn.in_transaction:
+                cur.execute("ROLLBACK")
+            raise
+        return len(records)
+
+    def integrity_check(self) -> str:
+        """SQLite's own consistency check: "ok" for a healthy file."""
+        return "; ".join(r[0] for r in self._conn.execute("PRAGMA integrity_check").fetchall())
