@@ -1,0 +1,49 @@
+"""The conversation shown to a chat model: one piece for every backend.
+
+Why: transformers (`processor.apply_chat_template`), vLLM (`LLM.chat`) and the OpenAI-compatible
+API all take the same structured messages: a user turn whose content is a list of text and image
+parts, then an assistant turn holding the prefill, rendered with `continue_final_message=True,
+add_generation_prompt=False` so the model's next token is the level word. Backends differ only in
+how an image part is spelled, so the caller passes the image parts:
+
+    conversation(load_prompt("official").render(), [IMAGE_PART, IMAGE_PART])        # transformers
+    conversation(prompt, [image_url_part(url_a), image_url_part(url_b)])              # vLLM / API
+
+Every content is a list of parts (never a bare string): real chat templates such as SmolVLM's
+index `message['content'][0]['type']`.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+from prompts import RenderedPrompt
+
+#: an image part for transformers processors, which receive the pixels separately
+IMAGE_PART: dict = {"type": "image"}
+
+
+def image_url_part(url: str) -> dict:
+    """An OpenAI-style image part (`https://...` or a `data:image/...;base64,` URL)."""
+    return {"type": "image_url", "image_url": {"url": url}}
+
+
+def text_part(text: str) -> dict:
+    return {"type": "text", "text": text}
+
+
+def conversation(prompt: RenderedPrompt, image_parts: Sequence[dict]) -> list[dict]:
+    """Messages for one item: `image_parts[k]` goes where the template placed image(k+1)."""
+    if len(image_parts) != prompt.n_images:
+        raise ValueError(f"the prompt places {prompt.n_images} image(s) but {len(image_parts)} were given")
+    content = [image_parts[s] if isinstance(s, int) else text_part(s) for s in prompt.segments]
+    messages = [{"role": "user", "content": content}]
+    if prompt.prefill:
+        messages.append({"role": "assistant", "content": [text_part(prompt.prefill)]})
+    return messages
+
+
+def chat_template_kwargs(prompt: RenderedPrompt) -> dict:
+    """How to render the messages: continue the prefill, or open a fresh answer when there is none."""
+    if prompt.prefill:
+        return {"continue_final_message": True, "add_generation_prompt": False}
+    return {"continue_final_message": False, "add_generation_prompt": True}
