@@ -1,0 +1,428 @@
+"""OpenAI-compatible chat API adapter (model spec `openai:MODEL`, plus `base_url`).
+
+Two server modes, because only vLLM can return the exact five level log-probs:
+  * `server="vllm"`: `logprob_token_ids` asks a vLLM server for exactly the level tokens after the
+    prefilled assistant answer (`continue_final_message`), tokens returned as ids so byte tokens
+    that decode to the same string cannot collide;
+  * `server="generic"` (OpenAI and other servers): the model answers in one word; its top-k
+    (at most 20) first-token log-probs are mapped to levels by normalised string. Levels outside
+    the top-k get probability 0 after renormalising over the levels seen; the probability mass
+    left outside the seen levels is recorded per pair; a pair with no level seen, or with no
+    log-probs at all (reasoning models), fails with its reason.
+
+Requests run on a bounded thread pool; transient failures (429, 408, 5xx, timeouts, connection
+errors) are retried with exponential backoff and jitter, honouring Retry-After. The API key is
+read from an environment variable whose NAME is an option; its value is kept only inside the
+client object (never in the fingerprint, reprs, errors or logs).
+"""
+from __future__ import annotations
+
+import base64
+import dataclasses
+import io
+import math
+import os
+import random
+import re
+import time
+import unicodedata
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from email.utils import parsedate_to_datetime
+from typing import Any, Callable, Sequence
+from urllib.parse import urlsplit, urlunsplit
+
+import numpy as np
+
+from adapters.base import Comparisons, Pair
+from harness.levels import LEVELS, N_LEVELS
+
+SERVER_MODES = ("vllm", "generic")
+#: the chat API caps top_logprobs at 20
+MAX_TOP_LOGPROBS = 20
+#: Stand-in log-prob for a level missing from the top-k in generic mode. It must stay finite
+#: (compare_batch fails non-finite rows) yet give probability 0 even at temperature T = 100.
+UNSEEN_LEVEL_LOGPROB = -1e30
+RETRYABLE_STATUS = frozenset({408, 409, 429}) | frozenset(range(500, 600))
+
+
+class PairFailure(Exception):
+    """A pair the API could not judge; the message is recorded as its reason."""
+
+
+# --------------------------------------------------------------------------- retries
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Exponential backoff with jitter: attempt k (0-based) waits uniformly in
+    [cap/2, cap], cap = min(max_delay, base_delay * 2**k), or Retry-After if the server asks
+    for longer (a request to wait beyond `max_delay` is not honoured: the pair fails)."""
+
+    max_attempts: int = 6
+    base_delay: float = 0.5
+    max_delay: float = 30.0
+
+    def __post_init__(self):
+        if self.max_attempts < 1:
+            raise ValueError(f"max_attempts must be >= 1, got {self.max_attempts}")
+        if not (0 <= self.base_delay <= self.max_delay):
+            raise ValueError(f"need 0 <= base_delay <= max_delay, got {self.base_delay}, {self.max_delay}")
+
+    def delay(self, attempt: int, retry_after: float | None, rng: random.Random) -> float:
+        cap = min(self.max_delay, self.base_delay * 2.0 ** attempt)
+        backoff = cap / 2 + rng.uniform(0, cap / 2)
+        return backoff if retry_after is None else max(retry_after, backoff)
+
+
+def parse_retry_after(headers: Any, now: float | None = None) -> float | None:
+    """Seconds to wait from `retry-after-ms` or `Retry-After` (delta-seconds or HTTP date)."""
+    if headers is None:
+        return None
+    ms = headers.get("retry-after-ms")
+    if ms is not None:
+        try:
+            return max(0.0, float(ms) / 1000.0)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value).timestamp()
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when - (time.time() if now is None else now))
+
+
+def classify_error(exc: BaseException) -> tuple[bool, float | None, str]:
+    """(retryable, Retry-After seconds or None, short reason) for an exception from the client."""
+    import openai
+
+    if isinstance(exc, openai.APITimeoutError):
+        return True, None, "request timed out"
+    if isinstance(exc, openai.APIConnectionError):
+        return True, None, f"connection error: {exc}"
+    if isinstance(exc, openai.APIStatusError):
+        status = exc.status_code
+        reason = f"HTTP {status}: {_short(exc.message)}"
+        if status in RETRYABLE_STATUS:
+            return True, parse_retry_after(getattr(exc.response, "headers", None)), reason
+        return False, None, reason
+    return False, None, f"{type(exc).__name__}: {_short(str(exc))}"
+
+
+def call_with_retries(send: Callable[[], Any], policy: RetryPolicy, *, rng: random.Random,
+                      sleep: Callable[[float], None] = time.sleep) -> tuple[Any, int]:
+    """Run `send()` until it succeeds or fails permanently; returns (result, attempts).
+    Raises PairFailure with the last reason and the number of attempts."""
+    for attempt in range(policy.max_attempts):
+        try:
+            return send(), attempt + 1
+        except Exception as exc:  # noqa: BLE001 - classified, then retried or reported
+            retryable, retry_after, reason = classify_error(exc)
+            if not retryable:
+                raise PairFailure(f"{reason} (attempt {attempt + 1}, not retryable)") from exc
+            if attempt + 1 == policy.max_attempts:
+                raise PairFailure(f"{reason} (gave up after {policy.max_attempts} attempts)") from exc
+            if retry_after is not None and retry_after > policy.max_delay:
+                raise PairFailure(f"{reason}; server asked to retry after {retry_after:.0f} s, "
+                                  f"more than max_delay={policy.max_delay:g} s") from exc
+            sleep(policy.delay(attempt, retry_after, rng))
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _short(text: str, limit: int = 200) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+# --------------------------------------------------------------------------- log-probs -> levels
+def _top_logprobs(response: Any) -> list:
+    """The first generated token's top-k list of (token, logprob); PairFailure when absent."""
+    choices = getattr(response, "choices", None) or []
+    if not choices:
+        raise PairFailure("the API returned no choices")
+    logprobs = getattr(choices[0], "logprobs", None)
+    content = getattr(logprobs, "content", None) if logprobs is not None else None
+    if not content:
+        raise PairFailure("the API returned no log-probs (reasoning models and some servers do not)")
+    top = getattr(content[0], "top_logprobs", None) or []
+    if not top:
+        raise PairFailure("the API returned no top_logprobs for the first token")
+    return [(t.token, float(t.logprob)) for t in top]
+
+
+_TOKEN_ID = re.compile(r"^token_id:(-?\d+)$")
+
+
+def levels_from_token_ids(response: Any, level_ids: Sequence[int]) -> np.ndarray:
+    """vLLM mode: the five level log-probs, read by token id (`return_tokens_as_token_ids`)."""
+    by_id: dict[int, float] = {}
+    for token, logprob in _top_logprobs(response):
+        m = _TOKEN_ID.match(token)
+        if m is None:
+            raise PairFailure(f"token {token!r} is not in 'token_id:N' form: is the server vLLM with "
+                              "return_tokens_as_token_ids? use server='generic' otherwise")
+        by_id[int(m.group(1))] = logprob
+    missing = [LEVELS[k] for k, i in enumerate(level_ids) if i not in by_id]
+    if missing:
+        raise PairFailure(f"the server returned no log-prob for level(s) {', '.join(missing)}: "
+                          "does it support logprob_token_ids?")
+    return np.array([by_id[i] for i in level_ids], dtype=np.float64)
+
+
+def normalise_token(token: str) -> str:
+    """Case-, space-, accent- and punctuation-insensitive form of a token string."""
+    text = unicodedata.normalize("NFKC", token).strip().lower()
+    return "".join(ch for ch in text if ch.isalnum())
+
+
+def level_of(token: str, words: Sequence[str] = LEVELS, min_prefix: int = 3) -> int | None:
+    """Index of the level whose word this first token spells or starts (a prefix of at least
+    `min_prefix` characters shared by no other level, e.g. 'sup' but not 's'); else None."""
+    norm = normalise_token(token)
+    if not norm:
+        return None
+    hits = [k for k, w in enumerate(words) if w == norm or (len(norm) >= min_prefix and w.startswith(norm))]
+    return hits[0] if len(hits) == 1 else None
+
+
+def levels_from_strings(response: Any, words: Sequence[str] = LEVELS,
+                        min_prefix: int = 3) -> tuple[np.ndarray, dict]:
+    """Generic mode: top-k tokens -> level log-probs renormalised over the levels seen.
+
+    Tokens spelling the same level (' Better', 'better') are different first tokens, so their
+    probabilities add. Returns (log-probs, meta) with meta = {missing_mass, levels_missing,
+    top_k}; missing_mass is 1 - (probability of all level tokens seen), i.e. the mass the
+    renormalisation discards."""
+    top = _top_logprobs(response)
+    mass = np.zeros(len(words))
+    for token, logprob in top:
+        k = level_of(token, words, min_prefix)
+        if k is not None:
+            mass[k] += math.exp(logprob)
+    seen = mass > 0
+    if not seen.any():
+        shown = ", ".join(repr(t) for t, _ in top[:5])
+        raise PairFailure(f"no level word among the top {len(top)} tokens (first: {shown})")
+    total = float(mass.sum())
+    lp = np.full(len(words), UNSEEN_LEVEL_LOGPROB)
+    lp[seen] = np.log(mass[seen] / total)
+    meta = {"missing_mass": max(0.0, 1.0 - total),
+            "levels_missing": [words[k] for k in np.flatnonzero(~seen)],
+            "top_k": len(top)}
+    return lp, meta
+
+
+# --------------------------------------------------------------------------- images
+@dataclass(frozen=True)
+class ImageEncoding:
+    """How images travel: lossless PNG unless it exceeds `max_bytes`, then JPEG at falling
+    quality; images longer than `max_side` pixels are shrunk first (aspect kept)."""
+
+    max_side: int = 2048
+    max_bytes: int = 8 * 1024 * 1024
+    jpeg_qualities: tuple[int, ...] = (92, 85, 75, 60)
+
+    def __post_init__(self):
+        if self.max_side < 1 or self.max_bytes < 1024:
+            raise ValueError(f"image cap too small: max_side={self.max_side}, max_bytes={self.max_bytes}")
+
+
+def image_data_url(image, enc: ImageEncoding = ImageEncoding()) -> str:
+    """A `data:` URL for a PIL image, re-encoded within the caps; ValueError if it cannot fit."""
+    from PIL import Image
+
+    img = image.convert("RGB") if image.mode not in ("RGB", "L") else image
+    if max(img.size) > enc.max_side:
+        scale = enc.max_side / max(img.size)
+        img = img.resize((max(1, round(img.width * scale)), max(1, round(img.height * scale))),
+                         Image.Resampling.LANCZOS)
+    buf = io.BytesIO()
+    img.save(buf, format="PNG", optimize=False)
+    mime = "image/png"
+    for quality in enc.jpeg_qualities:
+        if buf.tell() <= enc.max_bytes:
+            break
+        buf = io.BytesIO()
+        img.save(buf, format="JPEG", quality=quality)
+        mime = "image/jpeg"
+    if buf.tell() > enc.max_bytes:
+        raise ValueError(f"image of {img.size[0]}x{img.size[1]} px does not fit in max_bytes={enc.max_bytes} "
+                         f"even as JPEG quality {enc.jpeg_qualities[-1]}; lower max_side")
+    return f"data:{mime};base64,{base64.b64encode(buf.getvalue()).decode('ascii')}"
+
+
+def redact_url(url: str | None) -> str | None:
+    """The base URL without any user:password part (it can hold credentials)."""
+    if not url:
+        return url
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
+
+
+# --------------------------------------------------------------------------- the adapter
+class OpenAIComparator:
+    """Level log-probs through an OpenAI-compatible chat API (see the module docstring).
+
+    `OpenAIComparator("my-model", base_url="http://127.0.0.1:8000/v1", server="vllm",
+    api_key_env="VLLM_API_KEY")`. In vLLM mode the level token ids come from `level_token_ids`
+    or are resolved with the model's tokenizer (`tokenizer=PATH`, default: `model` when it is
+    a local folder, as when vLLM serves a local checkpoint). `api_key_env=None` sends no real
+    key (local servers started without `--api-key`). `client` takes a ready `openai.OpenAI`
+    (e.g. Azure) instead of building one.
+    """
+
+    backend = "openai"
+
+    def __init__(self, model: str | None, *, base_url: str | None = None, server: str = "vllm",
+                 api_key_env: str | None = "OPENAI_API_KEY", prompt: str | None = None,
+                 tokenizer: str | None = None, level_token_ids: Sequence[int] | None = None,
+                 level_strategy: str = "single", top_logprobs: int = MAX_TOP_LOGPROBS, min_prefix: int = 3,
+                 concurrency: int = 8, timeout: float = 60.0, max_attempts: int = 6, base_delay: float = 0.5,
+                 max_delay: float = 30.0, max_side: int = 2048, max_bytes: int = 8 * 1024 * 1024,
+                 seed: int | None = None, client: Any = None, image_store: Any = None):
+        from adapters.chat import chat_template_kwargs
+        from harness.images import default_store
+        from prompts import load_prompt
+
+        if not model:
+            raise ValueError("openai adapter: give the model name, e.g. openai:gpt-4o or openai:/models/served-path")
+        if server not in SERVER_MODES:
+            raise ValueError(f"openai adapter: server must be one of {', '.join(SERVER_MODES)}, got {server!r}")
+        if server == "vllm" and not base_url and client is None:
+            raise ValueError("openai adapter: server='vllm' needs base_url (e.g. http://127.0.0.1:8000/v1)")
+        if base_url and urlsplit(base_url).scheme not in ("http", "https"):
+            raise ValueError(f"openai adapter: base_url must be an http(s) URL, got {redact_url(base_url)!r}")
+        if not 1 <= int(top_logprobs) <= MAX_TOP_LOGPROBS:
+            raise ValueError(f"openai adapter: top_logprobs must be in 1..{MAX_TOP_LOGPROBS}, got {top_logprobs}")
+        if int(concurrency) < 1 or not float(timeout) > 0:
+            raise ValueError(f"openai adapter: need concurrency >= 1 and timeout > 0, got {concurrency}, {timeout}")
+        self.model = model
+        self.server = server
+        self.base_url = base_url
+        self.template = load_prompt(prompt or ("official" if server == "vllm" else "generic"))
+        rendered = self.template.render()
+        if rendered.n_images != 2:
+            raise ValueError(f"openai adapter: prompt {self.template.name!r} shows {rendered.n_images} image(s); "
+                             "a comparison needs 2")
+        if server == "vllm":
+            if not rendered.prefill:
+                raise ValueError(f"prompt {self.template.name!r} has no prefill: vLLM mode reads the level "
+                                 "word right after the prefilled answer")
+            self.rendered = rendered
+            self.extra_body = {**chat_template_kwargs(rendered), "return_tokens_as_token_ids": True}
+            self.levels = self._resolve_ids(level_token_ids, tokenizer, level_strategy)
+            self.extra_body["logprob_token_ids"] = list(self.levels["ids"])
+            self.top_logprobs = N_LEVELS
+        else:  # the chat API cannot continue an assistant turn: the model answers in one word
+            self.rendered = dataclasses.replace(rendered, prefill="")
+            self.extra_body = {}
+            self.levels = {"words": list(LEVELS), "match": "normalised string or unique prefix",
+                           "min_prefix": int(min_prefix)}
+            self.top_logprobs = int(top_logprobs)
+        self.min_prefix = int(min_prefix)
+        self.concurrency = int(concurrency)
+        self.timeout = float(timeout)
+        self.retry = RetryPolicy(int(max_attempts), float(base_delay), float(max_delay))
+        self.encoding = ImageEncoding(int(max_side), int(max_bytes))
+        self._rng = random.Random(seed)
+        self._store = image_store or default_store()
+        self._client = client if client is not None else _make_client(base_url, api_key_env, self.timeout)
+
+    def _resolve_ids(self, level_token_ids, tokenizer, strategy) -> dict:
+        if level_token_ids is not None:
+            ids = [int(i) for i in level_token_ids]
+            if len(ids) != N_LEVELS or len(set(ids)) != N_LEVELS:
+                raise ValueError(f"level_token_ids must be {N_LEVELS} distinct ids in level order, got {ids}")
+            return {"ids": ids, "strings": None, "strategy": "given"}
+        source = tokenizer or (self.model if os.path.isdir(self.model) else None)
+        if source is None:
+            raise ValueError("openai adapter, server='vllm': pass tokenizer=PATH (the served model's tokenizer) "
+                             "or level_token_ids=[5 ids] so the exact level tokens can be requested")
+        from transformers import AutoTokenizer
+
+        from adapters.level_tokens import resolve_level_tokens
+
+        tok = AutoTokenizer.from_pretrained(source)
+        return resolve_level_tokens(tok, LEVELS, prefill=self.rendered.prefill, strategy=strategy).as_dict()
+
+    # -- the Comparator interface
+    def fingerprint(self) -> dict:
+        import openai
+
+        return {"backend": self.backend, "model": self.model, "base_url": redact_url(self.base_url),
+                "server": self.server, "prompt": self.template.fingerprint(), "prefill": self.rendered.prefill or None,
+                "levels": self.levels, "top_logprobs": self.top_logprobs, "temperature": 0.0,
+                "image_encoding": asdict(self.encoding), "openai": openai.__version__}
+
+    def compare(self, pairs: Sequence[Pair]) -> np.ndarray:
+        return self.compare_detailed(pairs).logprobs
+
+    def compare_detailed(self, pairs: Sequence[Pair]) -> Comparisons:
+        """One request per pair, at most `concurrency` in flight; never raises for a pair."""
+        pairs = list(pairs)
+        paths = sorted({p for pair in pairs for p in (pair.first, pair.second)})
+        with ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="c2s-openai") as pool:
+            urls = dict(zip(paths, pool.map(self._encode, paths)))
+            results = list(pool.map(lambda pair: self._one(pair, urls), pairs))
+        lp = np.full((len(pairs), N_LEVELS), np.nan)
+        errors, meta = [], []
+        for i, (row, err, info) in enumerate(results):
+            if row is not None:
+                lp[i] = row
+            errors.append(err)
+            meta.append(info)
+        return Comparisons(lp, errors, meta)
+
+    # -- internals
+    def _encode(self, path: str):
+        """A data URL, or the exception that makes every pair using this image fail."""
+        try:
+            return image_data_url(self._store.get(path), self.encoding)
+        except Exception as exc:  # noqa: BLE001 - becomes the reason of each pair using it
+            return exc
+
+    def _one(self, pair: Pair, urls: dict) -> tuple[np.ndarray | None, str | None, dict]:
+        from adapters.chat import conversation, image_url_part
+
+        for path in (pair.first, pair.second):
+            if isinstance(urls[path], Exception):
+                reason = str(urls[path])
+                return None, (reason if path in reason else f"image {path}: {reason}"), {}
+        messages = conversation(self.rendered, [image_url_part(urls[pair.first]), image_url_part(urls[pair.second])])
+        kwargs = dict(model=self.model, messages=messages, max_completion_tokens=1, temperature=0.0, logprobs=True,
+                      top_logprobs=self.top_logprobs, timeout=self.timeout)
+        if self.extra_body:
+            kwargs["extra_body"] = self.extra_body
+        info: dict = {}
+        try:
+            response, info["attempts"] = call_with_retries(
+                lambda: self._client.chat.completions.create(**kwargs), self.retry, rng=self._rng)
+            if self.server == "vllm":
+                return levels_from_token_ids(response, self.levels["ids"]), None, info
+            row, extra = levels_from_strings(response, LEVELS, self.min_prefix)
+            info.update(extra)
+            return row, None, info
+        except PairFailure as exc:
+            return None, str(exc), info
+
+
+def _make_client(base_url: str | None, api_key_env: str | None, timeout: float):
+    """An `openai.OpenAI` with its own retries off (ours honour Retry-After with jitter)."""
+    import openai
+
+    if api_key_env is None:
+        key = "EMPTY"  # servers without auth still need a syntactically present key
+    else:
+        key = os.environ.get(api_key_env, "")
+        if not key:
+            raise ValueError(f"openai adapter: the environment variable {api_key_env} (api_key_env) is not set; "
+                             "export it, or pass api_key_env=None for a server without authentication")
+    return openai.OpenAI(base_url=base_url, api_key=key, max_retries=0, timeout=timeout)
