@@ -1,0 +1,194 @@
+"""Anchor sets: the reference images every test image is compared with, and their probability matrix.
+
+Orientation (DESIGN.md): anchors in ascending MOS; matrix[i, j] = P(anchor i beats anchor j).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import warnings
+from dataclasses import dataclass, field
+from importlib import resources
+
+import numpy as np
+from scipy.special import ndtr
+
+from adapters.base import Pair, compare_batch
+from harness.levels import LEVEL_WEIGHTS
+from harness.scaling import preference
+
+
+@dataclass
+class AnchorSet:
+    """Anchor images (dataset-relative references), their MOS and std, and an optional fixed matrix.
+
+    The matrix, when given, is what the official code does (one matrix frozen for every model);
+    without it the runner computes the matrix with the model under test.
+    """
+
+    images: list[str]
+    mos: np.ndarray
+    std: np.ndarray
+    matrix: np.ndarray | None = None
+    name: str = ""
+    source: str = ""
+
+    def __post_init__(self):
+        self.images = [str(i) for i in self.images]
+        self.mos = np.asarray(self.mos, dtype=np.float64)
+        self.std = np.asarray(self.std, dtype=np.float64)
+        m = len(self.images)
+        if m < 2 or self.mos.shape != (m,) or self.std.shape != (m,):
+            raise ValueError(f"anchor set needs >= 2 images and one MOS and std each; got {m} images, "
+                             f"mos {self.mos.shape}, std {self.std.shape}")
+        if len(set(self.images)) != m:
+            raise ValueError("anchor images must be distinct")
+        if not (np.all(np.isfinite(self.mos)) and np.all(np.isfinite(self.std)) and np.all(self.std >= 0)):
+            raise ValueError("anchor MOS must be finite and std finite and >= 0")
+        if np.any(np.diff(self.mos) < 0):
+            raise ValueError(f"anchors must be in ascending MOS order (DESIGN.md), got MOS {self.mos.tolist()}")
+        if self.matrix is not None:
+            self.matrix = np.asarray(self.matrix, dtype=np.float64)
+            if self.matrix.shape != (m, m):
+                raise ValueError(f"anchor matrix must be ({m}, {m}), got {self.matrix.shape}")
+            finite = self.matrix[np.isfinite(self.matrix)]
+            if np.any(np.isinf(self.matrix)) or np.any((finite < 0) | (finite > 1)):
+                raise ValueError("anchor matrix entries must be probabilities in [0, 1] (NaN: not observed)")
+
+    def digest(self) -> str:
+        """Stable hash of what changes the numbers (images, MOS, std, matrix); name and source excluded."""
+        blob = {"images": self.images, "mos": self.mos.tolist(), "std": self.std.tolist(),
+                "matrix": None if self.matrix is None else
+                [[None if np.isnan(v) else v for v in row] for row in self.matrix.tolist()]}
+        text = json.dumps(blob, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def koniq_default() -> AnchorSet:
+    """The paper's five KonIQ-10k anchors (Fig. 5) with the official hard-coded matrix (harness/data)."""
+    text = resources.files("harness").joinpath("data/koniq_anchors.json").read_text()
+    data = json.loads(text)
+    anchors = data["anchors"]
+    return AnchorSet(images=[a["image"] for a in anchors], mos=[a["mos"] for a in anchors],
+                     std=[a["std"] for a in anchors], matrix=np.array(data["matrix"]),
+                     name=data["name"], source=data["source"])
+
+
+# --- Eqn. 4 selection -----------------------------------------------------------------------------
+
+@dataclass
+class SelectionReport:
+    """Which images Eqn. 4 picked, the interval edges, how many images each interval held, and the
+    intervals that were empty or had fewer than beta images (they contribute what they have)."""
+
+    indices: np.ndarray
+    edges: np.ndarray
+    counts: np.ndarray
+    empty: list[int] = field(default_factory=list)
+    short: list[int] = field(default_factory=list)
+
+
+def selection_report(mos, std, alpha: int = 5, beta: int = 1) -> SelectionReport:
+    """Eqn. 4: alpha equal-width MOS intervals over [min, max] (left-closed, the last one closed), and
+    in each the beta images of lowest std; ties go to the lower index. Returned indices are in
+    ascending MOS order (ties by index), ready for an AnchorSet."""
+    q = np.asarray(mos, dtype=np.float64)
+    sd = np.asarray(std, dtype=np.float64)
+    if q.ndim != 1 or sd.shape != q.shape or q.size == 0:
+        raise ValueError(f"mos and std must be 1-D arrays of equal length, got {q.shape} and {sd.shape}")
+    if not (np.all(np.isfinite(q)) and np.all(np.isfinite(sd))):
+        raise ValueError("mos and std must be finite")
+    if not (int(alpha) == alpha >= 1 and int(beta) == beta >= 1):
+        raise ValueError(f"alpha and beta must be positive integers, got {alpha!r}, {beta!r}")
+    edges = np.linspace(q.min(), q.max(), int(alpha) + 1)
+    interval = np.searchsorted(edges[1:-1], q, side="right")
+    counts = np.bincount(interval, minlength=int(alpha))
+    order = np.lexsort((np.arange(q.size), sd, interval))  # by interval, then std, then index
+    picked = [order[interval[order] == k][: int(beta)] for k in range(int(alpha))]
+    chosen = np.concatenate(picked).astype(np.int64)
+    chosen = chosen[np.lexsort((chosen, q[chosen]))]
+    return SelectionReport(indices=chosen, edges=edges, counts=counts,
+                           empty=[k for k in range(int(alpha)) if counts[k] == 0],
+                           short=[k for k in range(int(alpha)) if 0 < counts[k] < beta])
+
+
+def select_anchors(mos, std, alpha: int = 5, beta: int = 1) -> np.ndarray:
+    """Indices of the Eqn. 4 anchors (see `selection_report`); warns naming empty or short intervals."""
+    rep = selection_report(mos, std, alpha, beta)
+    if rep.empty or rep.short:
+        warnings.warn(f"anchor selection: empty MOS intervals {rep.empty}, intervals with fewer than "
+                      f"{beta} images {rep.short}; {rep.indices.size} anchors instead of {alpha * beta}",
+                      stacklevel=2)
+    return rep.indices
+
+
+# --- anchor matrices ---------------------------------------------------------------------------------
+
+def matrix_from_mos(mos, std) -> np.ndarray:
+    """Thurstone Case V from the subjective data: P(i beats j) = Phi((q_i - q_j) / sqrt(s_i^2 + s_j^2)).
+
+    Where both std are 0 the difference is certain: 1 or 0, and 0.5 for equal MOS (the diagonal too).
+    """
+    q = np.asarray(mos, dtype=np.float64)
+    sd = np.asarray(std, dtype=np.float64)
+    if q.ndim != 1 or sd.shape != q.shape:
+        raise ValueError(f"mos and std must be 1-D arrays of equal length, got {q.shape} and {sd.shape}")
+    if not (np.all(np.isfinite(q)) and np.all(np.isfinite(sd)) and np.all(sd >= 0)):
+        raise ValueError("mos must be finite and std finite and >= 0")
+    diff = q[:, None] - q[None, :]
+    scale = np.hypot(sd[:, None], sd[None, :])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = np.where(scale > 0, diff / np.where(scale > 0, scale, 1.0), 0.0)
+    return np.where(scale > 0, ndtr(z), 0.5 * (1.0 + np.sign(diff)))
+
+
+def anchor_pairs(images) -> list[Pair]:
+    """Every ordered pair (first = images[i], second = images[j]), i != j, row-major."""
+    images = [str(i) for i in images]
+    return [Pair(a, b) for i, a in enumerate(images) for j, b in enumerate(images) if i != j]
+
+
+def matrix_from_logprobs(pairs, logprobs, images, temperature: float = 1.0,
+                         weights=LEVEL_WEIGHTS) -> np.ndarray:
+    """Anchor matrix from judged pairs, both presentation orders combined.
+
+    A pair (first = a_i, second = a_j) with preference p says P(j beats i) = p, i.e. C[j, i] = p and
+    C[i, j] = 1 - p. Each entry is the mean of every observation of it (both orders, repeats), so
+    C[i, j] + C[j, i] = 1 and position bias of the model averages out. Failed pairs (NaN rows) are
+    skipped; an anchor pair with no successful observation is NaN (unobserved for the solver).
+    """
+    names = [str(i) for i in images]
+    index = {name: k for k, name in enumerate(names)}
+    if len(index) != len(names):
+        raise ValueError("anchor images must be distinct")
+    pairs = list(pairs)
+    p = preference(logprobs, temperature, weights)
+    if p.shape[0] != len(pairs):
+        raise ValueError(f"{len(pairs)} pairs but {p.shape[0]} rows of log-probabilities")
+    try:
+        first = np.array([index[pr.first] for pr in pairs], dtype=np.int64)
+        second = np.array([index[pr.second] for pr in pairs], dtype=np.int64)
+    except KeyError as exc:
+        raise ValueError(f"pair refers to an image that is not an anchor: {exc.args[0]!r}") from None
+    if np.any(first == second):
+        raise ValueError("a pair compares an anchor with itself")
+    ok = np.isfinite(p)
+    m = len(names)
+    wins = np.zeros((m, m))
+    seen = np.zeros((m, m))
+    np.add.at(wins, (second[ok], first[ok]), p[ok])
+    np.add.at(wins, (first[ok], second[ok]), 1.0 - p[ok])
+    np.add.at(seen, (second[ok], first[ok]), 1.0)
+    np.add.at(seen, (first[ok], second[ok]), 1.0)
+    with np.errstate(invalid="ignore"):
+        C = wins / seen
+    np.fill_diagonal(C, 0.5)
+    return C
+
+
+def matrix_from_comparator(comparator, images, temperature: float = 1.0,
+                           weights=LEVEL_WEIGHTS) -> np.ndarray:
+    """Judge every ordered anchor pair with a comparator and combine both orders (see above)."""
+    pairs = anchor_pairs(images)
+    result = compare_batch(comparator, pairs)
+    return matrix_from_logprobs(pairs, result.logprobs, images, temperature, weights)
