@@ -30,8 +30,9 @@ _ENV = jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=False)
 
 @dataclass(frozen=True)
 class RenderedPrompt:
-    """`segments`: the user question as text strings and 0-based image indices, in order;
-    `prefill`: the assistant's answer so far (stripped: chat templates cut trailing space)."""
+    """`segments`: the user question as text strings (verbatim, spaces between images kept) and
+    0-based image indices, in order; `prefill`: the assistant's answer so far (stripped: chat
+    templates cut trailing space when they continue a final message)."""
 
     segments: tuple
     prefill: str
@@ -64,7 +65,7 @@ class PromptTemplate:
         for i, piece in enumerate(_SLOT_RE.split(question)):
             if i % 2:
                 segments.append(int(piece) - 1)
-            elif piece.strip():
+            elif piece:
                 segments.append(piece)
         images = sorted(s for s in segments if isinstance(s, int))
         if images != list(range(len(images))) or not images:

@@ -19,7 +19,7 @@ def test_bundled_prompts():
 
 def test_official_wording_exactly():
     r = load_prompt("official").render()
-    assert r.segments == (0, 1, " Compared with the first image, what is your quality rating for second image?")
+    assert r.segments == (0, " ", 1, " Compared with the first image, what is your quality rating for second image?")
     assert r.prefill == "The quality of the second image is"
 
 

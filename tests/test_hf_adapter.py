@@ -1,0 +1,169 @@
+"""The transformers adapter on a tiny random model of every family, built once per session.
+
+Each model goes through `from_pretrained` of a saved folder, its own chat template and the
+adapter's real code; the reference is a hand-written forward that shares nothing with the
+adapter but the model object.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+from PIL import Image  # noqa: E402
+
+from adapters.base import Pair, compare_batch, fingerprint_hash, load_comparator  # noqa: E402
+from adapters.hf import HFComparator  # noqa: E402
+from harness.levels import LEVELS, RATING_LEVELS  # noqa: E402
+from harness.tiny_vlm import FAMILIES, build_tiny_vlm  # noqa: E402
+
+#: the official wording as chat content: image, " ", image, " Compared ..."
+QUESTION = [{"type": "image"}, {"type": "text", "text": " "}, {"type": "image"},
+            {"type": "text", "text": " Compared with the first image, what is your quality rating for second image?"}]
+RATING_QUESTION = [{"type": "text", "text": "How would you rate the quality of this image?"}, {"type": "image"}]
+PREFILL = "The quality of the second image is"
+SIZES = [(64, 64), (80, 64), (64, 96), (48, 48), (100, 70), (64, 64), (72, 120), (90, 90)]
+
+
+@pytest.fixture(scope="session")
+def image_paths(tmp_path_factory):
+    d = tmp_path_factory.mktemp("images")
+    rng = np.random.default_rng(0)
+    paths = []
+    for k, (w, h) in enumerate(SIZES):
+        p = d / f"img{k}.png"
+        Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(p)
+        paths.append(str(p))
+    return paths
+
+
+@pytest.fixture(scope="session")
+def pairs(image_paths):
+    """Eight pairs over eight images of different sizes (so some batches need left padding)."""
+    return [Pair(image_paths[i], image_paths[(3 * i + 1) % 8]) for i in range(8)]
+
+
+@pytest.fixture(scope="session", params=FAMILIES)
+def comp(request, tmp_path_factory):
+    folder = build_tiny_vlm(request.param, tmp_path_factory.mktemp(request.param))
+    c = HFComparator(str(folder), batch_size=8)
+    yield c
+    c.close()
+
+
+def direct_probs(comp, images, content, prefill, words):
+    """The reference: messages written out by hand, the model's chat template, one forward."""
+    messages = [{"role": "user", "content": content},
+                {"role": "assistant", "content": [{"type": "text", "text": prefill}]}]
+    proc = comp.processor
+    text = proc.apply_chat_template(messages, tokenize=False, continue_final_message=True)
+    pil = [Image.open(p).convert("RGB") for p in images]
+    inputs = proc(text=[text], images=[pil], return_tensors="pt", add_special_tokens=False)
+    with torch.no_grad():
+        logits = comp.model(**inputs).logits[0, -1]
+    ids = [proc.tokenizer.encode(f"{prefill} {w}", add_special_tokens=False)[-1] for w in words]
+    return torch.softmax(logits[ids], dim=0).numpy()
+
+
+def test_matches_direct_forward(comp, pairs):
+    lp = comp.compare(pairs)
+    assert lp.shape == (8, 5) and np.all(np.isfinite(lp))
+    for row, pair in zip(np.exp(lp), pairs):
+        ref = direct_probs(comp, [pair.first, pair.second], QUESTION, PREFILL, LEVELS)
+        np.testing.assert_allclose(row, ref, atol=1e-5)
+
+
+def test_batch_size_one_equals_eight(comp, pairs):
+    full = comp.compare(pairs)
+    comp.batch_size = 1
+    try:
+        single = comp.compare(pairs)
+    finally:
+        comp.batch_size = 8
+    np.testing.assert_allclose(np.exp(single), np.exp(full), atol=1e-4)
+
+
+def test_image_order_reaches_the_processed_inputs(comp, pairs):
+    a, b = pairs[1].first, pairs[1].second
+    seen = []
+    real = comp.processed_inputs
+
+    def spy(items, prompt=None):
+        seen.append(items)
+        out = real(items, prompt)
+        seen.append(out)
+        return out
+
+    comp.processed_inputs = spy
+    comp.order = "test_first"
+    try:
+        swapped = comp.compare([pairs[1]])
+    finally:
+        comp.order = "anchor_first"
+        del comp.processed_inputs
+    assert seen[0] == [(b, a)]
+    pil = {p: Image.open(p).convert("RGB") for p in (a, b)}
+    text = comp.pair_prompt.text
+    shown_ba = comp.processor(text=[text], images=[[pil[b], pil[a]]], return_tensors="pt", add_special_tokens=False)
+    shown_ab = comp.processor(text=[text], images=[[pil[a], pil[b]]], return_tensors="pt", add_special_tokens=False)
+    assert torch.equal(seen[1]["pixel_values"], shown_ba["pixel_values"])
+    assert not torch.equal(seen[1]["pixel_values"], shown_ab["pixel_values"]) or \
+        not torch.equal(seen[1]["input_ids"], shown_ab["input_ids"])
+    # the verdict comes back in the pair's orientation: the swapped pair's levels, reversed
+    ref = direct_probs(comp, [b, a], QUESTION, PREFILL, LEVELS)[::-1]
+    np.testing.assert_allclose(np.exp(swapped[0]), ref, atol=1e-5)
+
+
+def test_both_orders_average_in_probability_space(comp, pairs):
+    comp.order = "both"
+    try:
+        both = comp.compare(pairs[:3])
+    finally:
+        comp.order = "anchor_first"
+    for row, p in zip(both, pairs[:3]):
+        ab = direct_probs(comp, [p.first, p.second], QUESTION, PREFILL, LEVELS)
+        ba = direct_probs(comp, [p.second, p.first], QUESTION, PREFILL, LEVELS)[::-1]
+        np.testing.assert_allclose(np.exp(row), (ab + ba) / 2, atol=1e-5)
+
+
+def test_rate_single_image(comp, image_paths):
+    lp = comp.rate(image_paths[:3])
+    assert lp.shape == (3, 5) and np.all(np.isfinite(lp))
+    for row, path in zip(np.exp(lp), image_paths[:3]):
+        ref = direct_probs(comp, [path], RATING_QUESTION, "The quality of the image is", RATING_LEVELS)
+        np.testing.assert_allclose(row, ref, atol=1e-5)
+
+
+def test_unreadable_image_fails_only_its_pair(comp, pairs, tmp_path):
+    bad = tmp_path / "broken.png"
+    bad.write_bytes(b"not an image")
+    batch = [pairs[0], Pair(pairs[0].first, str(bad)), pairs[2]]
+    res = compare_batch(comp, batch)
+    assert res.ok.tolist() == [True, False, True]
+    assert "broken.png" in res.errors[1] and np.all(np.isnan(res.logprobs[1]))
+    np.testing.assert_allclose(res.logprobs[[0, 2]], comp.compare([pairs[0], pairs[2]]), atol=1e-6)
+    assert 0 < res.meta[0]["level_mass"] <= 1
+
+
+def test_fingerprint_names_what_changes_the_numbers(comp):
+    fp = comp.fingerprint()
+    assert fp["backend"] == "hf" and fp["dtype"] == "float32" and fp["order"] == "anchor_first"
+    assert fp["prompt"]["name"] == "official" and len(fp["prompt"]["sha256"]) == 64
+    assert fp["prompt"]["rendered"].endswith(PREFILL)
+    assert fp["prompt"]["level_tokens"]["ids"] == [
+        comp.processor.tokenizer.encode(f"{PREFILL} {w}", add_special_tokens=False)[-1] for w in LEVELS]
+    assert fp["weight_files"] and fp["versions"]["transformers"]
+    fingerprint_hash(fp)  # serialisable
+
+
+def test_options_are_checked_and_registry_builds_it(tmp_path_factory):
+    folder = build_tiny_vlm("idefics3", tmp_path_factory.mktemp("reg"))
+    for bad, match in [({"order": "random"}, "unknown image order"), ({"dtype": "float8"}, "unknown dtype"),
+                       ({"level_strategy": "last"}, "unknown level-token strategy"),
+                       ({"prompt": "rating"}, "shows 1 image"), ({"batch_size": 0}, "batch_size")]:
+        with pytest.raises(ValueError, match=match):
+            HFComparator(str(folder), **bad)
+    c = load_comparator(f"hf:{folder}", prompt="paper", max_pixels=32 * 32)
+    assert isinstance(c, HFComparator) and c.fingerprint()["prompt"]["name"] == "paper"
+    assert c.fingerprint()["preprocessing"]["max_pixels"] == 1024
+    c.close()
