@@ -1,0 +1,161 @@
+"""Agreement of predicted scores with subjective scores: SRCC, KRCC, PLCC raw and after the VQEG
+logistic, RMSE, bootstrap intervals, and aggregation over splits.
+
+Non-finite predictions (failed images) are excluded and counted, never hidden. Ground truth that is
+lower-is-better (DMOS) is negated first, so a good model reports positive correlations everywhere.
+"""
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import optimize, stats
+
+METRICS = ("srcc", "krcc", "plcc")
+
+
+def _paired(pred, mos, higher_is_better: bool) -> tuple[np.ndarray, np.ndarray, int]:
+    """Finite predictions and the oriented ground truth, plus how many predictions were dropped."""
+    x = np.asarray(pred, dtype=np.float64)
+    y = np.asarray(mos, dtype=np.float64)
+    if x.ndim != 1 or x.shape != y.shape:
+        raise ValueError(f"pred and mos must be 1-D arrays of equal length, got {x.shape} and {y.shape}")
+    if not np.all(np.isfinite(y)):
+        raise ValueError("ground-truth scores must be finite")
+    keep = np.isfinite(x)
+    y = y if higher_is_better else -y
+    return x[keep], y[keep], int(np.count_nonzero(~keep))
+
+
+def _logistic(x, b1, b2, b3, b4):
+    return b2 + (b1 - b2) / (1.0 + np.exp(-(x - b3) / np.abs(b4)))
+
+
+@dataclass
+class LogisticFit:
+    """VQEG 4-parameter logistic from prediction to MOS: mos ~ b2 + (b1 - b2) / (1 + exp(-(x - b3)/|b4|)).
+
+    Fitted on standardised predictions (x - center) / scale, so the start values work on any scale.
+    When the fit fails ok is False, message says why, and predict returns NaN.
+    """
+
+    params: np.ndarray
+    center: float
+    scale: float
+    ok: bool
+    message: str = ""
+
+    def predict(self, x) -> np.ndarray:
+        x = np.asarray(x, dtype=np.float64)
+        if not self.ok:
+            return np.full(x.shape, np.nan)
+        return _logistic((x - self.center) / self.scale, *self.params)
+
+
+def fit_logistic(pred, mos) -> LogisticFit:
+    """Least-squares VQEG logistic, tried from an increasing and a decreasing start; the better fit wins."""
+    x = np.asarray(pred, dtype=np.float64)
+    y = np.asarray(mos, dtype=np.float64)
+    if x.shape != y.shape or x.ndim != 1 or not (np.all(np.isfinite(x)) and np.all(np.isfinite(y))):
+        raise ValueError("fit_logistic needs two finite 1-D arrays of equal length")
+    center, scale = float(np.mean(x)), float(np.std(x))
+    nan4 = np.full(4, np.nan)
+    if x.size < 5:
+        return LogisticFit(nan4, center, 1.0, False, f"need >= 5 points for a 4-parameter fit, got {x.size}")
+    if not scale > 0:
+        return LogisticFit(nan4, center, 1.0, False, "predictions are constant")
+    z = (x - center) / scale
+    lo, hi = float(np.min(y)), float(np.max(y))
+    best, best_sse, reasons = None, np.inf, []
+    for b1, b2 in ((hi, lo), (lo, hi)):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                params, _ = optimize.curve_fit(_logistic, z, y, p0=[b1, b2, 0.0, 1.0], maxfev=20000)
+        except (RuntimeError, ValueError, optimize.OptimizeWarning) as exc:
+            reasons.append(str(exc))
+            continue
+        sse = float(np.sum((_logistic(z, *params) - y) ** 2))
+        if np.all(np.isfinite(params)) and sse < best_sse:
+            best, best_sse = params, sse
+    if best is None:
+        return LogisticFit(nan4, center, scale, False, "logistic fit failed: " + "; ".join(reasons))
+    return LogisticFit(np.asarray(best), center, scale, True)
+
+
+def correlations(pred, mos, *, higher_is_better: bool = True) -> dict:
+    """SRCC, KRCC, PLCC (raw), PLCC and RMSE after the logistic fit, with n used and n dropped.
+
+    RMSE is in ground-truth units. With fewer than 2 usable points every metric is NaN.
+    """
+    x, y, dropped = _paired(pred, mos, higher_is_better)
+    out = {"n": int(x.size), "n_dropped": dropped}
+    nan = float("nan")
+    if x.size < 2:
+        fit = LogisticFit(np.full(4, nan), 0.0, 1.0, False, f"only {x.size} finite predictions")
+    else:
+        fit = fit_logistic(x, y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # constant inputs give NaN, reported as such
+        enough = x.size >= 2
+        out["srcc"] = float(stats.spearmanr(x, y)[0]) if enough else nan
+        out["krcc"] = float(stats.kendalltau(x, y)[0]) if enough else nan
+        out["plcc"] = float(np.corrcoef(x, y)[0, 1]) if enough else nan
+        fitted = fit.predict(x)
+        out["plcc_logistic"] = float(np.corrcoef(fitted, y)[0, 1]) if fit.ok else nan
+        out["rmse_logistic"] = float(np.sqrt(np.mean((fitted - y) ** 2))) if fit.ok else nan
+    out["logistic_ok"] = fit.ok
+    out["logistic_message"] = fit.message
+    return out
+
+
+def _row_pearson(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    a = a - a.mean(axis=1, keepdims=True)
+    b = b - b.mean(axis=1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.sum(a * b, axis=1) / np.sqrt(np.sum(a * a, axis=1) * np.sum(b * b, axis=1))
+
+
+def bootstrap_ci(pred, mos, metric: str = "srcc", n_boot: int = 1000, seed: int = 0,
+                 level: float = 0.95, *, higher_is_better: bool = True) -> tuple[float, float]:
+    """Percentile bootstrap interval of srcc, krcc or plcc, resampling (pred, mos) pairs with a seeded
+    generator. Non-finite predictions are excluded first (as in `correlations`)."""
+    if metric not in METRICS:
+        raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
+    if not 0 < level < 1 or int(n_boot) < 1:
+        raise ValueError("level must be in (0, 1) and n_boot >= 1")
+    x, y, _ = _paired(pred, mos, higher_is_better)
+    if x.size < 3:
+        return float("nan"), float("nan")
+    idx = np.random.default_rng(seed).integers(0, x.size, size=(int(n_boot), x.size))
+    xs, ys = x[idx], y[idx]
+    if metric == "srcc":
+        vals = _row_pearson(stats.rankdata(xs, axis=1), stats.rankdata(ys, axis=1))
+    elif metric == "plcc":
+        vals = _row_pearson(xs, ys)
+    else:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            vals = np.array([stats.kendalltau(a, b)[0] for a, b in zip(xs, ys)])
+    vals = vals[np.isfinite(vals)]
+    if vals.size == 0:
+        return float("nan"), float("nan")
+    tail = (1.0 - level) / 2.0
+    lo, hi = np.quantile(vals, [tail, 1.0 - tail])
+    return float(lo), float(hi)
+
+
+def aggregate(values) -> dict:
+    """Summary over splits: median (what the paper reports), mean, sample sd, min, max, n finite values,
+    and how many values were non-finite (failed splits, counted not hidden)."""
+    v = np.asarray(values, dtype=np.float64).ravel()
+    finite = v[np.isfinite(v)]
+    nan = float("nan")
+    if finite.size == 0:
+        return {"median": nan, "mean": nan, "sd": nan, "min": nan, "max": nan, "n": 0,
+                "n_dropped": int(v.size)}
+    return {"median": float(np.median(finite)), "mean": float(np.mean(finite)),
+            "sd": float(np.std(finite, ddof=1)) if finite.size > 1 else nan,
+            "min": float(np.min(finite)), "max": float(np.max(finite)), "n": int(finite.size),
+            "n_dropped": int(v.size - finite.size)}
