@@ -1,0 +1,186 @@
+"""Paper-style leaderboards merged from run folders: rows are models (label, profile, mode), columns
+datasets, cells the median SRCC and logistic PLCC over splits (± sd where several), best marked.
+
+Runs of the same row covering different datasets merge into one row; the same row and dataset
+twice is a conflict (which number would be right?) and raises unless the caller asks to keep the
+newest run. Each cell carries its failed and dropped image counts, shown in every format.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from harness.reports import read_run, split_summary, summary_text, template_env
+
+FORMATS = ("md", "html", "csv", "json")
+#: decimals shown; "best" is decided on the shown values so ties in print are ties in bold
+DIGITS = 3
+#: (metric key in a split's correlation dict, column title)
+CELL_METRICS = (("srcc", "SRCC"), ("plcc_logistic", "PLCC"))
+NOTES = (f"SRCC and PLCC (after the 4-parameter logistic fit): median over the splits of each dataset, ± sample sd "
+         f"(ddof 1) where there are several; best per column in bold (compared at {DIGITS} decimals). "
+         "\"failed / dropped\": images of the dataset that could not be scored / the most images left out of any "
+         "one split's correlations. –: not evaluated.")
+
+
+def _finite_or_none(value):
+    """CSV and JSON have no portable NaN: an undefined median or sd is written as empty / null."""
+    return None if isinstance(value, float) and not math.isfinite(value) else value
+
+
+@dataclass(frozen=True)
+class RowKey:
+    model_label: str
+    profile: str
+    mode: str
+
+
+@dataclass
+class Cell:
+    """One (row, dataset) result. `stats` maps a metric key to its split summary (median, sd, n)."""
+
+    run_id: str
+    run_dir: str
+    created: str
+    n_images: int
+    n_failed: int
+    #: the most images left out of any one split's correlations
+    n_dropped: int
+    n_splits: int
+    stats: dict
+    best: dict = field(default_factory=dict)
+
+    def text(self, key: str) -> str:
+        return summary_text(self.stats[key], DIGITS)
+
+    def failed_text(self) -> str:
+        return f"{self.n_failed} / {self.n_dropped}"
+
+
+@dataclass
+class Leaderboard:
+    rows: list[RowKey]
+    datasets: list[str]
+    cells: dict[tuple[RowKey, str], Cell]
+
+    def cell(self, row: RowKey, dataset: str) -> Cell | None:
+        return self.cells.get((row, dataset))
+
+    def records(self) -> list[dict]:
+        """One flat record per filled cell (the CSV and JSON rows); undefined numbers are None."""
+        out = []
+        for row in self.rows:
+            for ds in self.datasets:
+                c = self.cell(row, ds)
+                if c is None:
+                    continue
+                rec = {**asdict(row), "dataset": ds}
+                for key, _ in CELL_METRICS:
+                    s = c.stats[key]
+                    rec.update({f"{key}_median": s["median"], f"{key}_sd": s["sd"], f"{key}_n_splits": s["n"],
+                                f"{key}_best": c.best[key]})
+                rec.update({"n_splits": c.n_splits, "n_images": c.n_images, "n_failed": c.n_failed,
+                            "n_dropped_max_per_split": c.n_dropped, "run_id": c.run_id, "run_dir": c.run_dir})
+                out.append({k: _finite_or_none(v) for k, v in rec.items()})
+        return out
+
+
+def _created(run) -> datetime:
+    try:
+        return datetime.fromisoformat(str(run.manifest["created"]).replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise ValueError(f"{run.run_dir}: manifest 'created' is not an ISO time: {run.manifest['created']!r}") from exc
+
+
+def _cell(run, name: str, ds: dict) -> Cell:
+    splits = ds["splits"]
+    dropped = [int(s.get("n_dropped") or 0) for s in splits.values()]
+    return Cell(run_id=run.metrics["run_id"], run_dir=str(run.run_dir), created=str(run.manifest["created"]),
+                n_images=int(ds["n_images"]), n_failed=int(ds["n_failed"]), n_dropped=max(dropped),
+                n_splits=len(splits), stats={key: split_summary(splits, key) for key, _ in CELL_METRICS})
+
+
+def _mark_best(lb: Leaderboard) -> None:
+    for ds in lb.datasets:
+        cells = [c for (_, d), c in lb.cells.items() if d == ds]
+        for key, _ in CELL_METRICS:
+            shown = [round(c.stats[key]["median"], DIGITS) for c in cells]
+            top = max((v for v in shown if math.isfinite(v)), default=None)
+            for c, v in zip(cells, shown):
+                c.best[key] = v == top
+
+
+def build_leaderboard(run_dirs, keep_latest: bool = False) -> Leaderboard:
+    """Merge run folders into one table; a (row, dataset) given twice raises unless `keep_latest`."""
+    run_dirs = [Path(p) for p in run_dirs]
+    if not run_dirs:
+        raise ValueError("build_leaderboard: no run folders given")
+    rows: list[RowKey] = []
+    datasets: list[str] = []
+    cells: dict[tuple[RowKey, str], Cell] = {}
+    created: dict[tuple[RowKey, str], datetime] = {}
+    for run_dir in run_dirs:
+        run = read_run(run_dir)
+        m = run.metrics
+        row = RowKey(str(m["model_label"]), str(m["profile"]), str(m["mode"]))
+        when = _created(run)
+        if row not in rows:
+            rows.append(row)
+        for name, ds in m["datasets"].items():
+            if name not in datasets:
+                datasets.append(name)
+            key = (row, name)
+            if key in cells:
+                old = cells[key]
+                where = (f"{row.model_label} ({row.profile}, {row.mode}) on {name!r} appears in two runs: "
+                         f"{old.run_dir} and {run_dir}")
+                if not keep_latest:
+                    raise ValueError(f"{where}; pass keep_latest=True (c2s leaderboard --keep-latest) to keep the newer one")
+                if when == created[key]:
+                    raise ValueError(f"{where}, both created at {when.isoformat()}: cannot tell which is newer")
+                if when < created[key]:
+                    continue
+            cells[key] = _cell(run, name, ds)
+            created[key] = when
+    if not cells:
+        raise ValueError(f"build_leaderboard: the runs {[str(p) for p in run_dirs]} hold no dataset results")
+    lb = Leaderboard(rows, datasets, cells)
+    _mark_best(lb)
+    return lb
+
+
+def _context(lb: Leaderboard) -> dict:
+    return {"rows": lb.rows, "datasets": lb.datasets, "cell": lb.cell, "metrics": CELL_METRICS, "notes": NOTES,
+            "runs": sorted({(c.run_id, c.run_dir) for c in lb.cells.values()})}
+
+
+def write_leaderboard(lb: Leaderboard, out_dir, formats=FORMATS) -> list[Path]:
+    """Write `leaderboard.<fmt>` for each requested format into `out_dir`; returns the paths."""
+    formats = tuple(formats)
+    unknown = [f for f in formats if f not in FORMATS]
+    if unknown or not formats:
+        raise ValueError(f"write_leaderboard: unknown format(s) {unknown}; choose from {FORMATS}")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    records = lb.records()
+    for f in formats:
+        path = out_dir / f"leaderboard.{f}"
+        if f in ("md", "html"):
+            text = template_env(f == "html").get_template(f"leaderboard.{f}.j2").render(**_context(lb))
+            path.write_text(text, encoding="utf-8")
+        elif f == "csv":
+            with path.open("w", newline="", encoding="utf-8") as fh:
+                writer = csv.DictWriter(fh, fieldnames=list(records[0]))
+                writer.writeheader()
+                writer.writerows(records)
+        else:
+            doc = {"datasets": lb.datasets, "rows": [asdict(r) for r in lb.rows],
+                   "cells": records}
+            path.write_text(json.dumps(doc, indent=2, allow_nan=False) + "\n", encoding="utf-8")
+        written.append(path)
+    return written

@@ -1,0 +1,106 @@
+"""Scatter plots of predicted score vs MOS with the fitted logistic, one PNG per dataset.
+
+Drawn on an explicit Agg canvas (no pyplot, no display, no global backend switch), so plots can
+be made on headless machines and from any thread.
+"""
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from harness.metrics import fit_logistic
+from harness.reports import PLOTS_DIR, RunRecord, read_run, read_scores
+
+
+def scatter_plot(pred, mos, fit, title: str, out_png) -> Path:
+    """Predicted score vs MOS, with `fit` (a `harness.metrics.LogisticFit`) drawn when it succeeded.
+
+    A failed fit is said on the plot rather than drawn, so a flat or wrong curve never passes
+    for a result.
+    """
+    pred = np.asarray(pred, dtype=np.float64)
+    mos = np.asarray(mos, dtype=np.float64)
+    if pred.shape != mos.shape or pred.ndim != 1:
+        raise ValueError(f"scatter_plot: pred and mos must be 1-D of equal length, got {pred.shape} and {mos.shape}")
+    keep = np.isfinite(pred) & np.isfinite(mos)
+    if not keep.any():
+        raise ValueError(f"scatter_plot: no finite (prediction, MOS) pair to plot for {title!r}")
+    pred, mos = pred[keep], mos[keep]
+    out_png = Path(out_png)
+    out_png.parent.mkdir(parents=True, exist_ok=True)
+
+    fig = Figure(figsize=(5.5, 4.5), dpi=100, layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    ax.scatter(pred, mos, s=12, alpha=0.6, color="#1f77b4", edgecolors="none", label=f"images (n = {pred.size})")
+    if fit is not None and fit.ok:
+        lo, hi = float(pred.min()), float(pred.max())
+        pad = 0.02 * (hi - lo) if hi > lo else 0.5
+        grid = np.linspace(lo - pad, hi + pad, 200)
+        ax.plot(grid, fit.predict(grid), color="#d62728", lw=2, label="fitted logistic")
+    else:
+        ax.text(0.02, 0.98, f"logistic fit failed: {fit.message if fit is not None else 'no fit given'}",
+                transform=ax.transAxes, va="top", fontsize=8, color="#444444", wrap=True)
+    ax.set_xlabel("predicted score")
+    ax.set_ylabel("MOS")
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="best", fontsize=8)
+    fig.savefig(out_png, format="png")
+    return out_png
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "dataset"
+
+
+def plot_split(splits: dict) -> str:
+    """The split a dataset's plot shows: "all" where present, else the first split."""
+    return "all" if "all" in splits else next(iter(splits))
+
+
+def _title(run: RunRecord, name: str, split: str, corr: dict) -> str:
+    m = run.metrics
+
+    def num(key):
+        v = corr.get(key)
+        return "n/a" if v is None or not math.isfinite(v) else f"{v:.3f}"
+
+    return (f"{name} (split {split}): {m['model_label']}, {m['profile']}, {m['mode']}\n"
+            f"SRCC {num('srcc')}, PLCC (logistic) {num('plcc_logistic')}; "
+            f"{corr.get('n_dropped', '?')} failed images not shown")
+
+
+def dataset_plots(run: RunRecord, scores: pd.DataFrame) -> dict[str, Path]:
+    """One scatter plot per dataset that has at least one scored image; dataset -> PNG path."""
+    out: dict[str, Path] = {}
+    used: set[str] = set()
+    for name, ds in run.metrics["datasets"].items():
+        split = plot_split(ds["splits"])
+        rows = scores[(scores["dataset"] == name) & (scores["split"] == split) & (scores["status"] == "ok")]
+        pred = rows["score"].to_numpy(dtype=np.float64)
+        mos = rows["mos"].to_numpy(dtype=np.float64)
+        keep = np.isfinite(pred) & np.isfinite(mos)
+        if not keep.any():
+            continue
+        pred, mos = pred[keep], mos[keep]
+        stem = f"scatter_{_slug(name)}_{_slug(split)}"
+        while stem in used:
+            stem += "_"
+        used.add(stem)
+        fit = fit_logistic(pred, mos)
+        title = _title(run, name, split, ds["splits"][split])
+        out[name] = scatter_plot(pred, mos, fit, title, run.run_dir / PLOTS_DIR / f"{stem}.png")
+    return out
+
+
+def write_plots(run_dir) -> list[Path]:
+    """Write the scatter plots of a run folder into its `plots/` folder."""
+    run = read_run(run_dir)
+    return list(dataset_plots(run, read_scores(run_dir)).values())

@@ -1,0 +1,148 @@
+"""Leaderboards: merged rows, medians over splits, best per column, failures shown in every format."""
+from __future__ import annotations
+
+import csv
+import json
+import math
+import re
+import statistics
+import xml.etree.ElementTree as ET
+
+import numpy as np
+import pytest
+
+from harness.leaderboard import RowKey, build_leaderboard, write_leaderboard
+from tests.test_reports import assert_md_tables_well_formed, corr, make_run
+
+
+def _dataset(srcc, plcc, n_failed=0, dropped=None, n_images=100):
+    dropped = dropped or [0] * len(srcc)
+    splits = {str(i + 1) if len(srcc) > 1 else "all": corr(s, p, n_dropped=d)
+              for i, (s, p, d) in enumerate(zip(srcc, plcc, dropped))}
+    return {"higher_is_better": True, "n_images": n_images, "n_failed": n_failed, "splits": splits}
+
+
+def _expected(srcc):
+    """Independent cell text: statistics.median and the sample sd, three decimals."""
+    text = f"{statistics.median(srcc):.3f}"
+    return text + (f" ± {statistics.stdev(srcc):.3f}" if len(srcc) > 1 else "")
+
+
+@pytest.fixture
+def runs(tmp_path):
+    rng = np.random.default_rng(42)
+    v = {k: rng.uniform(0.5, 0.75, 10).round(6).tolist() for k in ("a_live_s", "a_live_p", "a_csiq_s", "a_csiq_p",
+                                                                    "b_live_s", "b_live_p")}
+    v["b_live_s"] = [x + 0.2 for x in v["a_live_s"]][:7]        # model B better on LIVE SRCC, 7 splits
+    v["b_live_p"] = [x - 0.2 for x in v["a_live_p"]][:7]        # ... and worse on PLCC
+    a1 = make_run(tmp_path, "a-1", {"LIVE": _dataset(v["a_live_s"], v["a_live_p"], n_failed=3, dropped=[0, 2] * 5),
+                                    "CSIQ": _dataset(v["a_csiq_s"], v["a_csiq_p"])},
+                  label="Model A", created="2026-11-26T06:00:00+00:00")
+    a2 = make_run(tmp_path, "a-2", {"KonIQ": _dataset([0.81], [0.83])}, label="Model A",
+                  created="2026-11-26T07:00:00+00:00")
+    b1 = make_run(tmp_path, "b-1", {"LIVE": _dataset(v["b_live_s"], v["b_live_p"]),
+                                    "KonIQ": _dataset([0.8104], [0.5])},
+                  label="Model B | v2", profile="official", created="2026-11-26T06:30:00Z")
+    return [a1, a2, b1], v
+
+
+def test_rows_merge_and_cells_hold_medians_over_splits(runs):
+    dirs, v = runs
+    lb = build_leaderboard(dirs)
+    a, b = RowKey("Model A", "paper", "soft"), RowKey("Model B | v2", "official", "soft")
+    assert lb.rows == [a, b] and lb.datasets == ["LIVE", "CSIQ", "KonIQ"]
+    assert lb.cell(b, "CSIQ") is None
+    live = lb.cell(a, "LIVE")
+    assert math.isclose(live.stats["srcc"]["median"], statistics.median(v["a_live_s"]), abs_tol=1e-12)
+    assert math.isclose(live.stats["srcc"]["sd"], statistics.stdev(v["a_live_s"]), abs_tol=1e-12)
+    assert math.isclose(live.stats["plcc_logistic"]["median"], statistics.median(v["a_live_p"]), abs_tol=1e-12)
+    assert (live.n_failed, live.n_dropped, live.n_splits, live.run_id) == (3, 2, 10, "a-1")
+    assert lb.cell(a, "KonIQ").run_id == "a-2"
+    # best per column: B on LIVE SRCC, A on LIVE PLCC; KonIQ SRCC 0.81 vs 0.8104 tie at 3 decimals
+    assert lb.cell(b, "LIVE").best == {"srcc": True, "plcc_logistic": False}
+    assert live.best == {"srcc": False, "plcc_logistic": True}
+    assert lb.cell(a, "KonIQ").best["srcc"] and lb.cell(b, "KonIQ").best["srcc"]
+    assert lb.cell(a, "KonIQ").best["plcc_logistic"] and not lb.cell(b, "KonIQ").best["plcc_logistic"]
+
+
+def test_markdown_table(runs, tmp_path):
+    dirs, v = runs
+    (md,) = write_leaderboard(build_leaderboard(dirs), tmp_path / "lb", formats=("md",))
+    text = md.read_text()
+    assert_md_tables_well_formed(text)
+    lines = text.splitlines()
+    assert lines[0] == ("| Model | Profile | Mode | LIVE SRCC | LIVE PLCC | LIVE failed / dropped | CSIQ SRCC | CSIQ PLCC "
+                        "| CSIQ failed / dropped | KonIQ SRCC | KonIQ PLCC | KonIQ failed / dropped |")
+    row_a = next(line for line in lines if line.startswith("| Model A |"))
+    row_b = next(line for line in lines if line.startswith("| Model B \\| v2 |"))
+    assert row_a == ("| Model A | paper | soft | " + _expected(v["a_live_s"]) + " | **" + _expected(v["a_live_p"])
+                     + "** | 3 / 2 | **" + _expected(v["a_csiq_s"]) + "** | **" + _expected(v["a_csiq_p"])
+                     + "** | 0 / 0 | **0.810** | **0.830** | 0 / 0 |")
+    assert row_b == ("| Model B \\| v2 | official | soft | **" + _expected(v["b_live_s"]) + "** | "
+                     + _expected(v["b_live_p"]) + " | 0 / 0 | – | – | – | **0.810** | 0.500 | 0 / 0 |")
+    assert "`a-1`, `a-2`, `b-1`" in text
+
+
+def test_html_csv_json_hold_the_same_content(runs, tmp_path):
+    dirs, v = runs
+    lb = build_leaderboard(dirs)
+    paths = write_leaderboard(lb, tmp_path / "lb")
+    assert [p.name for p in paths] == ["leaderboard.md", "leaderboard.html", "leaderboard.csv", "leaderboard.json"]
+    html = paths[1].read_text()
+    root = ET.fromstring(html)
+    strong = sorted(s.text for s in root.iter("strong"))
+    assert strong == sorted([_expected(v["a_live_p"]), _expected(v["a_csiq_s"]), _expected(v["a_csiq_p"]),
+                             "0.810", "0.830", _expected(v["b_live_s"]), "0.810"])
+    assert "Model B | v2" in "".join(root.itertext()) and "3 / 2" in "".join(root.itertext())
+    with paths[2].open() as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == 5
+    live_a = next(r for r in rows if r["model_label"] == "Model A" and r["dataset"] == "LIVE")
+    assert float(live_a["srcc_median"]) == statistics.median(v["a_live_s"])
+    assert (live_a["n_failed"], live_a["n_dropped_max_per_split"], live_a["plcc_logistic_best"]) == ("3", "2", "True")
+    doc = json.loads(paths[3].read_text())
+    assert doc["datasets"] == ["LIVE", "CSIQ", "KonIQ"] and len(doc["cells"]) == 5
+    koniq_a = next(c for c in doc["cells"] if c["model_label"] == "Model A" and c["dataset"] == "KonIQ")
+    assert koniq_a["srcc_median"] == 0.81 and koniq_a["srcc_sd"] is None and koniq_a["srcc_best"] is True
+
+
+def test_duplicate_row_and_dataset(runs, tmp_path):
+    dirs, _ = runs
+    newer = make_run(tmp_path, "a-3", {"CSIQ": _dataset([0.5, 0.7], [0.6, 0.6])}, label="Model A",
+                     created="2026-11-26T08:00:00+00:00")
+    older = make_run(tmp_path, "a-0", {"CSIQ": _dataset([0.1, 0.3], [0.2, 0.2])}, label="Model A",
+                     created="2026-11-26T05:00:00+00:00")
+    with pytest.raises(ValueError, match=r"Model A \(paper, soft\) on 'CSIQ' appears in two runs.*keep_latest"):
+        build_leaderboard(dirs + [newer])
+    a = RowKey("Model A", "paper", "soft")
+    for order in (dirs + [newer, older], [older, newer] + dirs):
+        cell = build_leaderboard(order, keep_latest=True).cell(a, "CSIQ")
+        assert cell.run_id == "a-3" and cell.stats["srcc"]["median"] == pytest.approx(0.6)
+    same_time = make_run(tmp_path, "a-4", {"CSIQ": _dataset([0.5], [0.6])}, label="Model A",
+                         created="2026-11-26T06:00:00+00:00")
+    with pytest.raises(ValueError, match="cannot tell which is newer"):
+        build_leaderboard([dirs[0], same_time], keep_latest=True)
+
+
+def test_undefined_splits_are_counted_not_averaged(tmp_path):
+    run = make_run(tmp_path, "u", {"LIVE": _dataset([0.9, float("nan"), 0.7], [0.8, 0.8, 0.8]),
+                                   "BID": _dataset([float("nan")], [float("nan")])}, label="M")
+    lb = build_leaderboard([run])
+    live = lb.cell(RowKey("M", "paper", "soft"), "LIVE")
+    assert live.text("srcc") == f"0.800 ± {statistics.stdev([0.9, 0.7]):.3f} (1 undefined split)"
+    paths = write_leaderboard(lb, tmp_path / "lb", formats=("json", "md"))
+    doc = json.loads(paths[0].read_text())
+    bid = next(c for c in doc["cells"] if c["dataset"] == "BID")
+    assert bid["srcc_median"] is None and bid["srcc_best"] is False
+    assert re.search(r"\| n/a \(1 undefined split\) \| n/a \(1 undefined split\) \| 0 / 0 \|", paths[1].read_text())
+
+
+def test_bad_requests_raise(runs, tmp_path):
+    dirs, _ = runs
+    with pytest.raises(ValueError, match="no run folders"):
+        build_leaderboard([])
+    with pytest.raises(ValueError, match=r"unknown format\(s\) \['pdf'\]"):
+        write_leaderboard(build_leaderboard(dirs), tmp_path / "out", formats=("md", "pdf"))
+    assert not (tmp_path / "out").exists()
+    with pytest.raises(ValueError, match="run folder not found"):
+        build_leaderboard([tmp_path / "missing"])

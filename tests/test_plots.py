@@ -1,0 +1,62 @@
+"""Scatter plots: real PNGs, the fitted curve drawn only when the fit succeeded, one per dataset."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from harness.metrics import fit_logistic
+from harness.plots import scatter_plot, write_plots
+from tests.test_reports import make_run, synthetic_dataset
+
+CURVE_RGB = np.array([0xD6, 0x27, 0x28])
+
+
+def _curve_pixels(png) -> int:
+    """Pixels of the fitted curve's colour (nothing else in the plot uses it)."""
+    rgb = np.asarray(Image.open(png).convert("RGB"), dtype=int)
+    return int(np.sum(np.all(np.abs(rgb - CURVE_RGB) < 20, axis=-1)))
+
+
+def test_scatter_plot_draws_the_fitted_curve(tmp_path):
+    rng = np.random.default_rng(0)
+    pred = rng.uniform(0, 100, 80)
+    mos = 1 + 4 / (1 + np.exp(-(pred - 50) / 12)) + rng.normal(0, 0.2, 80)
+    fit = fit_logistic(pred, mos)
+    assert fit.ok
+    out = scatter_plot(pred, mos, fit, "LIVE (split 1)", tmp_path / "deep" / "a.png")
+    assert out == tmp_path / "deep" / "a.png"
+    with Image.open(out) as im:
+        assert im.format == "PNG" and im.size[0] >= 400 and im.size[1] >= 300
+    assert _curve_pixels(out) > 200
+
+
+def test_scatter_plot_with_failed_fit_draws_no_curve(tmp_path):
+    pred = np.array([1.0, 2.0, 3.0])            # too few points for a 4-parameter fit
+    mos = np.array([1.0, 2.0, 3.5])
+    fit = fit_logistic(pred, mos)
+    assert not fit.ok
+    out = scatter_plot(pred, mos, fit, "tiny", tmp_path / "b.png")
+    assert out.stat().st_size > 0 and _curve_pixels(out) == 0
+
+
+def test_scatter_plot_rejects_bad_input(tmp_path):
+    with pytest.raises(ValueError, match="equal length"):
+        scatter_plot(np.ones(3), np.ones(4), None, "x", tmp_path / "c.png")
+    with pytest.raises(ValueError, match="no finite"):
+        scatter_plot(np.full(3, np.nan), np.ones(3), None, "x", tmp_path / "c.png")
+    assert not (tmp_path / "c.png").exists()
+
+
+def test_write_plots_one_png_per_dataset(tmp_path):
+    live_rows, live = synthetic_dataset(1, splits=("1", "2"), n_failed=2)
+    koniq_rows, koniq = synthetic_dataset(2, splits=("2", "all"))
+    bid_rows, bid = synthetic_dataset(3, n_images=8, splits=("all",), n_failed=8)   # nothing to plot
+    run_dir = make_run(tmp_path, "r", {"LIVE": live, "KonIQ": koniq, "BID": bid},
+                       scores={"LIVE": live_rows, "KonIQ": koniq_rows, "BID": bid_rows})
+    paths = write_plots(run_dir)
+    # split "all" where present, else the first split; no plot for a dataset with no scored image
+    assert [p.relative_to(run_dir).as_posix() for p in paths] == ["plots/scatter_LIVE_1.png",
+                                                                   "plots/scatter_KonIQ_all.png"]
+    for p in paths:
+        assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and _curve_pixels(p) > 200

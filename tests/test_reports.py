@@ -1,0 +1,211 @@
+"""Run reports: built by hand from run folders that follow the runner's data contract.
+
+`make_run` and `synthetic_dataset` are shared with the plot and leaderboard tests.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import re
+import statistics
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from harness.metrics import correlations
+from harness.reports import read_run, read_scores, write_report
+
+SCORE_FIELDS = ["dataset", "split", "image", "mos", "score", "latent", "sd", "n_anchors_ok", "status", "error"]
+
+
+def corr(srcc, plcc_logistic, n=100, n_dropped=0, **more):
+    """A split's correlation dict as `harness.metrics.correlations` returns it."""
+    return {"srcc": srcc, "krcc": srcc * 0.8, "plcc": plcc_logistic - 0.01, "plcc_logistic": plcc_logistic,
+            "rmse_logistic": 0.4, "n": n, "n_dropped": n_dropped, "logistic_ok": True, **more}
+
+
+def synthetic_dataset(seed, n_images=60, splits=("1", "2", "3"), n_failed=0, higher_is_better=True):
+    """Scores.csv rows and the metrics.json entry of one dataset, the latter computed the runner's way."""
+    rng = np.random.default_rng(seed)
+    mos = rng.uniform(1.0, 5.0, n_images)
+    latent = (mos - 3.0) + rng.normal(0.0, 0.6, n_images)
+    if not higher_is_better:
+        latent = -latent
+    score = 100.0 / (1.0 + np.exp(-latent))
+    failed = set(rng.choice(n_images, size=n_failed, replace=False).tolist())
+    rows, entry = [], {"higher_is_better": higher_is_better, "n_images": n_images, "n_failed": n_failed, "splits": {}}
+    for split in splits:
+        members = np.sort(rng.choice(n_images, size=int(0.6 * n_images), replace=False)) if split != "all" \
+            else np.arange(n_images)
+        pred = np.array([np.nan if i in failed else score[i] for i in members])
+        entry["splits"][split] = correlations(pred, mos[members], higher_is_better=higher_is_better)
+        for i in members:
+            bad = i in failed
+            rows.append({"split": split, "image": f"img_{i:03d}.png", "mos": mos[i],
+                         "score": "" if bad else score[i], "latent": "" if bad else latent[i],
+                         "sd": "" if bad else 0.3, "n_anchors_ok": 3 if bad else 5,
+                         "status": "failed" if bad else "ok",
+                         "error": f"ImageError: img_{i:03d}.png: truncated file" if bad else ""})
+    return rows, entry
+
+
+def make_run(root, run_id, datasets, *, label="tiny-model", profile="paper", mode="soft",
+             created="2026-11-26T06:00:00+00:00", scores=None, counts=None) -> Path:
+    """Write manifest.json, metrics.json and scores.csv of one run folder.
+
+    datasets: name -> metrics.json entry; scores: name -> scores.csv rows (without the dataset field).
+    """
+    run_dir = Path(root) / run_id
+    run_dir.mkdir(parents=True)
+    manifest = {
+        "run_id": run_id, "created": created,
+        "model": {"spec": f"hf:/models/{label}", "label": label, "fingerprint": {"backend": "hf", "dtype": "float32"},
+                  "fingerprint_hash": "0123456789abcdef"},
+        "profile": {"name": profile, "link": "probit", "temperature": 1.0, "solver": "exact", "scale": "latent"},
+        "mode": mode,
+        "anchors": {"name": "koniq-default", "images": ["a1.jpg", "a2.jpg", "a3.jpg"], "mos": [1.5, 2.75, 4.0],
+                    "std": [0.2, 0.3, 0.25], "digest": "feedbeef", "matrix_source": "comparator"},
+        "datasets": [{"name": n, "n_images": d["n_images"], "higher_is_better": d["higher_is_better"],
+                      "splits": list(d["splits"])} for n, d in datasets.items()],
+        "versions": {"numpy": np.__version__, "torch": "2.14.1"}, "git_revision": "abc1234",
+        "seeds": {"official_adam": 0},
+        "timings": {"plan": 0.01, "compare": 12.5, "solve": 0.2},
+        "counts": counts or {"pairs_total": 1000, "pairs_cached": 400, "pairs_computed": 600, "pairs_failed": 0,
+                             "images_failed": 0},
+    }
+    metrics = {"run_id": run_id, "model_label": label, "profile": profile, "mode": mode, "datasets": datasets}
+    (run_dir / "manifest.json").write_text(json.dumps(manifest))
+    (run_dir / "metrics.json").write_text(json.dumps(metrics))
+    with (run_dir / "scores.csv").open("w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=SCORE_FIELDS)
+        w.writeheader()
+        for name, rows in (scores or {}).items():
+            w.writerows({"dataset": name, **r} for r in rows)
+    return run_dir
+
+
+def _f3(x):
+    return f"{x:.3f}"
+
+
+def assert_md_tables_well_formed(md: str):
+    """Every Markdown table has a header, a separator and rows of the same (unescaped) cell count."""
+    tables, current = [], []
+    for line in md.splitlines() + [""]:
+        if line.startswith("|"):
+            current.append(line)
+        elif current:
+            tables.append(current)
+            current = []
+    assert tables
+    for t in tables:
+        widths = {len(re.findall(r"(?<!\\)\|", row)) for row in t}
+        assert len(widths) == 1, t
+        assert re.fullmatch(r"\|(\s*-*:?-+:?\s*\|)+", t[1]), t[1]
+
+
+@pytest.fixture
+def two_dataset_run(tmp_path):
+    live_rows, live = synthetic_dataset(1, splits=("1", "2", "3", "4"), n_failed=3)
+    koniq_rows, koniq = synthetic_dataset(2, n_images=40, splits=("all",), higher_is_better=False)
+    counts = {"pairs_total": 1000, "pairs_cached": 0, "pairs_computed": 993, "pairs_failed": 7, "images_failed": 3}
+    run = make_run(tmp_path, "run-1", {"LIVE": live, "KonIQ | test": koniq}, label="tiny <random> LMM",
+                   scores={"LIVE": live_rows, "KonIQ | test": koniq_rows}, counts=counts)
+    return run, {"LIVE": live, "KonIQ | test": koniq}
+
+
+def test_report_shows_the_run_metrics_and_failures(two_dataset_run):
+    run_dir, datasets = two_dataset_run
+    md_path, html_path = write_report(run_dir)
+    assert md_path == run_dir / "report.md" and html_path == run_dir / "report.html"
+    md = md_path.read_text()
+    assert_md_tables_well_formed(md)
+    # who, how, with what
+    for text in ("tiny <random> LMM", "hf:/models/tiny <random> LMM", "0123456789abcdef", "koniq-default",
+                 "feedbeef", "comparator", "abc1234", "torch | 2.14.1", "| compare | 12.50 |"):
+        assert text in md, text
+    # failures prominently at the top, with the failed images and their reasons
+    head = md.split("## Results")[0]
+    assert "**FAILURES: 7 of 1000 pairs failed; 3 images failed (3 failed images in scores.csv)." in head
+    failed = sorted({r["image"] for r in synthetic_dataset(1, splits=("1", "2", "3", "4"), n_failed=3)[0]
+                     if r["status"] == "failed"})
+    assert len(failed) == 3
+    for image in failed:
+        assert f"| LIVE | {image} | ImageError: {image}: truncated file |" in md
+    # every split's numbers, as in metrics.json
+    for name, ds in datasets.items():
+        for split, c in ds["splits"].items():
+            row = (f"| {split} | {c['n']} | {c['n_dropped']} | {_f3(c['srcc'])} | {_f3(c['krcc'])} | "
+                   f"{_f3(c['plcc'])} | {_f3(c['plcc_logistic'])} | {_f3(c['rmse_logistic'])} | ok |")
+            assert row in md, row
+    # the summary row: median and sample sd over splits, computed independently here
+    srcc = [c["srcc"] for c in datasets["LIVE"]["splits"].values()]
+    expected = f"{_f3(statistics.median(srcc))} ± {_f3(statistics.stdev(srcc))}"
+    summary_row = next(line for line in md.splitlines() if line.startswith("| LIVE |"))
+    assert summary_row.startswith("| LIVE | 60 | **3** | 4 | " + expected + " |"), summary_row
+    koniq_row = next(line for line in md.splitlines() if line.startswith("| KonIQ \\| test |"))
+    assert "±" not in koniq_row and f"| {_f3(datasets['KonIQ | test']['splits']['all']['srcc'])} |" in koniq_row
+    # plots linked by relative path, files present
+    links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", md)
+    assert len(links) == 2 and all(not Path(p).is_absolute() and (run_dir / p).stat().st_size > 0 for p in links)
+
+
+def test_report_html_is_well_formed_and_escaped(two_dataset_run):
+    run_dir, datasets = two_dataset_run
+    _, html_path = write_report(run_dir)
+    html = html_path.read_text()
+    root = ET.fromstring(html)            # strict XML parse: every tag closed, every entity valid
+    assert "tiny &lt;random&gt; LMM" in html and "<random>" not in html
+    failures = [p for p in root.iter("p") if p.get("class") == "failures"]
+    assert len(failures) == 1 and "7 of 1000 pairs failed" in failures[0].text
+    srcs = [img.get("src") for img in root.iter("img")]
+    assert len(srcs) == 2
+    for src in srcs:
+        assert not Path(src).is_absolute() and (run_dir / src).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    cells = ["".join(td.itertext()) for td in root.iter("td")]
+    for c in datasets["LIVE"]["splits"].values():
+        assert _f3(c["plcc_logistic"]) in cells
+
+
+def test_report_without_failures_says_so(tmp_path):
+    rows, ds = synthetic_dataset(5, splits=("all",))
+    run_dir = make_run(tmp_path, "clean", {"CSIQ": ds}, scores={"CSIQ": rows})
+    md, html = write_report(run_dir)
+    assert "> No failures: 0 of 1000 pairs failed, 0 images failed." in md.read_text()
+    assert "FAILURES" not in md.read_text() and "FAILURES" not in html.read_text()
+
+
+def test_dataset_with_every_image_failed_is_reported_without_plot(tmp_path):
+    rows, ds = synthetic_dataset(6, n_images=10, splits=("all",), n_failed=10)
+    run_dir = make_run(tmp_path, "allfail", {"BID": ds}, scores={"BID": rows},
+                       counts={"pairs_total": 50, "pairs_cached": 0, "pairs_computed": 0, "pairs_failed": 50,
+                               "images_failed": 10})
+    md = write_report(run_dir)[0].read_text()
+    assert "No plot: no image of this dataset was scored." in md
+    assert "10 failed image(s):" in md and "| BID | 10 | **10** | 1 | n/a (1 undefined split) |" in md
+
+
+def test_bad_run_folders_raise_clear_errors(tmp_path):
+    with pytest.raises(ValueError, match="run folder not found"):
+        read_run(tmp_path / "nope")
+    rows, ds = synthetic_dataset(7, splits=("all",))
+    run_dir = make_run(tmp_path, "r", {"LIVE": ds}, scores={"LIVE": rows})
+    (run_dir / "metrics.json").write_text(json.dumps({**json.loads((run_dir / "metrics.json").read_text()),
+                                                      "run_id": "other"}))
+    with pytest.raises(ValueError, match="rescore"):
+        read_run(run_dir)
+    (run_dir / "metrics.json").write_text("{not json")
+    with pytest.raises(ValueError, match="not valid JSON"):
+        read_run(run_dir)
+    (run_dir / "manifest.json").unlink()
+    with pytest.raises(ValueError, match="missing manifest.json"):
+        read_run(run_dir)
+    (run_dir / "scores.csv").write_text("dataset,split,image,mos,score,latent,sd,n_anchors_ok,status,error\n"
+                                        "LIVE,all,a.png,1,2,3,0.1,5,maybe,\n")
+    with pytest.raises(ValueError, match="status must be"):
+        read_scores(run_dir)
+    (run_dir / "scores.csv").write_text("dataset,image\nLIVE,a.png\n")
+    with pytest.raises(ValueError, match=r"missing column\(s\)"):
+        read_scores(run_dir)
