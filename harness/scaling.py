@@ -83,7 +83,7 @@ def build_matrices(anchor_matrix, b) -> tuple[np.ndarray, np.ndarray]:
 
     b[k, a] = P(test k beats anchor a), so C[test, a] = b and C[a, test] = 1 - b. NaN entries (in b:
     a failed comparison; in the anchor matrix: an anchor pair never judged) become unobserved.
-    Returns (C, observed); unobserved entries of C hold 0.5 and carry no weight.
+    b may be one row (m,). Returns (C, observed); unobserved entries of C hold 0.5 and carry no weight.
     """
     A = np.asarray(anchor_matrix, dtype=np.float64)
     if A.ndim != 2 or A.shape[0] != A.shape[1] or A.shape[0] < 1:
@@ -122,7 +122,7 @@ def _log_F(x: np.ndarray, link: str) -> np.ndarray:
     return log_ndtr(x) if link == "probit" else -np.logaddexp(0.0, -x)
 
 
-def _log_link(x: np.ndarray, link: str) -> tuple[np.ndarray, np.ndarray]:
+def _log_F_derivatives(x: np.ndarray, link: str) -> tuple[np.ndarray, np.ndarray]:
     """First and second derivatives of log F(x), stable in both tails."""
     if link == "probit":
         d1 = np.exp(-0.5 * x * x - _LOG_SQRT_2PI - log_ndtr(x))  # phi / Phi
@@ -142,7 +142,7 @@ def _objective(W: np.ndarray, s: np.ndarray, link: str, prior_var: float) -> np.
 
 
 def _gradient_hessian(W, s, link, prior_var, hessian=True):
-    d1, d2 = _log_link(_differences(s), link)
+    d1, d2 = _log_F_derivatives(_differences(s), link)
     G = W * d1
     grad = G.sum(axis=1) - G.sum(axis=2) + s / prior_var
     if not hessian:

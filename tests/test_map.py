@@ -249,3 +249,15 @@ def test_disconnected_design():
         solve_map(C2, obs2)
     res2 = score_against_anchors(A, b)
     assert res2.failed.tolist() == [True, False] and np.isfinite(res2.latent[1])
+
+
+@pytest.mark.parametrize("link", ["probit", "logit"])
+def test_map_gradient_matches_the_reference_gradient(link):
+    rng = np.random.default_rng(8)
+    C = random_matrix(rng, 6)
+    obs = random_mask(rng, 6)
+    s = rng.normal(size=6)
+    from harness.scaling import map_gradient
+    assert np.allclose(map_gradient(C, s, obs, link=link)[0], Reference(C, obs, link).grad(s), atol=1e-12)
+    opt = solve_map(C, obs, link=link).scores
+    assert np.max(np.abs(map_gradient(C, opt, obs, link=link))) < 1e-8
