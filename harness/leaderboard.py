@@ -116,7 +116,11 @@ def _mark_best(lb: Leaderboard) -> None:
 
 def build_leaderboard(run_dirs, keep_latest: bool = False) -> Leaderboard:
     """Merge run folders into one table; a (row, dataset) given twice raises unless `keep_latest`."""
-    run_dirs = [Path(p) for p in run_dirs]
+    # the same folder named twice (e.g. overlapping shell globs) is one run, not a conflict
+    unique: dict[Path, Path] = {}
+    for p in run_dirs:
+        unique.setdefault(Path(p).resolve(), Path(p))
+    run_dirs = list(unique.values())
     if not run_dirs:
         raise ValueError("build_leaderboard: no run folders given")
     rows: list[RowKey] = []

@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
@@ -27,6 +28,7 @@ PLOTS_DIR = "plots"
 _MANIFEST_KEYS = ("run_id", "created", "model", "profile", "mode", "anchors", "datasets", "counts")
 _METRICS_KEYS = ("run_id", "model_label", "profile", "mode", "datasets")
 _DATASET_KEYS = ("higher_is_better", "n_images", "n_failed", "splits")
+_NUMERIC_SCORE_COLUMNS = ("mos", "score", "latent", "sd", "n_anchors_ok")
 SCORES_COLUMNS = ("dataset", "split", "image", "mos", "score", "latent", "sd", "n_anchors_ok", "status", "error")
 #: (key in a split's correlation dict, column title), in report order
 METRIC_COLUMNS = (("srcc", "SRCC"), ("krcc", "KRCC"), ("plcc", "PLCC"),
@@ -87,11 +89,16 @@ def read_scores(run_dir) -> pd.DataFrame:
     path = Path(run_dir) / SCORES
     if not path.is_file():
         raise ValueError(f"{path.parent}: missing {SCORES}")
-    df = pd.read_csv(path, dtype={"dataset": str, "split": str, "image": str, "status": str, "error": str},
-                     keep_default_na=False, na_values={c: [""] for c in ("mos", "score", "latent", "sd")})
+    # text columns stay text ("NA" or "null" can be an image name); numbers are parsed explicitly
+    df = pd.read_csv(path, dtype=str, keep_default_na=False)
     missing = [c for c in SCORES_COLUMNS if c not in df.columns]
     if missing:
         raise ValueError(f"{path}: missing column(s) {missing}")
+    for col in _NUMERIC_SCORE_COLUMNS:
+        try:
+            df[col] = np.asarray(df[col].replace("", "nan").to_numpy(), dtype=np.float64)
+        except (ValueError, TypeError) as exc:
+            raise ValueError(f"{path}: column {col!r} holds a non-number: {exc}") from exc
     bad = sorted(set(df["status"]) - {"ok", "failed"})
     if bad:
         raise ValueError(f"{path}: status must be 'ok' or 'failed', found {bad}")

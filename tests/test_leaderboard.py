@@ -122,6 +122,7 @@ def test_duplicate_row_and_dataset(runs, tmp_path):
                          created="2026-11-26T06:00:00+00:00")
     with pytest.raises(ValueError, match="cannot tell which is newer"):
         build_leaderboard([dirs[0], same_time], keep_latest=True)
+    assert build_leaderboard([dirs[0], dirs[0]]).cell(a, "CSIQ").run_id == "a-1"   # same folder twice
 
 
 def test_undefined_splits_are_counted_not_averaged(tmp_path):

@@ -209,3 +209,16 @@ def test_bad_run_folders_raise_clear_errors(tmp_path):
     (run_dir / "scores.csv").write_text("dataset,image\nLIVE,a.png\n")
     with pytest.raises(ValueError, match=r"missing column\(s\)"):
         read_scores(run_dir)
+
+
+def test_scores_csv_keeps_image_names_as_text_and_parses_numbers(tmp_path):
+    rows, ds = synthetic_dataset(8, splits=("all",))
+    run_dir = make_run(tmp_path, "r", {"LIVE": ds}, scores={"LIVE": rows})
+    header = ",".join(SCORE_FIELDS)
+    (run_dir / "scores.csv").write_text(f"{header}\nLIVE,all,NA,1.5,nan,,0.1,5,ok,\nLIVE,all,null,2,,,,3,failed,x\n")
+    df = read_scores(run_dir)
+    assert df["image"].tolist() == ["NA", "null"] and df["error"].tolist() == ["", "x"]
+    assert df["mos"].tolist() == [1.5, 2.0] and np.isnan(df["score"]).all() and df["sd"].iloc[0] == 0.1
+    (run_dir / "scores.csv").write_text(f"{header}\nLIVE,all,a.png,1.5,high,,0.1,5,ok,\n")
+    with pytest.raises(ValueError, match="column 'score' holds a non-number"):
+        read_scores(run_dir)
