@@ -11,7 +11,7 @@ import csv
 import json
 import math
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 
 from harness.reports import read_run, split_summary, summary_text, template_env
@@ -84,16 +84,19 @@ class Leaderboard:
                     rec.update({f"{key}_median": s["median"], f"{key}_sd": s["sd"], f"{key}_n_splits": s["n"],
                                 f"{key}_best": c.best[key]})
                 rec.update({"n_splits": c.n_splits, "n_images": c.n_images, "n_failed": c.n_failed,
-                            "n_dropped_max_per_split": c.n_dropped, "run_id": c.run_id, "run_dir": c.run_dir})
+                            "n_dropped_max_per_split": c.n_dropped, "run_id": c.run_id, "run_dir": c.run_dir,
+                            "created": c.created})
                 out.append({k: _finite_or_none(v) for k, v in rec.items()})
         return out
 
 
 def _created(run) -> datetime:
+    """The run's creation time; a time without zone is taken as UTC so all runs compare."""
     try:
-        return datetime.fromisoformat(str(run.manifest["created"]).replace("Z", "+00:00"))
+        when = datetime.fromisoformat(str(run.manifest["created"]).replace("Z", "+00:00"))
     except ValueError as exc:
         raise ValueError(f"{run.run_dir}: manifest 'created' is not an ISO time: {run.manifest['created']!r}") from exc
+    return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
 
 
 def _cell(run, name: str, ds: dict) -> Cell:

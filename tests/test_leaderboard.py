@@ -119,7 +119,7 @@ def test_duplicate_row_and_dataset(runs, tmp_path):
         cell = build_leaderboard(order, keep_latest=True).cell(a, "CSIQ")
         assert cell.run_id == "a-3" and cell.stats["srcc"]["median"] == pytest.approx(0.6)
     same_time = make_run(tmp_path, "a-4", {"CSIQ": _dataset([0.5], [0.6])}, label="Model A",
-                         created="2026-11-26T06:00:00+00:00")
+                         created="2026-11-26T06:00:00")          # no zone: read as UTC
     with pytest.raises(ValueError, match="cannot tell which is newer"):
         build_leaderboard([dirs[0], same_time], keep_latest=True)
     assert build_leaderboard([dirs[0], dirs[0]]).cell(a, "CSIQ").run_id == "a-1"   # same folder twice
