@@ -1,0 +1,132 @@
+"""The weight-free classical comparator: level distribution, measures, interface, caching."""
+from __future__ import annotations
+
+import io
+import json
+import shutil
+
+import numpy as np
+import pytest
+from PIL import Image
+from scipy.stats import spearmanr
+
+from adapters.base import Comparator, Pair, compare_batch, fingerprint_hash, load_comparator
+from adapters.classical import (
+    ClassicalComparator,
+    blockiness,
+    level_logprobs,
+    noise_sigma,
+)
+from harness.demo_data import FAMILIES, build_demo_benchmark, manifest_items
+from harness.images import ImageStore
+from harness.levels import level_from_mos
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    return build_demo_benchmark(tmp_path_factory.mktemp("demo"), size=128, sources=["chelsea", "coffee", "camera"])
+
+
+def test_level_distribution_matches_eqn2_under_gaussian_noise():
+    """Independent check: sample perceived indices, label them with the shared Eqn. 2 rule."""
+    rng = np.random.default_rng(0)
+    sigma, n = 0.8, 400_000
+    for diff in (-3.0, -1.2, 0.0, 0.5, 2.2):
+        q1 = rng.normal(0.0, sigma, n)
+        q2 = rng.normal(diff, sigma, n)
+        labels = level_from_mos(q1, sigma, q2, sigma)
+        empirical = np.bincount(labels, minlength=5) / n
+        np.testing.assert_allclose(np.exp(level_logprobs(diff, sigma)[0]), empirical, atol=4e-3)
+
+
+def test_level_distribution_symmetry_and_extremes():
+    d = np.array([-50.0, -2.0, -0.3, 0.0, 0.3, 2.0, 50.0])
+    lp = level_logprobs(d, 1.0)
+    assert lp.shape == (7, 5) and np.all(np.isfinite(lp))
+    np.testing.assert_allclose(np.exp(lp).sum(axis=1), 1.0, atol=1e-12)
+    np.testing.assert_allclose(lp, level_logprobs(-d, 1.0)[:, ::-1], atol=1e-12)
+    assert np.argmax(lp[3]) == 2 and np.argmax(lp[-1]) == 4 and np.argmax(lp[0]) == 0
+    for bad in (0.0, -1.0, float("nan")):
+        with pytest.raises(ValueError, match="sigma must be a positive finite number"):
+            level_logprobs(1.0, bad)
+
+
+def test_noise_estimate_recovers_known_sigma():
+    rng = np.random.default_rng(1)
+    for s in (0.01, 0.05):
+        flat = 0.5 + rng.normal(0, s, (256, 256))
+        assert noise_sigma(flat) == pytest.approx(s, rel=0.05)
+
+
+def test_blockiness_sees_jpeg_grid_only():
+    rng = np.random.default_rng(2)
+    smooth = np.clip(np.cumsum(rng.normal(0, 2, (128, 128)), axis=1) + 128, 0, 255).astype(np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(smooth).save(buf, "JPEG", quality=5)
+    jpeg = np.asarray(Image.open(buf), dtype=float) / 255
+    assert blockiness(smooth / 255.0) < 0.05
+    assert blockiness(jpeg) > 0.3
+    assert blockiness(np.roll(jpeg, 4, axis=(0, 1))) < blockiness(jpeg) / 2  # off-grid: no longer aligned
+
+
+def test_index_ranks_the_benchmark(demo):
+    comp = ClassicalComparator()
+    items = manifest_items(demo)
+    q = np.array([comp.quality_index(demo.abspath(r)) for r in demo.records])
+    y = np.array([r.mos for r in demo.records])
+    for fam in FAMILIES:
+        keep = np.array([fam in r.splits for r in demo.records])
+        assert spearmanr(q[keep], y[keep])[0] > 0.75, fam
+    for src in {it["source"] for it in items}:
+        rows = [i for i, it in enumerate(items) if it["source"] == src]
+        pristine = q[rows[0]]
+        assert all(q[i] < pristine for i in rows if items[i]["level"] == 5), src
+
+
+def test_comparator_interface_and_pipeline_shapes(demo):
+    comp = load_comparator("classical", sigma=0.7)
+    assert isinstance(comp, ClassicalComparator) and isinstance(comp, Comparator)
+    p = [str(demo.abspath(r)) for r in demo.records[:4]]
+    pairs = [Pair(p[0], p[1]), Pair(p[1], p[0]), Pair(p[2], p[2]), Pair(p[3], p[0])]
+    lp = comp.compare(pairs)
+    assert lp.shape == (4, 5) and np.all(np.isfinite(lp))
+    np.testing.assert_allclose(lp[0], lp[1][::-1], atol=1e-12)  # swapping the order mirrors the verdict
+    assert np.argmax(lp[2]) == 2  # an image against itself: similar
+    res = compare_batch(comp, pairs)
+    assert res.ok.all()
+    np.testing.assert_allclose(res.logprobs, lp, atol=1e-12)
+    json.dumps(comp.fingerprint())
+    assert fingerprint_hash(comp.fingerprint()) != fingerprint_hash(ClassicalComparator(sigma=1.3).fingerprint())
+
+
+def test_bad_image_fails_only_its_pair(demo, tmp_path):
+    bad = tmp_path / "bad.png"
+    bad.write_text("no")
+    good = [str(demo.abspath(r)) for r in demo.records[:2]]
+    res = compare_batch(ClassicalComparator(), [Pair(good[0], good[1]), Pair(good[0], str(bad)),
+                                                Pair(str(tmp_path / "gone.png"), good[1])])
+    assert res.ok.tolist() == [True, False, False]
+    assert "not an image" in res.errors[1] and "missing file" in res.errors[2]
+    assert np.all(np.isnan(res.logprobs[1:])) and np.all(np.isfinite(res.logprobs[0]))
+
+
+def test_measured_once_per_content(demo, tmp_path):
+    store = ImageStore()
+    comp = ClassicalComparator(store=store)
+    a, b = (demo.abspath(r) for r in demo.records[:2])
+    copy = tmp_path / "copy.png"
+    shutil.copy(a, copy)
+    comp.compare([Pair(a, b)] * 5 + [Pair(copy, b)])
+    assert comp.n_measured == 2  # the copy has the same bytes: same cache entry
+    assert store.decodes == 2
+
+
+def test_flat_image_is_finite(tmp_path):
+    p = tmp_path / "flat.png"
+    Image.new("RGB", (40, 40), (90, 90, 90)).save(p)
+    assert np.isfinite(ClassicalComparator().quality_index(p))
+
+
+def test_model_argument_refused():
+    with pytest.raises(ValueError, match="takes no model"):
+        load_comparator("classical:some/model")
