@@ -36,6 +36,22 @@ def _row(label: str, pred, mos) -> str:
     return f"{label:16s} n={c['n']:4d}  SRCC={c['srcc']:.4f}  PLCC={c['plcc']:.4f}  PLCC(logistic)={c['plcc_logistic']:.4f}"
 
 
+def score_benchmark(comp, ds, alpha: int = 5, beta: int = 1) -> dict:
+    """Eqn. 4 anchors from `ds` itself (std 0: no subjective std), anchor matrix from `comp`,
+    every image against the anchors (anchor first, test second; DESIGN.md), exact probit MAP."""
+    paths = [str(ds.abspath(r)) for r in ds.records]
+    mos = np.array([r.mos for r in ds.records])
+    rep = selection_report(mos, np.zeros_like(mos), alpha=alpha, beta=beta)
+    anchors = [paths[i] for i in rep.indices]
+    A = matrix_from_comparator(comp, anchors)
+    pairs = [Pair(a, x) for x in paths for a in anchors]
+    res = compare_batch(comp, pairs)
+    b = preference(res.logprobs).reshape(len(paths), len(anchors))
+    scored = score_against_anchors(A, b, link="probit", scale="latent")
+    return {"paths": paths, "mos": mos, "selection": rep, "anchor_matrix": A, "scored": scored,
+            "n_comparisons": len(pairs) + len(anchors) * (len(anchors) - 1), "n_failed": int((~res.ok).sum())}
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--size", type=int, default=DEFAULT_SIZE)
@@ -56,23 +72,15 @@ def main(argv=None) -> int:
         print(f"generation (fresh): {t_gen:.2f} s   cache hit: {t_hit:.3f} s   ratio fresh/hit: {t_gen / t_hit:.0f}x")
 
         comp = load_comparator("classical", sigma=args.sigma)
-        paths = [str(ds.abspath(r)) for r in ds.records]
-        mos = np.array([r.mos for r in ds.records])
-
         t0 = time.perf_counter()
-        rep = selection_report(mos, np.zeros_like(mos), alpha=5, beta=1)
-        anchors = [paths[i] for i in rep.indices]
-        A = matrix_from_comparator(comp, anchors)
-        pairs = [Pair(a, x) for x in paths for a in anchors]  # anchor first, test second (DESIGN.md)
-        res = compare_batch(comp, pairs)
-        n_failed = int((~res.ok).sum())
-        b = preference(res.logprobs).reshape(len(paths), len(anchors))
-        scored = score_against_anchors(A, b, link="probit", scale="latent")
+        run = score_benchmark(comp, ds)
         t_pipe = time.perf_counter() - t0
+        mos, scored, rep = run["mos"], run["scored"], run["selection"]
+        paths = run["paths"]
 
         print("anchors (Eqn. 4, alpha=5, beta=1): " + ", ".join(
             f"{ds.records[i].path} (MOS {mos[i]:g})" for i in rep.indices))
-        print(f"pipeline: {len(pairs) + len(anchors) * (len(anchors) - 1)} comparisons, {n_failed} failed, "
+        print(f"pipeline: {run['n_comparisons']} comparisons, {run['n_failed']} failed, "
               f"MAP converged {int(scored.converged.sum())}/{len(paths)}, {t_pipe:.2f} s "
               f"(image measures: {comp.n_measured} computed once each)")
         print("\nfull pipeline (anchors + exact MAP, paper profile):")

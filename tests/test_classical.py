@@ -130,3 +130,23 @@ def test_flat_image_is_finite(tmp_path):
 def test_model_argument_refused():
     with pytest.raises(ValueError, match="takes no model"):
         load_comparator("classical:some/model")
+
+
+def test_full_pipeline_on_the_benchmark(demo):
+    """Anchors (Eqn. 4) + comparator matrix + exact MAP, as bench/classical_benchmark.py runs it.
+
+    With fixed anchors the MAP score is a monotone function of the preferences, which are monotone
+    in the quality index: the pipeline must rank exactly as the raw index does (an independent
+    route to the same ranking), and well above chance against the ground truth."""
+    from bench.classical_benchmark import score_benchmark
+
+    comp = ClassicalComparator()
+    run = score_benchmark(comp, demo)
+    scored = run["scored"]
+    assert run["n_failed"] == 0 and scored.converged.all() and not scored.failed.any()
+    assert len(run["selection"].indices) == 5
+    A = run["anchor_matrix"]
+    np.testing.assert_allclose(A + A.T, 1.0, atol=1e-12)
+    index = np.array([comp.quality_index(p) for p in run["paths"]])
+    assert spearmanr(scored.score, index)[0] == pytest.approx(1.0, abs=1e-12)
+    assert spearmanr(scored.score, run["mos"])[0] > 0.8

@@ -206,3 +206,11 @@ def test_store_remembers_failures(tmp_path):
 
 def test_default_store_is_shared():
     assert default_store() is default_store()
+
+
+def test_global_truncated_flag_is_refused(rgb_png, monkeypatch):
+    from PIL import ImageFile
+
+    monkeypatch.setattr(ImageFile, "LOAD_TRUNCATED_IMAGES", True)
+    with pytest.raises(ImageError, match="LOAD_TRUNCATED_IMAGES is set"):
+        load_image(rgb_png)
