@@ -7,5 +7,6 @@ from adapters.base import (  # noqa: F401
     fingerprint_hash,
     load_comparator,
     parse_spec,
+    rate_batch,
     register_comparator,
 )

@@ -91,12 +91,23 @@ def compare_batch(comparator: Comparator, pairs: Sequence[Pair]) -> Comparisons:
     that pair. Rows are re-normalised so downstream code may rely on log-softmax rows.
     """
     pairs = list(pairs)
-    n = len(pairs)
+    if hasattr(comparator, "compare_detailed"):
+        return _checked(len(pairs), lambda: comparator.compare_detailed(pairs))
+    return _checked(len(pairs), lambda: Comparisons(np.asarray(comparator.compare(pairs), dtype=np.float64)))
+
+
+def rate_batch(comparator, images: Sequence[ImageRef]) -> Comparisons:
+    """`compare_batch` for the single-image rating baseline (`comparator.rate(images)`, levels
+    `harness.levels.RATING_LEVELS`), with the same failure recording."""
+    images = [os.fspath(i) for i in images]
+    if not hasattr(comparator, "rate"):
+        raise ValueError(f"{type(comparator).__name__} has no single-image rating (rate); use mode soft or count")
+    return _checked(len(images), lambda: Comparisons(np.asarray(comparator.rate(images), dtype=np.float64)))
+
+
+def _checked(n: int, call) -> Comparisons:
     try:
-        if hasattr(comparator, "compare_detailed"):
-            res = comparator.compare_detailed(pairs)
-        else:
-            res = Comparisons(np.asarray(comparator.compare(pairs), dtype=np.float64))
+        res = call()
     except Exception as exc:  # noqa: BLE001 - recorded per pair, never swallowed
         reason = f"{type(exc).__name__}: {exc}"
         return Comparisons(np.full((n, N_LEVELS), np.nan), [reason] * n, [{} for _ in range(n)])

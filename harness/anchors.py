@@ -150,21 +150,31 @@ def anchor_pairs(images) -> list[Pair]:
 
 def matrix_from_logprobs(pairs, logprobs, images, temperature: float = 1.0,
                          weights=LEVEL_WEIGHTS) -> np.ndarray:
+    """Anchor matrix from judged pairs' level log-probs (soft preferences; see matrix_from_preferences)."""
+    pairs = list(pairs)
+    p = preference(logprobs, temperature, weights)
+    if p.shape[0] != len(pairs):
+        raise ValueError(f"{len(pairs)} pairs but {p.shape[0]} rows of log-probabilities")
+    return matrix_from_preferences(pairs, p, images)
+
+
+def matrix_from_preferences(pairs, prefs, images) -> np.ndarray:
     """Anchor matrix from judged pairs, both presentation orders combined.
 
     A pair (first = a_i, second = a_j) with preference p says P(j beats i) = p, i.e. C[j, i] = p and
     C[i, j] = 1 - p. Each entry is the mean of every observation of it (both orders, repeats), so
-    C[i, j] + C[j, i] = 1 and position bias of the model averages out. Failed pairs (NaN rows) are
+    C[i, j] + C[j, i] = 1 and position bias of the model averages out. Failed pairs (NaN) are
     skipped; an anchor pair with no successful observation is NaN (unobserved for the solver).
+    Works for soft preferences and for the count variant's hard ones alike.
     """
     names = [str(i) for i in images]
     index = {name: k for k, name in enumerate(names)}
     if len(index) != len(names):
         raise ValueError("anchor images must be distinct")
     pairs = list(pairs)
-    p = preference(logprobs, temperature, weights)
-    if p.shape[0] != len(pairs):
-        raise ValueError(f"{len(pairs)} pairs but {p.shape[0]} rows of log-probabilities")
+    p = np.asarray(prefs, dtype=np.float64)
+    if p.shape != (len(pairs),):
+        raise ValueError(f"{len(pairs)} pairs but preferences of shape {p.shape}")
     try:
         first = np.array([index[pr.first] for pr in pairs], dtype=np.int64)
         second = np.array([index[pr.second] for pr in pairs], dtype=np.int64)
