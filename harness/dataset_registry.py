@@ -55,6 +55,15 @@ class DatasetInfo:
     split_size: tuple[int, int]
     whole_set: bool = False
     level_pattern: str | None = None
+    #: direction of pyiqa's meta-info labels where they differ from the official files (pyiqa's
+    #: own dataset_info marks LIVE and CSIQ as DMOS; the official CSIQ file is inverted)
+    pyiqa_higher_is_better: bool | None = None
+
+    def direction_for(self, fmt: str) -> bool:
+        """Whether higher is better in this dataset's labels as stored in format `fmt`."""
+        if fmt == "pyiqa" and self.pyiqa_higher_is_better is not None:
+            return self.pyiqa_higher_is_better
+        return self.higher_is_better
 
     @property
     def layout(self) -> str:
@@ -72,9 +81,10 @@ DATASETS: dict[str, DatasetInfo] = {
     d.name: d
     for d in (
         DatasetInfo("live", "LIVE", ("live iqa", "liveiqa", "live release 2"), "live", "live_test.json",
-                    (0.0, 114.414709), "DMOS", False, True, (158, 162)),
+                    (0.0, 114.414709), "DMOS", False, True, (158, 162), pyiqa_higher_is_better=False),
         DatasetInfo("csiq", "CSIQ", (), "csiq/dst_imgs", "csiq_test.json",
-                    (0.0, 1.0), "MOS (0-1)", True, True, (172, 174), level_pattern=r"\.(\d)\.png$"),
+                    (0.0, 1.0), "MOS (0-1)", True, True, (172, 174), level_pattern=r"\.(\d)\.png$",
+                    pyiqa_higher_is_better=False),
         DatasetInfo("kadid10k", "KADID-10k", ("kadid",), "kadid10k", "kadid10k_test.json",
                     (1.0, 4.93), "MOS", True, True, (2000, 2000), level_pattern=r"_(\d\d)\.png$"),
         DatasetInfo("bid", "BID", ("blur image database",), "bid", "bid_test.json",

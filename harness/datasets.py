@@ -13,6 +13,7 @@ import csv
 import json
 import math
 import os
+import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -214,28 +215,35 @@ def _std(value) -> float | None:
     return x
 
 
+def _registered(name) -> DatasetInfo | None:
+    try:
+        return get_dataset_info(name) if name else None
+    except ValueError:
+        return None
+
+
 def _build(name, root, rows, *, default_name, higher_is_better, score_range, check_files, drop_bad,
-           info: DatasetInfo | None = None) -> Dataset:
-    """rows: (where, callable -> Record). Registry facts fill what the caller left open."""
+           fmt: str, info: DatasetInfo | None = None) -> Dataset:
+    """rows: (where, callable -> Record). Registry facts (found by `name`, else by the records'
+    folder prefix) fill what the caller left open: the direction of labels in format `fmt`, and
+    the registered score range when every score lies inside it."""
     records, problems = [], []
     for where, make in rows:
         try:
             records.append(make())
         except _RowError as exc:
             problems.append(Problem(exc.kind, where, exc.detail))
-    if info is None and name is not None:
-        try:
-            info = get_dataset_info(name)
-        except ValueError:
-            info = None
-    if info is None:
-        info = identify([r.path for r in records])
+    info = info or _registered(name) or identify([r.path for r in records])
+    if score_range is None and info is not None:
+        lo, hi = info.score_range
+        if all(r.mos is None or lo <= r.mos <= hi for r in records):
+            score_range = info.score_range
     ds = Dataset(
         name=name or (info.name if info else default_name),
         root=Path(root),
         records=records,
-        higher_is_better=higher_is_better if higher_is_better is not None else (info.higher_is_better if info else True),
-        score_range=score_range if score_range is not None else (info.score_range if info else None),
+        higher_is_better=higher_is_better if higher_is_better is not None else (info.direction_for(fmt) if info else True),
+        score_range=score_range,
         row_problems=problems,
     )
     ds.validate(drop_bad, check_files=check_files)
@@ -279,7 +287,7 @@ def load_compare2score_json(path, root, *, name=None, allow_outside_root=False, 
 
     rows = [(f"item {i}", make(item)) for i, item in enumerate(items)]
     return _build(name, root, rows, default_name=path.stem, higher_is_better=higher_is_better,
-                  score_range=score_range, check_files=check_files, drop_bad=drop_bad)
+                  score_range=score_range, check_files=check_files, drop_bad=drop_bad, fmt="compare2score")
 
 
 _IMAGE_COLUMNS = ("dist_name", "dis_img_path", "dist_img_path", "distorted", "img_name", "image_name", "image",
@@ -340,9 +348,13 @@ def _load_csv(path, root, *, name, allow_outside_root, higher_is_better, score_r
                           _std(cell(std_i)), frozenset([split]) if split else frozenset())
         return build
 
+    fmt = "pyiqa" if with_splits else "csv"
+    # pyiqa names its files meta_info_<Dataset>Dataset.csv: that names the dataset too
+    pyiqa_name = re.fullmatch(r"meta_info_(.+?)Dataset", path.stem) if with_splits else None
+    info = _registered(name) or (_registered(pyiqa_name.group(1)) if pyiqa_name else None)
     return _build(name, root, [(f"line {n}", make(row)) for n, row in body], default_name=path.stem,
                   higher_is_better=higher_is_better, score_range=score_range, check_files=check_files,
-                  drop_bad=drop_bad)
+                  drop_bad=drop_bad, fmt=fmt, info=info)
 
 
 def load_pyiqa_csv(path, root, *, name=None, allow_outside_root=False, higher_is_better=None, score_range=None,
@@ -376,7 +388,7 @@ def load_folder(root, *, name=None, check_files=True, drop_bad=False) -> Dataset
         raise DatasetError(str(root), [Problem("missing file", str(root), f"no image files ({', '.join(IMAGE_EXTENSIONS)})")])
     rows = [(p, (lambda p=p: Record(p))) for p in paths]
     return _build(name, root, rows, default_name=root.name, higher_is_better=True, score_range=None,
-                  check_files=check_files, drop_bad=drop_bad)
+                  check_files=check_files, drop_bad=drop_bad, fmt="folder")
 
 
 def _sniff_csv_kind(path: Path) -> str:

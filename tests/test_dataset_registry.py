@@ -159,3 +159,20 @@ def test_nothing_downloads_at_import():
     finally:
         urllib.request.urlopen = orig
     assert calls == []
+
+
+def test_authentic_datasets_lie_on_their_published_rating_scales(shared_data):
+    """BID, LIVE Challenge, KonIQ-10k and SPAQ carry no distortion level in their file names, so
+    their direction is the rating protocol's (a higher rating is better quality, PAPER.md 5.1); what
+    the files can show is that their scores sit on those published scales, not on a DMOS one."""
+    published = {"bid": (0, 5), "clive": (0, 100), "koniq10k": (1, 5), "spaq": (0, 100)}
+    for name, (lo, hi) in published.items():
+        scores = _union(shared_data, name).values()
+        assert lo <= min(scores) and max(scores) <= hi, name
+        assert DATASETS[name].higher_is_better and DATASETS[name].score_kind == "MOS"
+
+
+def test_pyiqa_direction_overrides():
+    assert DATASETS["csiq"].direction_for("pyiqa") is False and DATASETS["csiq"].direction_for("compare2score")
+    assert DATASETS["live"].direction_for("pyiqa") is False and DATASETS["live"].direction_for("compare2score") is False
+    assert DATASETS["koniq10k"].direction_for("pyiqa") is True

@@ -234,3 +234,22 @@ def test_registry_direction_travels_with_recognised_files(shared_data):
     f = shared_data / "compare2score_splits" / "1" / "live_test.json"
     assert load_dataset(f, shared_data, check_files=False).higher_is_better is False
     assert load_dataset(f, shared_data, check_files=False, higher_is_better=True).higher_is_better is True
+
+
+def test_pyiqa_file_names_bring_pyiqa_directions(root, tmp_path):
+    """pyiqa's LIVE and CSIQ labels are DMOS even under a column called `mos` (pyiqa's own
+    dataset_info says so); its KonIQ labels are 0-100, outside the official files' 1-5 range."""
+    live = tmp_path / "meta_info_LIVEIQADataset.csv"
+    live.write_text("ref_name,dist_name,mos\nr.bmp,0.png,30.5\nr.bmp,1.png,60\n")
+    ds = load_pyiqa_csv(live, root / "imgs")
+    assert ds.name == "live" and ds.higher_is_better is False
+    csiq = tmp_path / "meta_info_CSIQDataset.csv"
+    csiq.write_text("ref_name,dist_name,dmos\nr.png,0.png,0.1\n")
+    assert load_pyiqa_csv(csiq, root / "imgs").higher_is_better is False
+    koniq = tmp_path / "meta_info_KonIQ10kDataset.csv"
+    koniq.write_text("img_name,mos,std,split\n0.png,77.4,0.5,training\n1.png,30.9,0.6,test\n")
+    ds = load_pyiqa_csv(koniq, root / "imgs")
+    assert ds.higher_is_better is True and ds.score_range is None
+    # the official JSON of the same dataset keeps the registered range
+    j = _write_json(tmp_path / "k.json", [{"image": "koniq/0.png", "gt_score": 3.1, "std": 0.4}])
+    assert load_compare2score_json(j, tmp_path, check_files=False).score_range == DATASETS["koniq10k"].score_range
