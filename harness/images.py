@@ -111,14 +111,14 @@ def to_rgb(img: Image.Image, *, background=DEFAULT_BACKGROUND, path="<image>") -
     """Any Pillow mode to 8-bit RGB (orientation NOT handled here; `load_image` does it)."""
     path = Path(os.fspath(path))
     mode = img.mode
-    if mode == "RGB":
-        return img
     if mode.startswith("I;16") or mode in ("I", "F"):
         return Image.fromarray(_scale_to_uint8(np.asarray(img), mode, path), "L").convert("RGB")
-    if _has_alpha(img):
+    if _has_alpha(img):  # alpha channel, palette transparency or an RGB/L colour key
         rgba = img.convert("RGBA")
         base = Image.new("RGBA", rgba.size, tuple(background) + (255,))
         return Image.alpha_composite(base, rgba).convert("RGB")
+    if mode == "RGB":
+        return img
     try:
         return img.convert("RGB")  # 1, L, P, CMYK, YCbCr, LAB, HSV: Pillow's conversions are exact here
     except (ValueError, OSError) as exc:
@@ -137,9 +137,12 @@ def load_image(path, *, max_pixels: int | None = DEFAULT_MAX_PIXELS, background=
     with _open_checked(path, max_pixels) as img:
         try:
             img.load()
-            img = ImageOps.exif_transpose(img)
         except (OSError, SyntaxError, ValueError, EOFError) as exc:
             raise ImageError(path, f"truncated or corrupt image data ({exc})") from None
+        try:
+            img = ImageOps.exif_transpose(img)
+        except (OSError, SyntaxError, ValueError, TypeError, KeyError) as exc:
+            raise ImageError(path, f"unreadable EXIF orientation ({exc})") from None
         return to_rgb(img, background=background, path=path)
 
 

@@ -214,3 +214,12 @@ def test_global_truncated_flag_is_refused(rgb_png, monkeypatch):
     monkeypatch.setattr(ImageFile, "LOAD_TRUNCATED_IMAGES", True)
     with pytest.raises(ImageError, match="LOAD_TRUNCATED_IMAGES is set"):
         load_image(rgb_png)
+
+
+def test_rgb_colour_key_transparency(tmp_path):
+    p = tmp_path / "key.png"
+    img = Image.new("RGB", (4, 2), (10, 20, 30))
+    img.putpixel((0, 0), (0, 255, 0))
+    img.save(p, transparency=(0, 255, 0))
+    out = np.asarray(load_image(p, background=(200, 100, 50)))
+    assert tuple(out[0, 0]) == (200, 100, 50) and tuple(out[1, 1]) == (10, 20, 30)
