@@ -253,3 +253,20 @@ def test_pyiqa_file_names_bring_pyiqa_directions(root, tmp_path):
     # the official JSON of the same dataset keeps the registered range
     j = _write_json(tmp_path / "k.json", [{"image": "koniq/0.png", "gt_score": 3.1, "std": 0.4}])
     assert load_compare2score_json(j, tmp_path, check_files=False).score_range == DATASETS["koniq10k"].score_range
+
+
+def test_csv_loaders_agree_with_json_on_real_records(shared_data, tmp_path):
+    """The same official KonIQ-10k split written as pyiqa and plain CSVs loads to the same records."""
+    f = shared_data / "compare2score_splits" / "1" / "koniq10k_test.json"
+    ref = load_compare2score_json(f, shared_data, check_files=False)
+    items = json.loads(f.read_text())
+    pyiqa = tmp_path / "meta_info_KonIQ10kDataset.csv"
+    pyiqa.write_text("img_name,mos,std,split\n" + "".join(
+        f"{i['image']},{i['gt_score']!r},{i['std']!r},test\n" for i in items))
+    plain = tmp_path / "plain.csv"
+    plain.write_text("".join(f"{i['image']},{i['gt_score']!r},{i['std']!r}\n" for i in items))
+    a = load_pyiqa_csv(pyiqa, shared_data, check_files=False)
+    b = load_dataset(plain, shared_data, check_files=False)
+    assert [(r.path, r.mos, r.std) for r in a.records] == [(r.path, r.mos, r.std) for r in ref.records]
+    assert b.records == ref.records and len(ref) == 2015
+    assert a.splits == ["test"] and a.name == b.name == "koniq10k"
