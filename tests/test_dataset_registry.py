@@ -176,3 +176,11 @@ def test_pyiqa_direction_overrides():
     assert DATASETS["csiq"].direction_for("pyiqa") is False and DATASETS["csiq"].direction_for("compare2score")
     assert DATASETS["live"].direction_for("pyiqa") is False and DATASETS["live"].direction_for("compare2score") is False
     assert DATASETS["koniq10k"].direction_for("pyiqa") is True
+
+
+def test_command_line(shared_data, tmp_path, capsys):
+    assert reg.main(["fetch", "--dest", str(tmp_path / "s"), "--base-url", _splits(shared_data).as_uri()]) == 0
+    assert (tmp_path / "s" / "10" / "agi.json").is_file()
+    assert reg.main(["list"]) == 0
+    out = capsys.readouterr().out
+    assert "LIVE " in out and "LOWER is better" in out and out.count("\n") >= 10
