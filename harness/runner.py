@@ -59,6 +59,8 @@ class DatasetSpec:
     higher_is_better: bool | None = None
     #: what the leaderboard's summary aggregates: "splits" (median over splits, the paper) or "all"
     summary: str | None = None
+    #: explicit image files to score (no MOS), instead of a manifest or folder
+    images: list[str] | None = None
 
 
 @dataclass
@@ -119,6 +121,8 @@ class RunConfig:
 def resolve_dataset(spec: DatasetSpec, *, drop_bad: bool = False) -> tuple[Dataset, str]:
     """The dataset a spec names, validated (every problem in one DatasetError before model work),
     and what its summary aggregates over."""
+    if spec.images is not None:
+        return images_dataset(spec.name, spec.images), ALL
     if spec.source is None and spec.name == "demo":
         from harness.demo_data import build_demo_benchmark
 
@@ -149,6 +153,18 @@ def resolve_dataset(spec: DatasetSpec, *, drop_bad: bool = False) -> tuple[Datas
     return ds, spec.summary or "splits"
 
 
+def images_dataset(name: str, images) -> Dataset:
+    """A scoring-only dataset of explicit image files (absolute paths; missing files are reported
+    with the other per-image failures, not raised)."""
+    paths = [str(Path(p).resolve()) for p in images]
+    if not paths:
+        raise ValueError("no images given")
+    dupes = sorted({p for p in paths if paths.count(p) > 1})
+    if dupes:
+        raise ValueError(f"images given twice: {dupes[:5]}")
+    return Dataset(name=name, root=Path("/"), records=[Record(p) for p in paths])
+
+
 def _keep_splits(ds: Dataset, splits) -> Dataset:
     wanted = {str(s) for s in splits}
     missing = wanted - set(ds.splits)
@@ -170,6 +186,8 @@ def resolve_anchors(spec: AnchorSpec, datasets: dict[str, Dataset]) -> AnchorSet
         return replace(base, images=[str(Path(root) / i) for i in base.images])
     if spec.source == "select":
         name = spec.dataset or (next(iter(datasets)) if len(datasets) == 1 else None)
+        if name == "demo" and name not in datasets:  # the embedded benchmark: a reference usable anywhere
+            datasets = {**datasets, "demo": resolve_dataset(DatasetSpec("demo"))[0]}
         if name not in datasets:
             raise ValueError(f"anchors.source=select needs anchors.dataset, one of {sorted(datasets)}")
         ds = datasets[name]

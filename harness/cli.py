@@ -1,0 +1,441 @@
+"""`c2s`: the command line. Every sub-command's --help ends with examples."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+MAIN_EPILOG = """\
+quick start:
+  c2s demo                                   # the whole pipeline offline on real photos (no weights needed)
+  c2s run --model hf:/models/Qwen2.5-VL-7B-Instruct --dataset koniq --root /data/iqa --anchors-root /data/iqa
+  c2s run --config runs/zero_shot.yaml       # models x datasets x profiles from YAML
+  c2s leaderboard results/runs/* --out results/leaderboard
+  c2s rescore results/runs/<run-id> --link logit
+"""
+
+
+def _kv(items) -> dict:
+    """KEY=VALUE options; values parsed as YAML scalars (8 -> int, true -> bool, null -> None)."""
+    import yaml
+
+    out = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--model-option expects KEY=VALUE, got {item!r}")
+        out[key.replace("-", "_")] = yaml.safe_load(value) if value else ""
+    return out
+
+
+def _add_model(p, required=True):
+    p.add_argument("--model", required=required, metavar="SPEC",
+                   help="model spec: classical | hf:PATH_OR_ID | vllm:PATH_OR_ID | openai:MODEL | "
+                        "compare2score[:PATH] | py:module:Class")
+    p.add_argument("--model-option", "-o", action="append", metavar="KEY=VALUE",
+                   help="adapter option, repeatable (e.g. -o device=cuda -o dtype=bfloat16 -o batch_size=16; "
+                        "openai: -o base_url=http://127.0.0.1:8000/v1 -o api_key_env=MY_KEY)")
+
+
+def _add_profile(p):
+    p.add_argument("--link", choices=["probit", "logit"], help="MAP link (paper: probit; official: logit)")
+    p.add_argument("--temperature", type=float, help="temperature on the test-vs-anchor level logits (official: 100)")
+    p.add_argument("--anchor-temperature", type=float, help="temperature on the anchor block")
+    p.add_argument("--steps", type=int, help="Adam steps of the official solver (50 or 100)")
+    p.add_argument("--scale", choices=["latent", "minmax", "mos"], help="output scale of the exact solver")
+    p.add_argument("--anchor-matrix", choices=["auto", "comparator", "mos", "official"],
+                   help="anchor block: judged by the model, Thurstone from MOS, or the official fixed matrix")
+
+
+def _overrides(a) -> dict:
+    return {"link": a.link, "temperature": a.temperature, "anchor_temperature": a.anchor_temperature,
+            "steps": a.steps, "scale": a.scale, "anchor_matrix": a.anchor_matrix}
+
+
+def _parser() -> argparse.ArgumentParser:
+    fmt = argparse.RawDescriptionHelpFormatter
+    ap = argparse.ArgumentParser(prog="c2s", formatter_class=fmt, epilog=MAIN_EPILOG,
+                                 description="Compare2Score evaluation harness: LMM pairwise comparisons -> exact MAP "
+                                             "quality scores -> SRCC/PLCC leaderboards.")
+    sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("run", formatter_class=fmt, help="judge, score and measure a model on datasets",
+                       description="Judge every test image against the anchors (cached, resumable: re-run the "
+                                   "same command after an interruption), score under each profile and mode, and "
+                                   "write one run folder per (profile, mode) with scores, metrics, report and plots.",
+                       epilog="examples:\n"
+                              "  c2s run --model classical --dataset demo --anchors select --anchors-dataset demo\n"
+                              "  c2s run --model hf:/models/llava-1.5-7b -o device=cuda -o dtype=float16 \\\n"
+                              "          --dataset koniq --dataset spaq --root /data/iqa --anchors-root /data/iqa \\\n"
+                              "          --profile paper --profile official --mode soft --mode count\n"
+                              "  c2s run --model vllm:/models/Qwen2.5-VL-7B --dataset mine=data/mine.csv --root data/mine\n"
+                              "  c2s run --config runs/zero_shot.yaml")
+    p.add_argument("--config", metavar="YAML", help="run config (models x datasets x profiles); flags below are ignored")
+    _add_model(p, required=False)
+    p.add_argument("--label", help="model name shown in reports and leaderboards")
+    p.add_argument("--dataset", action="append", metavar="NAME[=SOURCE]",
+                   help="a registered dataset (official splits, needs --root), 'demo', or NAME=manifest.json|csv|folder")
+    p.add_argument("--root", help="folder holding the dataset images")
+    p.add_argument("--splits", help="comma-separated split names (default: all)")
+    p.add_argument("--anchors", default=None, help="koniq (default) | select | anchors.json")
+    p.add_argument("--anchors-root", help="folder holding the anchor images (for koniq: the folder with koniq/)")
+    p.add_argument("--anchors-dataset", help="with --anchors select: the dataset to select from")
+    p.add_argument("--alpha", type=int, default=5, help="Eqn. 4: number of MOS intervals")
+    p.add_argument("--beta", type=int, default=1, help="Eqn. 4: anchors per interval")
+    p.add_argument("--profile", action="append", choices=["paper", "official"], help="scoring profile(s)")
+    _add_profile(p)
+    p.add_argument("--mode", action="append", choices=["soft", "count", "rating"],
+                   help="soft (the paper), count (hard verdicts, Table 3) or rating (single-image baseline)")
+    p.add_argument("--order", choices=["anchor_first", "both"], default="anchor_first",
+                   help="show the anchor first (official), or both orders averaged")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--out", default="results/runs", help="where run folders go")
+    p.add_argument("--cache", default="results/cache/pairs.sqlite", help="the pair cache (SQLite)")
+    p.add_argument("--run-id", help="run folder name (default: derived from the configuration)")
+    p.add_argument("--drop-bad", action="store_true", help="go on without broken dataset items (they are listed)")
+    p.add_argument("--bootstrap", type=int, default=0, metavar="N", help="bootstrap CIs with N resamples")
+    p.add_argument("--no-report", action="store_true", help="skip report.md/html and plots")
+
+    p = sub.add_parser("score", formatter_class=fmt, help="score images (no MOS needed)",
+                       description="Score every image of a folder (or the files given) against the anchors; one "
+                                   "CSV row per image with its score and a status/error column.",
+                       epilog="examples:\n"
+                              "  c2s score --model classical --images photos/ --out scores.csv\n"
+                              "  c2s score --model hf:/models/qwen -o device=cuda --images a.jpg b.jpg --anchors my.json")
+    _add_model(p)
+    p.add_argument("--images", nargs="+", required=True, help="a folder, or image files")
+    p.add_argument("--out", required=True, help="CSV file to write")
+    p.add_argument("--anchors", default="select", help="select (Eqn. 4 on --anchors-dataset; default the embedded "
+                                                        "demo benchmark) | koniq | anchors.json")
+    p.add_argument("--anchors-root", help="folder holding the anchor images")
+    p.add_argument("--anchors-dataset", default="demo")
+    p.add_argument("--profile", choices=["paper", "official"], default="paper")
+    _add_profile(p)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--cache", default="results/cache/pairs.sqlite")
+
+    p = sub.add_parser("compare", formatter_class=fmt, help="judge one pair and print the level distribution",
+                       epilog="example:\n  c2s compare --model classical reference.png distorted.png")
+    _add_model(p)
+    p.add_argument("first")
+    p.add_argument("second")
+    p.add_argument("--temperature", type=float, default=1.0)
+
+    p = sub.add_parser("anchors", formatter_class=fmt, help="select anchors (Eqn. 4) or compute an anchor matrix",
+                       epilog="examples:\n"
+                              "  c2s anchors select --dataset koniq=/data/koniq/train.json --root /data/iqa --out anchors.json\n"
+                              "  c2s anchors matrix --anchors anchors.json --model hf:/models/qwen --out anchors_qwen.json\n"
+                              "  c2s anchors matrix --anchors anchors.json --from-mos --out anchors_mos.json")
+    asub = p.add_subparsers(dest="action", required=True)
+    q = asub.add_parser("select", help="Eqn. 4: alpha equal-width MOS intervals, beta lowest-std images each")
+    q.add_argument("--dataset", required=True, metavar="NAME[=SOURCE]")
+    q.add_argument("--root")
+    q.add_argument("--alpha", type=int, default=5)
+    q.add_argument("--beta", type=int, default=1)
+    q.add_argument("--out", required=True)
+    q = asub.add_parser("matrix", help="the anchor block judged by a model (both orders) or from MOS")
+    q.add_argument("--anchors", required=True, help="anchors.json")
+    q.add_argument("--root", help="folder the anchor images are relative to")
+    _add_model(q, required=False)
+    q.add_argument("--from-mos", action="store_true", help="Thurstone from MOS and std instead of a model")
+    q.add_argument("--temperature", type=float, default=1.0)
+    q.add_argument("--out", required=True)
+
+    p = sub.add_parser("datasets", formatter_class=fmt, help="list, check or fetch datasets",
+                       epilog="examples:\n  c2s datasets list\n  c2s datasets check koniq --root /data/iqa\n"
+                              "  c2s datasets fetch            # the ten official test splits, into the cache")
+    dsub = p.add_subparsers(dest="action", required=True)
+    dsub.add_parser("list", help="the registered datasets")
+    q = dsub.add_parser("check", help="validate a local copy: every missing or broken image in one listing")
+    q.add_argument("name", metavar="NAME[=SOURCE]")
+    q.add_argument("--root")
+    q.add_argument("--splits")
+    q.add_argument("--decode", action="store_true", help="also decode every image (finds truncated files)")
+    q = dsub.add_parser("fetch", help="download the official split files (explicit; nothing downloads otherwise)")
+    q.add_argument("--dest", help="target folder (default: the cache)")
+
+    p = sub.add_parser("rescore", formatter_class=fmt, help="score a finished run again, without any model",
+                       description="Recompute scores and metrics from a run's recorded comparisons with another "
+                                   "profile, link, temperature, scale or anchor matrix (no model, no torch).",
+                       epilog="examples:\n  c2s rescore results/runs/<run-id> --link logit\n"
+                              "  c2s rescore results/runs/<run-id> --profile official\n"
+                              "  c2s rescore results/runs/<run-id> --anchor-matrix mos --scale mos")
+    p.add_argument("run_dir")
+    p.add_argument("--profile", choices=["paper", "official"])
+    p.add_argument("--mode", choices=["soft", "count"])
+    _add_profile(p)
+    p.add_argument("--out", help="parent folder of the new run (default: beside the old one)")
+    p.add_argument("--no-report", action="store_true")
+
+    p = sub.add_parser("leaderboard", formatter_class=fmt, help="merge runs into paper-style tables",
+                       epilog="examples:\n  c2s leaderboard results/runs/* --out results/leaderboard\n"
+                              "  c2s leaderboard results/runs --formats md,csv --keep-latest")
+    p.add_argument("runs", nargs="+", help="run folders, or folders holding run folders")
+    p.add_argument("--out", default="results/leaderboard")
+    p.add_argument("--formats", default="md,html,csv,json")
+    p.add_argument("--keep-latest", action="store_true", help="when two runs fill the same cell, keep the newer")
+
+    p = sub.add_parser("demo", formatter_class=fmt, help="the offline demo (embedded real photos, no weights)",
+                       description="Runs the whole pipeline on the embedded real-photo benchmark: the classical "
+                                   "comparator and a tiny RANDOM LMM built offline (it proves the LMM code path; "
+                                   "its scores mean nothing), paper and official profiles and the count variant, "
+                                   "ending with a leaderboard and plots.",
+                       epilog="example:\n  c2s demo --out results/demo")
+    p.add_argument("--out", default="results/demo")
+    p.add_argument("--no-lmm", action="store_true", help="skip the tiny LMM (no torch needed)")
+
+    p = sub.add_parser("check-parity", formatter_class=fmt, help="same model, several backends: same probabilities?",
+                       epilog="example:\n  c2s check-parity /models/SmolVLM-256M --backends hf,vllm")
+    p.add_argument("model_path")
+    p.add_argument("rest", nargs=argparse.REMAINDER, help="options passed to `python -m harness.parity`")
+
+    p = sub.add_parser("setup", formatter_class=fmt, help="create an isolated environment for a backend",
+                       epilog="example:\n  c2s setup compare2score   # transformers 4.37 worker env for mPLUG-Owl2")
+    p.add_argument("backend", choices=["compare2score"])
+    p.add_argument("--env-dir", help="where the environment goes (default: the cache)")
+    return ap
+
+
+def _dataset_spec(text: str, root, splits):
+    from harness.runner import DatasetSpec
+
+    name, sep, source = text.partition("=")
+    return DatasetSpec(name=name, source=source or None, root=root,
+                       splits=[s.strip() for s in splits.split(",")] if splits else None)
+
+
+def cmd_run(a) -> int:
+    from harness.config import load_config
+    from harness.runner import AnchorSpec, RunConfig, run
+
+    if a.config:
+        configs = load_config(a.config)
+    else:
+        if not a.model or not a.dataset:
+            raise ValueError("give --config, or --model and at least one --dataset")
+        anchors = a.anchors or "koniq"
+        configs = [RunConfig(
+            model=a.model, model_options=_kv(a.model_option), label=a.label,
+            datasets=[_dataset_spec(d, a.root, a.splits) for d in a.dataset],
+            anchors=AnchorSpec(source=anchors, root=a.anchors_root, dataset=a.anchors_dataset, alpha=a.alpha,
+                               beta=a.beta),
+            profiles=a.profile or ["paper"], profile_overrides={k: v for k, v in _overrides(a).items() if v is not None},
+            modes=a.mode or ["soft"], order=a.order, batch_size=a.batch_size, out_dir=a.out, cache=a.cache,
+            run_id=a.run_id, drop_bad=a.drop_bad, bootstrap=a.bootstrap, reports=not a.no_report)]
+    for cfg in configs:
+        for run_dir in run(cfg):
+            _print_run(run_dir)
+    return 0
+
+
+def _print_run(run_dir: Path) -> None:
+    m = json.loads((run_dir / "manifest.json").read_text())
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    c = m["counts"]
+    print(f"{run_dir}  [{m['model']['label']} | {m['profile']['name']} | {m['mode']}]  pairs {c['pairs_total']} "
+          f"(cached {c['pairs_cached']}, computed {c['pairs_computed']}, failed {c['pairs_failed']}), "
+          f"images failed {c['images_failed']}")
+    for name, d in metrics["datasets"].items():
+        s = d.get("summary") or {}
+        if s:
+            print(f"    {name:24s} SRCC {s['srcc']['median']:.4f}  PLCC {s['plcc_logistic']['median']:.4f}"
+                  f"  (over {d['summary_over']}; {d['n_failed']} of {d['n_images']} images failed)")
+
+
+def cmd_score(a) -> int:
+    import csv
+
+    from harness.runner import AnchorSpec, DatasetSpec, RunConfig, run
+
+    images = a.images
+    if len(images) == 1 and Path(images[0]).is_dir():
+        spec = DatasetSpec(name="images", source=images[0], fmt="folder")
+    else:
+        spec = DatasetSpec(name="images", images=images)
+    cfg = RunConfig(model=a.model, model_options=_kv(a.model_option), datasets=[spec],
+                    anchors=AnchorSpec(source=a.anchors, root=a.anchors_root, dataset=a.anchors_dataset),
+                    profiles=[a.profile], profile_overrides={k: v for k, v in _overrides(a).items() if v is not None},
+                    batch_size=a.batch_size, cache=a.cache, out_dir=str(Path(a.out).resolve().parent / ".c2s-score"),
+                    reports=False)
+    (run_dir,) = run(cfg)
+    n_failed = 0
+    with open(run_dir / "scores.csv", newline="") as f, open(a.out, "w", newline="") as g:
+        w = csv.writer(g)
+        w.writerow(["image", "score", "latent", "sd", "n_anchors_ok", "status", "error"])
+        for row in csv.DictReader(f):
+            n_failed += row["status"] != "ok"
+            w.writerow([row["path"], row["score"], row["latent"], row["sd"], row["n_anchors_ok"], row["status"],
+                        row["error"]])
+    print(f"wrote {a.out} ({n_failed} failed; full run in {run_dir})")
+    return 0
+
+
+def cmd_compare(a) -> int:
+    from adapters.base import Pair, compare_batch, load_comparator
+    from harness.levels import LEVELS
+    from harness.scaling import preference
+
+    comp = load_comparator(a.model, **_kv(a.model_option))
+    try:
+        res = compare_batch(comp, [Pair(a.first, a.second)])
+    finally:
+        getattr(comp, "close", lambda: None)()
+    if res.errors[0]:
+        print(f"failed: {res.errors[0]}", file=sys.stderr)
+        return 1
+    import numpy as np
+
+    probs = np.exp(res.logprobs[0] / a.temperature)
+    probs /= probs.sum()
+    print(f"verdict on SECOND ({a.second}) relative to FIRST ({a.first}):")
+    for lv, p in zip(LEVELS, probs):
+        print(f"  {lv:9s} {p:7.4f}  {'#' * int(round(40 * p))}")
+    print(f"P(second better) = {float(preference(res.logprobs, a.temperature)[0]):.4f}")
+    return 0
+
+
+def cmd_anchors(a) -> int:
+    import numpy as np
+
+    from harness.anchors import matrix_from_comparator, matrix_from_mos, selection_report
+    from harness.runner import resolve_dataset
+
+    if a.action == "select":
+        ds, _ = resolve_dataset(_dataset_spec(a.dataset, a.root, None))
+        if not ds.has_scores:
+            raise ValueError(f"dataset {ds.name!r} has no MOS to select anchors from")
+        mos = np.array([r.mos for r in ds.records])
+        q = mos if ds.higher_is_better else -mos
+        std = np.array([0.0 if r.std is None else r.std for r in ds.records])
+        rep = selection_report(q, std, a.alpha, a.beta)
+        doc = {"name": f"{ds.name} Eqn. 4 (alpha={a.alpha}, beta={a.beta})", "root": str(ds.root),
+               "images": [ds.records[i].path for i in rep.indices], "mos": q[rep.indices].tolist(),
+               "std": std[rep.indices].tolist(), "intervals": rep.edges.tolist(), "counts": rep.counts.tolist()}
+        if rep.empty:
+            print(f"warning: empty MOS intervals {rep.empty}: {len(rep.indices)} anchors", file=sys.stderr)
+    else:
+        doc = json.loads(Path(a.anchors).read_text())
+        root = Path(a.root or doc.get("root") or Path(a.anchors).parent)
+        images = [str(root / i) for i in doc["images"]]
+        if a.from_mos:
+            C = matrix_from_mos(doc["mos"], doc["std"])
+        else:
+            if not a.model:
+                raise ValueError("give --model, or --from-mos")
+            from adapters.base import load_comparator
+
+            comp = load_comparator(a.model, **_kv(a.model_option))
+            try:
+                C = matrix_from_comparator(comp, images, a.temperature)
+            finally:
+                getattr(comp, "close", lambda: None)()
+        doc["matrix"] = [[None if not np.isfinite(v) else float(v) for v in row] for row in C]
+        doc["matrix_source"] = "mos" if a.from_mos else a.model
+    Path(a.out).write_text(json.dumps(doc, indent=1))
+    print(f"wrote {a.out}: {len(doc['images'])} anchors, MOS {['%.3g' % v for v in doc['mos']]}")
+    return 0
+
+
+def cmd_datasets(a) -> int:
+    from harness import dataset_registry as reg
+
+    if a.action == "list":
+        print(f"{'name':12s} {'higher better':13s} {'std':4s} {'range':14s} layout")
+        for info in reg.DATASETS.values():
+            print(f"{info.display_name:12s} {str(info.higher_is_better):13s} {'yes' if info.has_std else 'no':4s} "
+                  f"{str(info.score_range):14s} {info.layout}")
+        print(f"\nofficial split files: {reg.default_splits_dir()} (c2s datasets fetch)")
+        return 0
+    if a.action == "fetch":
+        dest = reg.fetch_official_splits(a.dest)
+        print(f"official splits in {dest}")
+        return 0
+    from harness.runner import resolve_dataset
+
+    spec = _dataset_spec(a.name, a.root, a.splits)
+    ds, _ = resolve_dataset(spec, drop_bad=True)
+    if a.decode:
+        ds.validate(drop_bad=True, decode=True)
+    problems = ds.report.problems if ds.report else []
+    print(f"{ds.name}: {len(ds)} images usable, {len(problems)} problem(s)")
+    for p in problems[:200]:
+        print(f"  - {p}")
+    return 1 if problems else 0
+
+
+def cmd_rescore(a) -> int:
+    from harness.runner import rescore
+
+    run_dir = rescore(a.run_dir, profile=a.profile, mode=a.mode, out_dir=a.out, reports=not a.no_report,
+                      **_overrides(a))
+    _print_run(run_dir)
+    return 0
+
+
+def _run_dirs(paths) -> list[Path]:
+    out = []
+    for p in map(Path, paths):
+        if (p / "manifest.json").is_file():
+            out.append(p)
+        elif p.is_dir():
+            out += sorted(q for q in p.iterdir() if (q / "manifest.json").is_file())
+        else:
+            raise ValueError(f"{p} is neither a run folder nor a folder of runs")
+    if not out:
+        raise ValueError(f"no run folders found in {list(paths)}")
+    return out
+
+
+def cmd_leaderboard(a) -> int:
+    from harness.leaderboard import build_leaderboard, write_leaderboard
+
+    lb = build_leaderboard(_run_dirs(a.runs), keep_latest=a.keep_latest)
+    written = write_leaderboard(lb, a.out, formats=tuple(f.strip() for f in a.formats.split(",")))
+    md = next((p for p in written if p.suffix == ".md"), None)
+    if md:
+        print(md.read_text())
+    print("wrote " + ", ".join(map(str, written)))
+    return 0
+
+
+def cmd_demo(a) -> int:
+    from harness.demo import run_demo
+
+    run_demo(Path(a.out), with_lmm=not a.no_lmm)
+    return 0
+
+
+def cmd_check_parity(a) -> int:
+    from harness.parity import main as parity_main
+
+    return parity_main([a.model_path, *a.rest])
+
+
+def cmd_setup(a) -> int:
+    from adapters.compare2score import setup_worker_env
+
+    env = setup_worker_env(a.env_dir)
+    print(f"compare2score worker environment ready: {env}")
+    return 0
+
+
+COMMANDS = {"run": cmd_run, "score": cmd_score, "compare": cmd_compare, "anchors": cmd_anchors,
+            "datasets": cmd_datasets, "rescore": cmd_rescore, "leaderboard": cmd_leaderboard, "demo": cmd_demo,
+            "check-parity": cmd_check_parity, "setup": cmd_setup}
+
+
+def main(argv=None) -> int:
+    a = _parser().parse_args(argv)
+    try:
+        return COMMANDS[a.command](a)
+    except (ValueError, OSError, RuntimeError) as exc:
+        print(f"c2s {a.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"c2s {a.command}: interrupted; run the same command again to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

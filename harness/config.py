@@ -1,0 +1,108 @@
+"""YAML run configs: models x datasets x profiles, with ${ENV} expansion.
+
+    models:
+      - spec: hf:/models/Qwen2.5-VL-7B-Instruct
+        label: Qwen2.5-VL-7B
+        options: {device: cuda, dtype: bfloat16, batch_size: 16}
+      - classical
+    datasets:
+      - {name: koniq, root: ${IQA_ROOT}}                 # official splits 1..10
+      - {name: mine, source: data/mine.csv, root: data/mine}
+    anchors: {source: koniq, root: ${IQA_ROOT}}
+    profiles: [paper, official]
+    modes: [soft, count]
+
+`${VAR}` must be set; `${VAR:-default}` falls back. Relative paths stay relative to the
+working directory, as on the command line. Every key is checked before any model work.
+"""
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import fields
+from pathlib import Path
+
+from harness.runner import AnchorSpec, DatasetSpec, RunConfig
+
+_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+_RUN_KEYS = {f.name for f in fields(RunConfig)} - {"model", "model_options", "label", "datasets", "anchors"}
+
+
+def expand_env(value, where: str = "config"):
+    """Expand ${VAR} / ${VAR:-default} in every string of a nested structure."""
+    if isinstance(value, dict):
+        return {k: expand_env(v, f"{where}.{k}") for k, v in value.items()}
+    if isinstance(value, list):
+        return [expand_env(v, f"{where}[{i}]") for i, v in enumerate(value)]
+    if not isinstance(value, str):
+        return value
+
+    def sub(m):
+        name, default = m.group(1), m.group(2)
+        if name in os.environ:
+            return os.environ[name]
+        if default is not None:
+            return default
+        raise ValueError(f"{where}: environment variable {name} is not set (write ${{{name}:-default}} for a fallback)")
+
+    return _ENV.sub(sub, value)
+
+
+def _build(cls, data, where: str):
+    if isinstance(data, str):
+        data = {"name": data} if cls is DatasetSpec else {"source": data}
+    if not isinstance(data, dict):
+        raise ValueError(f"{where}: expected a mapping, got {type(data).__name__}")
+    allowed = {f.name for f in fields(cls)}
+    unknown = set(data) - allowed
+    if unknown:
+        raise ValueError(f"{where}: unknown key(s) {sorted(unknown)}; allowed: {sorted(allowed)}")
+    try:
+        return cls(**data)
+    except TypeError as exc:
+        raise ValueError(f"{where}: {exc}") from None
+
+
+def configs_from_dict(doc: dict) -> list[RunConfig]:
+    """One RunConfig per model of a parsed config document."""
+    if not isinstance(doc, dict):
+        raise ValueError("a run config is a YAML mapping with at least `models` (or `model`) and `datasets`")
+    doc = expand_env(doc)
+    known = _RUN_KEYS | {"models", "model", "datasets", "anchors"}
+    unknown = set(doc) - known
+    if unknown:
+        raise ValueError(f"config: unknown key(s) {sorted(unknown)}; allowed: {sorted(known)}")
+    models = doc.get("models", [doc["model"]] if "model" in doc else None)
+    if not models:
+        raise ValueError("config: give `models` (a list) or `model`")
+    datasets = [_build(DatasetSpec, d, f"datasets[{i}]") for i, d in enumerate(doc.get("datasets") or [])]
+    anchors = _build(AnchorSpec, doc.get("anchors", {}), "anchors")
+    common = {k: doc[k] for k in _RUN_KEYS if k in doc}
+    out = []
+    for i, m in enumerate(models):
+        if isinstance(m, str):
+            m = {"spec": m}
+        if not isinstance(m, dict) or "spec" not in m:
+            raise ValueError(f"models[{i}]: write a spec string or {{spec: ..., label: ..., options: {{...}}}}")
+        extra = set(m) - {"spec", "label", "options"}
+        if extra:
+            raise ValueError(f"models[{i}]: unknown key(s) {sorted(extra)}")
+        try:
+            out.append(RunConfig(model=m["spec"], label=m.get("label"), model_options=dict(m.get("options") or {}),
+                                 datasets=datasets, anchors=anchors, **common))
+        except TypeError as exc:
+            raise ValueError(f"config: {exc}") from None
+    return out
+
+
+def load_config(path) -> list[RunConfig]:
+    import yaml
+
+    path = Path(path)
+    try:
+        doc = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise ValueError(f"cannot read config {path}: {exc}") from None
+    except yaml.YAMLError as exc:
+        raise ValueError(f"config {path} is not valid YAML: {exc}") from None
+    return configs_from_dict(doc)
