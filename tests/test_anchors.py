@@ -175,3 +175,16 @@ def test_matrix_from_comparator_agrees_with_mos_order():
     # (first = lower, second = higher) is "superior": p = soft * (0 + .25 + .5 + .75) + (1 - 4 soft)
     assert np.allclose(upper, 1 - (soft * LEVEL_WEIGHTS[:4].sum() + (1 - 4 * soft)), atol=1e-12)
     assert P[3, 1] > 0.99  # still known from the order that succeeded
+
+
+def test_matrix_from_preferences_takes_hard_verdicts_too():
+    from harness.anchors import matrix_from_preferences
+    from harness.scaling import hard_preference
+    images = ["a", "b"]
+    pairs = [Pair("a", "b"), Pair("b", "a"), Pair("a", "b")]
+    # b judged better when shown second twice, "similar" when shown first
+    hard = hard_preference(np.log(np.array([[.1, .1, .1, .1, .6], [.1, .1, .6, .1, .1], [.1, .1, .1, .6, .1]])))
+    P = matrix_from_preferences(pairs, hard, images)
+    assert P[1, 0] == pytest.approx((1.0 + 0.5 + 1.0) / 3) and P[0, 1] == pytest.approx(1 - P[1, 0])
+    with pytest.raises(ValueError, match="preferences of shape"):
+        matrix_from_preferences(pairs, hard[:2], images)
