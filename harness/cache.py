@@ -70,18 +70,33 @@ class PairCache:
         # isolation_level=None: we issue BEGIN ourselves (BEGIN IMMEDIATE takes the write lock up
         # front, so the busy timeout applies instead of a deadlock on lock upgrade).
         self._conn = sqlite3.connect(str(self.path), timeout=BUSY_TIMEOUT_S, isolation_level=None)
-        try:
-            self._conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
-            mode = self._conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-            if mode.lower() != "wal":
-                raise ValueError(f"PairCache: {self.path} cannot use WAL mode (got {mode!r}); "
-                                 "is it on a network file system?")
-            # NORMAL in WAL mode: a committed batch survives a process kill; the file never corrupts.
-            self._conn.execute("PRAGMA synchronous = NORMAL")
-            self._conn.execute(_SCHEMA)
-        except sqlite3.DatabaseError as exc:
+        deadline = time.monotonic() + BUSY_TIMEOUT_S
+        while True:
+            try:
+                self._setup()
+                break
+            except sqlite3.OperationalError as exc:
+                # switching a NEW file to WAL needs an exclusive lock that SQLite's busy handler
+                # does not wait for: two processes creating one cache at once retry here
+                if "locked" in str(exc) and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                    continue
+                self._conn.close()
+                raise ValueError(f"PairCache: {self.path} is not a usable SQLite cache: {exc}") from exc
+            except sqlite3.DatabaseError as exc:
+                self._conn.close()
+                raise ValueError(f"PairCache: {self.path} is not a usable SQLite cache: {exc}") from exc
+
+    def _setup(self) -> None:
+        self._conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+        mode = self._conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        if mode.lower() != "wal":
             self._conn.close()
-            raise ValueError(f"PairCache: {self.path} is not a usable SQLite cache: {exc}") from exc
+            raise ValueError(f"PairCache: {self.path} cannot use WAL mode (got {mode!r}); "
+                             "is it on a network file system?")
+        # NORMAL in WAL mode: a committed batch survives a process kill; the file never corrupts.
+        self._conn.execute("PRAGMA synchronous = NORMAL")
+        self._conn.execute(_SCHEMA)
 
     # --- context manager -------------------------------------------------------------------
     def __enter__(self) -> "PairCache":

@@ -590,6 +590,8 @@ def run(config: RunConfig, *, comparator=None, progress: bool = True) -> list[Pa
     if owned:
         comparator = load_comparator(config.model, **config.model_options)
     try:
+        if "rating" in config.modes and not hasattr(comparator, "rate"):
+            raise ValueError(f"mode rating needs a comparator with single-image rating; {config.model!r} has none")
         fp = comparator.fingerprint()
         fp_hash = fingerprint_hash(fp)
         cache = PairCache(config.cache) if config.cache else None
