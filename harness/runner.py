@@ -141,15 +141,18 @@ def resolve_dataset(spec: DatasetSpec, *, drop_bad: bool = False) -> tuple[Datas
     from harness.dataset_registry import N_SPLITS
 
     splits = spec.splits or [str(k) for k in range(1, N_SPLITS + 1)]
-    parts = [load_official_split(spec.name, s, spec.root, drop_bad=drop_bad) for s in splits]
+    # the union of the splits is checked once, so one error lists every problem of every split
+    parts = [load_official_split(spec.name, s, spec.root, check_files=False, drop_bad=True) for s in splits]
     merged: dict[str, Record] = {}
     for part in parts:
         for rec in part.records:
             old = merged.get(rec.path)
             merged[rec.path] = rec if old is None else replace(old, splits=old.splits | rec.splits)
-    ds = replace(parts[0], name=spec.name, records=list(merged.values()), row_problems=[], report=None)
+    ds = replace(parts[0], name=spec.name, records=list(merged.values()),
+                 row_problems=[p for part in parts for p in part.report.problems], report=None)
     if spec.higher_is_better is not None:
         ds.higher_is_better = spec.higher_is_better
+    ds.validate(drop_bad=drop_bad)
     return ds, spec.summary or "splits"
 
 
@@ -200,7 +203,8 @@ def resolve_anchors(spec: AnchorSpec, datasets: dict[str, Dataset]) -> AnchorSet
         std = np.array([0.0 if r.std is None else r.std for r in recs], dtype=np.float64)
         idx = select_anchors(mos, std, spec.alpha, spec.beta)
         return AnchorSet(images=[str(ds.abspath(recs[i])) for i in idx], mos=mos[idx], std=std[idx],
-                         name=f"{name} Eqn. 4 (alpha={spec.alpha}, beta={spec.beta})",
+                         name=f"{name} Eqn. 4 (alpha={spec.alpha}, beta={spec.beta})"
+                              + ("" if ds.higher_is_better else "; MOS = -DMOS so that higher is better"),
                          source=f"selected from dataset {name!r}")
     path = Path(spec.source)
     try:

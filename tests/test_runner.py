@@ -170,3 +170,38 @@ def test_score_command_writes_one_row_per_image(bench, tmp_path):
     best = max(rows, key=lambda r: float(r["score"]))
     assert Path(best["image"]).name in {"pristine.png", "jpeg_1.png", "impulse_noise_1.png", "gaussian_blur_1.png",
                                         "gaussian_noise_1.png", "contrast_1.png"}
+
+
+def test_official_splits_of_a_registered_dataset(shared_data, tmp_path, monkeypatch):
+    """LIVE's official splits 1 and 2 (DMOS: lower is better) with stand-in images: metrics per
+    split, the summary is their median, anchors are picked in ascending QUALITY."""
+    import shutil
+
+    from PIL import Image
+
+    monkeypatch.setenv("C2S_CACHE", str(tmp_path / "cache"))
+    for k in ("1", "2"):
+        dst = tmp_path / "cache" / "compare2score_splits" / k
+        dst.mkdir(parents=True)
+        shutil.copy(shared_data / "compare2score_splits" / k / "live_test.json", dst)
+    items = json.loads((shared_data / "compare2score_splits" / "1" / "live_test.json").read_text()) + \
+        json.loads((shared_data / "compare2score_splits" / "2" / "live_test.json").read_text())
+    rng = np.random.default_rng(0)
+    for it in items:  # blur grows with DMOS, so the classical index should follow the labels
+        path = tmp_path / "iqa" / it["image"]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        x = rng.integers(0, 256, (48, 48, 3)).astype(np.uint8)
+        from scipy import ndimage
+        x = ndimage.gaussian_filter(x.astype(float), sigma=(it["gt_score"] / 25, it["gt_score"] / 25, 0))
+        Image.fromarray(np.clip(x, 0, 255).astype(np.uint8)).save(path)
+    cfg = RunConfig(model="classical", datasets=[DatasetSpec("live", root=str(tmp_path / "iqa"), splits=["1", "2"])],
+                    anchors=AnchorSpec("select", dataset="live"), out_dir=str(tmp_path / "runs"),
+                    cache=str(tmp_path / "c.sqlite"), reports=False)
+    (run_dir,) = run(cfg, progress=False)
+    m = json.loads((run_dir / "metrics.json").read_text())["datasets"]["live"]
+    assert m["higher_is_better"] is False and set(m["splits"]) == {"all", "1", "2"}
+    s1, s2 = m["splits"]["1"]["srcc"], m["splits"]["2"]["srcc"]
+    assert m["summary"]["srcc"]["median"] == pytest.approx(np.median([s1, s2]))
+    assert s1 > 0.5 and s2 > 0.5  # DMOS handled: a sharper image is better, not worse
+    anchors = json.loads((run_dir / "manifest.json").read_text())["anchors"]
+    assert anchors["mos"] == sorted(anchors["mos"])
