@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from adapters.base import Pair, compare_batch, fingerprint_hash, load_comparator, rate_batch
+from adapters.base import Pair, compare_batch, fingerprint_hash, load_comparator, parse_spec, rate_batch
 from harness import __version__
 from harness.anchors import (AnchorSet, anchor_pairs, koniq_default, matrix_from_mos, matrix_from_preferences,
                              select_anchors)
@@ -96,6 +96,7 @@ class RunConfig:
     reports: bool = True
 
     def __post_init__(self):
+        parse_spec(self.model)  # an unknown backend fails here, before any data or model work
         if not self.datasets:
             raise ValueError("a run needs at least one dataset")
         bad = [m for m in self.modes if m not in MODES]

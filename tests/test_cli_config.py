@@ -1,0 +1,77 @@
+"""The command line teaches (--help with examples everywhere) and YAML configs fail early and clearly."""
+import subprocess
+import sys
+
+import pytest
+
+from harness.cli import _parser, main
+from harness.config import configs_from_dict, expand_env, load_config
+
+COMMANDS = ["run", "score", "compare", "anchors", "datasets", "rescore", "leaderboard", "demo", "check-parity", "setup"]
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_has_help_with_examples(command, capsys):
+    with pytest.raises(SystemExit) as exc:
+        _parser().parse_args([command, "--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    assert "example" in out and f"c2s {command}" in out
+
+
+def test_console_script_installed():
+    out = subprocess.run([sys.executable, "-m", "harness.cli", "--help"], capture_output=True, text=True, check=True)
+    assert "quick start" in out.stdout
+
+
+def test_config_expands_env_and_builds_one_run_per_model(monkeypatch, tmp_path):
+    monkeypatch.setenv("IQA_ROOT", "/data/iqa")
+    path = tmp_path / "run.yaml"
+    path.write_text("""
+models:
+  - classical
+  - {spec: "hf:/models/qwen", label: Qwen, options: {dtype: bfloat16, batch_size: 4}}
+datasets:
+  - {name: koniq, root: "${IQA_ROOT}", splits: ["1", "2"]}
+  - {name: mine, source: "${MINE:-data/mine.csv}", root: data}
+anchors: {source: koniq, root: "${IQA_ROOT}"}
+profiles: [paper, official]
+modes: [soft, count]
+batch_size: 8
+""")
+    cfgs = load_config(path)
+    assert [c.model for c in cfgs] == ["classical", "hf:/models/qwen"]
+    assert cfgs[1].model_options == {"dtype": "bfloat16", "batch_size": 4} and cfgs[1].model_label == "Qwen"
+    assert cfgs[0].datasets[0].root == "/data/iqa" and cfgs[0].datasets[1].source == "data/mine.csv"
+    assert cfgs[0].anchors.root == "/data/iqa" and cfgs[0].profiles == ["paper", "official"]
+    assert cfgs[0].batch_size == 8
+
+
+@pytest.mark.parametrize("doc, message", [
+    ({"models": ["classical"], "datasets": [{"name": "x", "rot": "/d"}]}, r"datasets\[0\]: unknown key"),
+    ({"models": ["classical"], "datasets": ["demo"], "profile": "paper"}, "unknown key"),
+    ({"models": ["classical"], "datasets": ["demo"], "profiles": ["nope"]}, "unknown profile"),
+    ({"models": ["classical"], "datasets": ["demo"], "modes": ["hard"]}, "modes must be among"),
+    ({"datasets": ["demo"]}, "models"),
+    ({"models": ["classical"], "datasets": []}, "at least one dataset"),
+    ({"models": [{"spec": "classical", "opts": {}}], "datasets": ["demo"]}, "unknown key"),
+])
+def test_bad_configs_fail_before_model_work(doc, message):
+    with pytest.raises(ValueError, match=message):
+        configs_from_dict(doc)
+
+
+def test_missing_env_var_is_named(monkeypatch):
+    monkeypatch.delenv("NOPE_NOT_SET", raising=False)
+    with pytest.raises(ValueError, match="NOPE_NOT_SET is not set"):
+        expand_env({"a": ["${NOPE_NOT_SET}"]})
+
+
+def test_cli_reports_config_errors_without_traceback(tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("models: [classical]\ndatasets: [{name: x, rot: y}]\n")
+    assert main(["run", "--config", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert "unknown key" in err and "Traceback" not in err
+    assert main(["run", "--model", "nope:x", "--dataset", "demo"]) == 2
+    assert "unknown model backend" in capsys.readouterr().err
