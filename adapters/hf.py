@@ -35,7 +35,7 @@ def _torch_dtype(name: str):
     return getattr(torch, name)
 
 
-def _weights_identity(model: str) -> dict:
+def checkpoint_identity(model: str) -> dict:
     """What identifies a local checkpoint cheaply: the config's hash and each weight file's size."""
     path = Path(model)
     if not path.is_dir():
@@ -140,7 +140,7 @@ class HFComparator:
             "model": self.model_id,
             "model_class": type(self.model).__name__,
             "revision": getattr(self.model.config, "_commit_hash", None),
-            **_weights_identity(self.model_id),
+            **checkpoint_identity(self.model_id),
             "processor_class": type(self.processor).__name__,
             "dtype": self.dtype,
             "device_type": str(self.device).split(":")[0],

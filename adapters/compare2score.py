@@ -1,0 +1,259 @@
+"""The released Compare2Score model (spec `compare2score[:PATH_OR_ID]`) behind the Comparator interface.
+
+Why a worker process: the model is mPLUG-Owl2 remote code that needs transformers 4.36-4.37,
+which cannot live beside the harness's transformers 5. `setup_worker_env` builds a pinned,
+reusable virtual environment once (an explicit step: it downloads packages); the comparator
+starts `adapters/c2s_worker.py` under that environment's python and speaks the line-delimited
+JSON protocol documented in that file over the worker's stdin/stdout.
+
+Images are decoded here by the harness's one loader (`harness.images`) and sent as raw RGB, so
+the worker sees exactly what every other adapter sees; each distinct image of a request is
+preprocessed once there. A worker that dies or stops answering raises a clear error naming the
+exit code and the end of its stderr; it never hangs the run.
+"""
+from __future__ import annotations
+
+import base64
+import collections
+import json
+import os
+import subprocess
+import sys
+import queue
+import threading
+import weakref
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from adapters.base import Comparisons, Pair
+from adapters.chat import fold_orders, plan_orders
+from adapters.hf import checkpoint_identity
+from harness.levels import LEVELS
+from prompts import load_prompt
+
+DEFAULT_MODEL = "q-future/Compare2Score"
+WORKER = Path(__file__).with_name("c2s_worker.py")
+#: The worker environment's pins. transformers 4.37.2 is the newest release the mPLUG-Owl2 remote
+#: code supports; its modeling file imports `icecream` and `datasets` at load time. torch is
+#: chosen separately (`torch=`) because the right build depends on the machine's CUDA.
+WORKER_REQUIREMENTS = (
+    "transformers==4.37.2", "tokenizers==0.15.2", "sentencepiece==0.2.0", "protobuf==4.25.3",
+    "accelerate==0.26.1", "pillow==10.4.0", "numpy==1.26.4", "icecream==2.1.3", "datasets==2.16.1",
+)
+DEFAULT_TORCH = "torch==2.1.2"
+_STAMP = "c2s-worker-env.json"
+
+
+def default_env_dir() -> Path:
+    return Path(os.environ.get("C2S_WORKER_ENV", Path.home() / ".cache" / "c2s-harness" / "c2s-worker-env"))
+
+
+def worker_python(env_dir) -> Path:
+    env = Path(env_dir)
+    return env / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
+
+
+def setup_worker_env(env_dir=None, *, python: str = sys.executable, torch: str = DEFAULT_TORCH,
+                     requirements: Sequence[str] = WORKER_REQUIREMENTS, pip_args: Sequence[str] = (),
+                     log=print) -> Path:
+    """Create (or reuse) the worker's virtual environment and return its python.
+
+    Reused as is when its stamp lists the same requirements; otherwise created with
+    `python -m venv` and filled with `pip install` of `torch` plus `requirements`.
+    """
+    env = Path(env_dir) if env_dir is not None else default_env_dir()
+    wanted = sorted([torch, *requirements]) if torch else sorted(requirements)
+    stamp = env / _STAMP
+    py = worker_python(env)
+    if py.is_file() and stamp.is_file() and json.loads(stamp.read_text()).get("requirements") == wanted:
+        log(f"c2s worker environment up to date: {env}")
+        return py
+    log(f"creating the c2s worker environment in {env} ({len(wanted)} pinned packages)")
+    subprocess.run([python, "-m", "venv", str(env)], check=True)
+    if wanted:
+        subprocess.run([str(py), "-m", "pip", "install", "--quiet", *pip_args, *wanted], check=True)
+    probe = subprocess.run([str(py), "-c", "import sys; print(sys.version.split()[0])"],
+                           check=True, capture_output=True, text=True)
+    stamp.write_text(json.dumps({"requirements": wanted, "python": probe.stdout.strip()}, indent=1))
+    return py
+
+
+class WorkerError(RuntimeError):
+    """The worker died, timed out or reported a failure."""
+
+
+class _WorkerProcess:
+    """The child process and its pipes: one request at a time, replies read by a thread."""
+
+    def __init__(self, python: str):
+        self.proc = subprocess.Popen([python, "-u", str(WORKER)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True, encoding="utf-8")
+        self.replies: queue.Queue = queue.Queue()
+        self.stderr_tail: collections.deque = collections.deque(maxlen=40)
+        threading.Thread(target=self._pump, args=(self.proc.stdout, self.replies.put, True), daemon=True).start()
+        threading.Thread(target=self._pump, args=(self.proc.stderr, self.stderr_tail.append, False), daemon=True).start()
+        self._finalizer = weakref.finalize(self, _WorkerProcess._stop, self.proc)
+
+    @staticmethod
+    def _pump(stream, sink, mark_end: bool) -> None:
+        for line in stream:
+            sink(line.rstrip("\n"))
+        if mark_end:
+            sink(None)  # end of stdout: the worker exited
+
+    @staticmethod
+    def _stop(proc) -> None:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+    def _failure(self, what: str) -> WorkerError:
+        try:
+            code = self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            code = None
+        tail = "\n".join(list(self.stderr_tail)[-15:]) or "(no stderr output)"
+        return WorkerError(f"Compare2Score worker {what} (exit code {code}); last stderr lines:\n{tail}")
+
+    def request(self, msg: dict, timeout: float) -> dict:
+        if self.proc.poll() is not None:
+            raise self._failure("is not running")
+        try:
+            self.proc.stdin.write(json.dumps(msg) + "\n")
+            self.proc.stdin.flush()
+        except (BrokenPipeError, OSError):
+            raise self._failure("died before reading the request") from None
+        try:
+            line = self.replies.get(timeout=timeout)
+        except queue.Empty:
+            self._stop(self.proc)
+            raise self._failure(f"gave no answer to {msg.get('op')!r} within {timeout:g} s and was stopped") from None
+        if line is None:
+            raise self._failure(f"exited while handling {msg.get('op')!r}")
+        reply = json.loads(line)
+        if not reply.get("ok"):
+            raise WorkerError(f"Compare2Score worker failed on {msg.get('op')!r}: {reply.get('error')}")
+        return reply
+
+    def close(self, timeout: float = 10) -> None:
+        if self.proc.poll() is None:
+            try:
+                self.request({"op": "shutdown"}, timeout)
+                self.proc.wait(timeout=timeout)
+            except (WorkerError, subprocess.TimeoutExpired):
+                pass
+        self._finalizer()
+
+
+def mplug_prompt(name: str = "official") -> str:
+    """A prompt template in mPLUG-Owl2's raw conversation format (what the released code sends)."""
+    r = load_prompt(name).render()
+    question = "".join("<|image|>" if isinstance(s, int) else s for s in r.segments)
+    return f"USER: {question} \nASSISTANT: {r.prefill}"
+
+
+def _rgb_payload(img) -> dict:
+    return {"width": img.width, "height": img.height, "rgb": base64.b64encode(img.tobytes()).decode("ascii")}
+
+
+class Compare2ScoreComparator:
+    """Pairs -> (n, 5) level log-probs from the released Compare2Score model in its worker.
+
+    `python`: the worker environment's interpreter (default: the one `setup_worker_env` made in
+    `default_env_dir()`). `device`/`dtype` "auto" mean CUDA + float16 when the worker sees a GPU
+    (the official setting), else CPU + float32. `order` as in the transformers adapter.
+    """
+
+    backend = "compare2score"
+
+    def __init__(self, model: str | None = None, *, python: str | None = None, device: str = "auto",
+                 dtype: str = "auto", batch_size: int = 8, order: str = "anchor_first",
+                 timeout_s: float = 600.0, load_timeout_s: float = 1800.0, image_store=None):
+        if int(batch_size) < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        plan_orders([], order)
+        if python is None:
+            python = str(worker_python(default_env_dir()))
+            if not Path(python).is_file():
+                raise ValueError(f"no Compare2Score worker environment at {default_env_dir()}: create it once with "
+                                 "adapters.compare2score.setup_worker_env() (the `c2s` setup command), or pass python=")
+        self.model_id = model or DEFAULT_MODEL
+        self.batch_size, self.order, self.timeout_s = int(batch_size), order, float(timeout_s)
+        self.prompt = load_prompt("official")
+        self.prompt_text = mplug_prompt("official")
+        if image_store is None:
+            from harness.images import default_store
+
+            image_store = default_store()
+        self.store = image_store
+        self._worker = _WorkerProcess(python)
+        try:
+            reply = self._worker.request({"op": "load", "model": self.model_id, "prompt": self.prompt_text,
+                                          "levels": list(LEVELS), "device": device, "dtype": dtype},
+                                         float(load_timeout_s))
+        except Exception:
+            self._worker.close()
+            raise
+        self.info = reply["info"]
+
+    def compare(self, pairs: Sequence[Pair]) -> np.ndarray:
+        return self.compare_detailed(pairs).logprobs
+
+    def compare_detailed(self, pairs: Sequence[Pair]) -> Comparisons:
+        """Per-pair log-probs; a pair whose image cannot be loaded is a NaN row with the reason."""
+        pairs = list(pairs)
+        plan = plan_orders(pairs, self.order)
+        n_items = len(plan)
+        lp = np.full((n_items, len(LEVELS)), np.nan)
+        errors: list = [None] * n_items
+        mass: list = [None] * n_items
+        images: dict[str, int] = {}
+        payload, index_pairs, items = [], [], []
+        for k, (_, _, shown) in enumerate(plan):
+            try:
+                for path in shown:
+                    if path not in images:
+                        payload.append(_rgb_payload(self.store.get(path)))
+                        images[path] = len(payload) - 1
+            except (ValueError, OSError) as exc:
+                errors[k] = f"{type(exc).__name__}: {exc}"
+                continue
+            index_pairs.append([images[shown[0]], images[shown[1]]])
+            items.append(k)
+        if items:
+            reply = self._worker.request({"op": "compare", "images": payload, "pairs": index_pairs,
+                                          "batch_size": self.batch_size}, self.timeout_s)
+            lp[items] = np.asarray(reply["logprobs"], dtype=np.float64)
+            for k, m in zip(items, reply["level_mass"]):
+                mass[k] = m
+        out, out_errors = fold_orders(len(pairs), plan, lp, errors)
+        meta = [{} for _ in pairs]
+        for (i, swapped, _), m in zip(plan, mass):
+            meta[i]["level_mass_swapped" if swapped else "level_mass"] = m
+        return Comparisons(out, out_errors, meta)
+
+    def fingerprint(self) -> dict:
+        info = self.info
+        return {
+            "backend": self.backend,
+            "model": self.model_id,
+            "model_class": info["model_class"],
+            **checkpoint_identity(self.model_id),
+            "dtype": info["dtype"],
+            "device_type": info["device"].split(":")[0],
+            "prompt": {**self.prompt.fingerprint(), "rendered": self.prompt_text,
+                       "level_tokens": {"ids": info["level_ids"], "strings": info["level_strings"],
+                                        "strategy": "first_subtoken"}},
+            "order": self.order,
+            "preprocessing": {"loader": "harness.images", "pad_to_square": info["background"],
+                              "image_size": info["image_size"], "image_mean": info["image_mean"],
+                              "image_std": info["image_std"]},
+            "versions": {"torch": info["torch"], "transformers": info["transformers"],
+                         "worker_python": info["python"]},
+        }
+
+    def close(self) -> None:
+        """Stop the worker (it also stops when this object is garbage-collected or at exit)."""
+        self._worker.close()
