@@ -14,15 +14,16 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from harness.reports import read_run, split_summary, summary_text, template_env
+from harness.reports import dataset_summary, read_run, summary_splits, summary_text, template_env
 
 FORMATS = ("md", "html", "csv", "json")
 #: decimals shown; "best" is decided on the shown values so ties in print are ties in bold
 DIGITS = 3
 #: (metric key in a split's correlation dict, column title)
 CELL_METRICS = (("srcc", "SRCC"), ("plcc_logistic", "PLCC"))
-NOTES = (f"SRCC and PLCC (after the 4-parameter logistic fit): median over the splits of each dataset, ± sample sd "
-         f"(ddof 1) where there are several; best per column in bold (compared at {DIGITS} decimals). "
+NOTES = (f"SRCC and PLCC (after the 4-parameter logistic fit): median over each dataset's splits (one value where "
+         f"the run summarises the whole dataset), ± sample sd (ddof 1) where there are several; best per column in "
+         f"bold (compared at {DIGITS} decimals). "
          "\"failed / dropped\": images of the dataset that could not be scored / the most images left out of any "
          "one split's correlations. –: not evaluated.")
 
@@ -66,6 +67,8 @@ class Leaderboard:
     rows: list[RowKey]
     datasets: list[str]
     cells: dict[tuple[RowKey, str], Cell]
+    #: (row, dataset) scored without ground truth: listed under the table, not ranked
+    unranked: list = field(default_factory=list)
 
     def cell(self, row: RowKey, dataset: str) -> Cell | None:
         return self.cells.get((row, dataset))
@@ -100,11 +103,11 @@ def _created(run) -> datetime:
 
 
 def _cell(run, name: str, ds: dict) -> Cell:
-    splits = ds["splits"]
-    dropped = [int(s.get("n_dropped") or 0) for s in splits.values()]
+    over = summary_splits(ds)
+    dropped = [int(ds["splits"][s].get("n_dropped") or 0) for s in over]
     return Cell(run_id=run.metrics["run_id"], run_dir=str(run.run_dir), created=str(run.manifest["created"]),
                 n_images=int(ds["n_images"]), n_failed=int(ds["n_failed"]), n_dropped=max(dropped),
-                n_splits=len(splits), stats={key: split_summary(splits, key) for key, _ in CELL_METRICS})
+                n_splits=len(over), stats={key: dataset_summary(ds, key) for key, _ in CELL_METRICS})
 
 
 def _mark_best(lb: Leaderboard) -> None:
@@ -130,6 +133,7 @@ def build_leaderboard(run_dirs, keep_latest: bool = False) -> Leaderboard:
     datasets: list[str] = []
     cells: dict[tuple[RowKey, str], Cell] = {}
     created: dict[tuple[RowKey, str], datetime] = {}
+    unranked: list[tuple[RowKey, str]] = []
     for run_dir in run_dirs:
         run = read_run(run_dir)
         m = run.metrics
@@ -138,6 +142,9 @@ def build_leaderboard(run_dirs, keep_latest: bool = False) -> Leaderboard:
         if row not in rows:
             rows.append(row)
         for name, ds in m["datasets"].items():
+            if not ds["splits"]:
+                unranked.append((row, name))
+                continue
             if name not in datasets:
                 datasets.append(name)
             key = (row, name)
@@ -154,14 +161,16 @@ def build_leaderboard(run_dirs, keep_latest: bool = False) -> Leaderboard:
             cells[key] = _cell(run, name, ds)
             created[key] = when
     if not cells:
-        raise ValueError(f"build_leaderboard: the runs {[str(p) for p in run_dirs]} hold no dataset results")
-    lb = Leaderboard(rows, datasets, cells)
+        raise ValueError(f"build_leaderboard: the runs {[str(p) for p in run_dirs]} hold no dataset with "
+                         "ground-truth scores to rank")
+    lb = Leaderboard(rows, datasets, cells, unranked)
     _mark_best(lb)
     return lb
 
 
 def _context(lb: Leaderboard) -> dict:
     return {"rows": lb.rows, "datasets": lb.datasets, "cell": lb.cell, "metrics": CELL_METRICS, "notes": NOTES,
+            "unranked": [f"{r.model_label} ({r.profile}, {r.mode}) on {ds}" for r, ds in lb.unranked],
             "runs": sorted({(c.run_id, c.run_dir) for c in lb.cells.values()})}
 
 
@@ -187,6 +196,7 @@ def write_leaderboard(lb: Leaderboard, out_dir, formats=FORMATS) -> list[Path]:
                 writer.writerows(records)
         else:
             doc = {"datasets": lb.datasets, "rows": [asdict(r) for r in lb.rows],
+                   "unranked": [{**asdict(r), "dataset": ds} for r, ds in lb.unranked],
                    "cells": records}
             path.write_text(json.dumps(doc, indent=2, allow_nan=False) + "\n", encoding="utf-8")
         written.append(path)

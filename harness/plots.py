@@ -15,7 +15,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from harness.metrics import fit_logistic
-from harness.reports import PLOTS_DIR, RunRecord, read_run, read_scores
+from harness.reports import ALL, PLOTS_DIR, RunRecord, read_run, read_scores
 
 
 def scatter_plot(pred, mos, fit, title: str, out_png) -> Path:
@@ -61,8 +61,8 @@ def _slug(text: str) -> str:
 
 
 def plot_split(splits: dict) -> str:
-    """The split a dataset's plot shows: "all" where present, else the first split."""
-    return "all" if "all" in splits else next(iter(splits))
+    """The split a dataset's plot shows: the whole dataset ("all") where present, else the first split."""
+    return ALL if ALL in splits else next(iter(splits))
 
 
 def _title(run: RunRecord, name: str, split: str, corr: dict) -> str:
@@ -82,8 +82,12 @@ def dataset_plots(run: RunRecord, scores: pd.DataFrame) -> dict[str, Path]:
     out: dict[str, Path] = {}
     used: set[str] = set()
     for name, ds in run.metrics["datasets"].items():
+        if not ds["splits"]:          # no ground truth: nothing to plot against
+            continue
         split = plot_split(ds["splits"])
-        rows = scores[(scores["dataset"] == name) & (scores["split"] == split) & (scores["status"] == "ok")]
+        rows = scores[(scores["dataset"] == name) & (scores["status"] == "ok")]
+        # scores.csv has one row per image and split it belongs to: the whole dataset is every image once
+        rows = rows.drop_duplicates("image") if split == ALL else rows[rows["split"] == split]
         pred = rows["score"].to_numpy(dtype=np.float64)
         mos = rows["mos"].to_numpy(dtype=np.float64)
         keep = np.isfinite(pred) & np.isfinite(mos)

@@ -24,6 +24,8 @@ MANIFEST = "manifest.json"
 METRICS = "metrics.json"
 SCORES = "scores.csv"
 PLOTS_DIR = "plots"
+#: the split name of a whole dataset (and of a dataset without splits)
+ALL = "all"
 
 _MANIFEST_KEYS = ("run_id", "created", "model", "profile", "mode", "anchors", "datasets", "counts")
 _METRICS_KEYS = ("run_id", "model_label", "profile", "mode", "datasets")
@@ -79,8 +81,11 @@ def read_run(run_dir) -> RunRecord:
     for name, ds in metrics["datasets"].items():
         where = f"{run_dir / METRICS}: dataset {name!r}"
         _require(ds, _DATASET_KEYS, where)
-        if not ds["splits"]:
-            raise ValueError(f"{where}: no splits")
+        if ds["splits"]:
+            try:
+                summary_splits(ds)
+            except ValueError as exc:
+                raise ValueError(f"{where}: {exc}") from exc
     return RunRecord(run_dir, manifest, metrics)
 
 
@@ -105,12 +110,29 @@ def read_scores(run_dir) -> pd.DataFrame:
     return df
 
 
-def split_summary(splits: dict, key: str) -> dict:
-    """`harness.metrics.aggregate` of one metric over a dataset's splits (median, sd, n, ...).
+def summary_splits(ds: dict) -> list[str]:
+    """The splits a dataset's headline numbers aggregate (a dataset entry of metrics.json).
+
+    The named splits (the paper's median over splits), unless the run asked for the whole
+    dataset (`summary_over: "all"`) or there are no named splits: then the group "all".
+    """
+    over = ds.get("summary_over", "splits")
+    if over not in ("splits", ALL):
+        raise ValueError(f"summary_over must be 'splits' or 'all', got {over!r}")
+    named = [s for s in ds["splits"] if s != ALL]
+    if named and over == "splits":
+        return named
+    if ALL not in ds["splits"]:
+        raise ValueError(f"the summary is over the whole dataset but there is no {ALL!r} split")
+    return [ALL]
+
+
+def dataset_summary(ds: dict, key: str) -> dict:
+    """`harness.metrics.aggregate` of one metric over the dataset's summary splits (median, sd, n, ...).
 
     A split missing the metric counts as non-finite (in `n_dropped`), never as a value.
     """
-    return aggregate([s.get(key, math.nan) for s in splits.values()])
+    return aggregate([ds["splits"][s].get(key, math.nan) for s in summary_splits(ds)])
 
 
 def fmt(value, digits: int = 3) -> str:
@@ -162,13 +184,15 @@ def _failed_images(scores: pd.DataFrame) -> tuple[int, list[dict]]:
 def _datasets_context(metrics: dict, plots: dict) -> list[dict]:
     out = []
     for name, ds in metrics["datasets"].items():
-        summary = {key: split_summary(ds["splits"], key) for key, _ in METRIC_COLUMNS}
+        over = summary_splits(ds) if ds["splits"] else []
+        summary = {key: dataset_summary(ds, key) for key, _ in METRIC_COLUMNS} if over else {}
         splits = [{"name": s, **{key: corr.get(key) for key, _ in METRIC_COLUMNS},
                    "n": corr.get("n"), "n_dropped": corr.get("n_dropped"), "logistic_ok": corr.get("logistic_ok")}
                   for s, corr in ds["splits"].items()]
         plot = plots.get(name)
         out.append({"name": name, "higher_is_better": ds["higher_is_better"], "n_images": ds["n_images"],
                     "n_failed": ds["n_failed"], "summary": summary, "splits": splits,
+                    "summary_over": f"{len(over)} splits" if len(over) > 1 else (over[0] if over else "-"),
                     "plot": plot.as_posix() if plot else None})
     return out
 

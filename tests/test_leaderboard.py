@@ -147,3 +147,26 @@ def test_bad_requests_raise(runs, tmp_path):
     assert not (tmp_path / "out").exists()
     with pytest.raises(ValueError, match="run folder not found"):
         build_leaderboard([tmp_path / "missing"])
+
+
+def test_runner_style_summary_over_and_unranked(tmp_path):
+    named = {"1": corr(0.50, 0.61, n_dropped=1), "2": corr(0.70, 0.62, n_dropped=4), "3": corr(0.60, 0.63)}
+    live = {"higher_is_better": True, "n_images": 100, "n_failed": 5, "summary_over": "splits",
+            "splits": {"all": corr(0.99, 0.99, n_dropped=5), **named}}
+    spaq = {"higher_is_better": True, "n_images": 100, "n_failed": 0, "summary_over": "all",
+            "splits": {"all": corr(0.77, 0.78), "1": corr(0.1, 0.1)}}
+    mine = {"higher_is_better": True, "n_images": 7, "n_failed": 0, "summary_over": "all", "splits": {}}
+    run = make_run(tmp_path, "r", {"LIVE": live, "SPAQ": spaq, "mine": mine}, label="M")
+    lb = build_leaderboard([run])
+    row = RowKey("M", "paper", "soft")
+    assert lb.datasets == ["LIVE", "SPAQ"] and lb.unranked == [(row, "mine")]
+    c = lb.cell(row, "LIVE")
+    assert c.text("srcc") == _expected([0.50, 0.70, 0.60]) and (c.n_splits, c.n_dropped) == (3, 4)
+    assert lb.cell(row, "SPAQ").text("srcc") == "0.770" and lb.cell(row, "SPAQ").n_splits == 1
+    md, js = write_leaderboard(lb, tmp_path / "lb", formats=("md", "json"))
+    assert "Not ranked (no ground-truth scores): M (paper, soft) on mine." in md.read_text()
+    assert json.loads(js.read_text())["unranked"] == [{"model_label": "M", "profile": "paper", "mode": "soft",
+                                                       "dataset": "mine"}]
+    only_unlabeled = make_run(tmp_path, "u", {"mine": mine}, label="M")
+    with pytest.raises(ValueError, match="no dataset with ground-truth scores"):
+        build_leaderboard([only_unlabeled])

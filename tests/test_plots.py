@@ -6,6 +6,7 @@ import pytest
 from PIL import Image
 
 from harness.metrics import fit_logistic
+import harness.plots as plots
 from harness.plots import scatter_plot, write_plots
 from tests.test_reports import make_run, synthetic_dataset
 
@@ -60,3 +61,16 @@ def test_write_plots_one_png_per_dataset(tmp_path):
                                                                    "plots/scatter_KonIQ_all.png"]
     for p in paths:
         assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and _curve_pixels(p) > 200
+
+
+def test_whole_dataset_plot_uses_every_scored_image_once(tmp_path, monkeypatch):
+    # runner-style: scores.csv has a row per image and split; the "all" group is every image once
+    rows, ds = synthetic_dataset(4, n_images=50, splits=("all", "1", "2"), n_failed=5, summary_over="splits")
+    run_dir = make_run(tmp_path, "r", {"SPAQ": ds}, scores={"SPAQ": rows})
+    drawn = []
+    monkeypatch.setattr(plots, "scatter_plot", lambda pred, mos, fit, title, out: drawn.append((pred, mos)) or out)
+    write_plots(run_dir)
+    ok = {r["image"]: (r["score"], r["mos"]) for r in rows if r["status"] == "ok"}
+    assert len(ok) == 45 and len(drawn) == 1
+    pred, mos = drawn[0]
+    assert sorted(zip(pred, mos)) == sorted(ok.values())

@@ -26,8 +26,11 @@ def corr(srcc, plcc_logistic, n=100, n_dropped=0, **more):
             "rmse_logistic": 0.4, "n": n, "n_dropped": n_dropped, "logistic_ok": True, **more}
 
 
-def synthetic_dataset(seed, n_images=60, splits=("1", "2", "3"), n_failed=0, higher_is_better=True):
-    """Scores.csv rows and the metrics.json entry of one dataset, the latter computed the runner's way."""
+def synthetic_dataset(seed, n_images=60, splits=("1", "2", "3"), n_failed=0, higher_is_better=True,
+                      summary_over=None):
+    """Scores.csv rows and the metrics.json entry of one dataset, both made the runner's way: one
+    scores row per image and named split it belongs to (or "all" when in none); "all" in `splits`
+    is the whole-dataset group; correlations from `harness.metrics`."""
     rng = np.random.default_rng(seed)
     mos = rng.uniform(1.0, 5.0, n_images)
     latent = (mos - 3.0) + rng.normal(0.0, 0.6, n_images)
@@ -35,14 +38,18 @@ def synthetic_dataset(seed, n_images=60, splits=("1", "2", "3"), n_failed=0, hig
         latent = -latent
     score = 100.0 / (1.0 + np.exp(-latent))
     failed = set(rng.choice(n_images, size=n_failed, replace=False).tolist())
-    rows, entry = [], {"higher_is_better": higher_is_better, "n_images": n_images, "n_failed": n_failed, "splits": {}}
-    for split in splits:
-        members = np.sort(rng.choice(n_images, size=int(0.6 * n_images), replace=False)) if split != "all" \
-            else np.arange(n_images)
-        pred = np.array([np.nan if i in failed else score[i] for i in members])
-        entry["splits"][split] = correlations(pred, mos[members], higher_is_better=higher_is_better)
-        for i in members:
-            bad = i in failed
+    members = {s: (np.arange(n_images) if s == "all" else
+                   np.sort(rng.choice(n_images, size=int(0.6 * n_images), replace=False))) for s in splits}
+    entry = {"higher_is_better": higher_is_better, "n_images": n_images, "n_failed": n_failed, "splits": {}}
+    if summary_over:
+        entry["summary_over"] = summary_over
+    pred = np.array([np.nan if i in failed else score[i] for i in range(n_images)])
+    for split, idx in members.items():
+        entry["splits"][split] = correlations(pred[idx], mos[idx], higher_is_better=higher_is_better)
+    rows = []
+    for i in range(n_images):
+        bad = i in failed
+        for split in [s for s in splits if s != "all" and i in members[s]] or ["all"]:
             rows.append({"split": split, "image": f"img_{i:03d}.png", "mos": mos[i],
                          "score": "" if bad else score[i], "latent": "" if bad else latent[i],
                          "sd": "" if bad else 0.3, "n_anchors_ok": 3 if bad else 5,
@@ -144,7 +151,7 @@ def test_report_shows_the_run_metrics_and_failures(two_dataset_run):
     srcc = [c["srcc"] for c in datasets["LIVE"]["splits"].values()]
     expected = f"{_f3(statistics.median(srcc))} ± {_f3(statistics.stdev(srcc))}"
     summary_row = next(line for line in md.splitlines() if line.startswith("| LIVE |"))
-    assert summary_row.startswith("| LIVE | 60 | **3** | 4 | " + expected + " |"), summary_row
+    assert summary_row.startswith("| LIVE | 60 | **3** | 4 splits | " + expected + " |"), summary_row
     koniq_row = next(line for line in md.splitlines() if line.startswith("| KonIQ \\| test |"))
     assert "±" not in koniq_row and f"| {_f3(datasets['KonIQ | test']['splits']['all']['srcc'])} |" in koniq_row
     # plots linked by relative path, files present
@@ -183,8 +190,8 @@ def test_dataset_with_every_image_failed_is_reported_without_plot(tmp_path):
                        counts={"pairs_total": 50, "pairs_cached": 0, "pairs_computed": 0, "pairs_failed": 50,
                                "images_failed": 10})
     md = write_report(run_dir)[0].read_text()
-    assert "No plot: no image of this dataset was scored." in md
-    assert "10 failed image(s):" in md and "| BID | 10 | **10** | 1 | n/a (1 undefined split) |" in md
+    assert "No plot: no image of this dataset has both a score and a MOS." in md
+    assert "10 failed image(s):" in md and "| BID | 10 | **10** | all | n/a (1 undefined split) |" in md
 
 
 def test_bad_run_folders_raise_clear_errors(tmp_path):
@@ -222,3 +229,51 @@ def test_scores_csv_keeps_image_names_as_text_and_parses_numbers(tmp_path):
     (run_dir / "scores.csv").write_text(f"{header}\nLIVE,all,a.png,1.5,high,,0.1,5,ok,\n")
     with pytest.raises(ValueError, match="column 'score' holds a non-number"):
         read_scores(run_dir)
+
+
+def test_runner_style_summary_over_splits_or_all(tmp_path):
+    """The runner writes an "all" group beside the named splits and says which one the headline uses."""
+    rows_s, over_splits = synthetic_dataset(11, splits=("all", "1", "2", "3"), summary_over="splits")
+    rows_a, over_all = synthetic_dataset(12, splits=("all", "1", "2"), summary_over="all")
+    unlabeled = {"higher_is_better": True, "n_images": 4, "n_failed": 0, "splits": {}, "summary_over": "all"}
+    run_dir = make_run(tmp_path, "r", {"CSIQ": over_splits, "KADID": over_all, "mine": unlabeled},
+                       scores={"CSIQ": rows_s, "KADID": rows_a})
+    md = write_report(run_dir)[0].read_text()
+    named = [over_splits["splits"][s]["srcc"] for s in ("1", "2", "3")]
+    csiq = next(line for line in md.splitlines() if line.startswith("| CSIQ |"))
+    assert csiq.startswith(f"| CSIQ | 60 | 0 | 3 splits | {_f3(statistics.median(named))} ± "
+                           f"{_f3(statistics.stdev(named))} |"), csiq
+    kadid = next(line for line in md.splitlines() if line.startswith("| KADID |"))
+    assert kadid.startswith(f"| KADID | 60 | 0 | all | {_f3(over_all['splits']['all']['srcc'])} |"), kadid
+    assert "| mine | 4 | 0 | - | no MOS |" in md and "No ground-truth scores for this dataset" in md
+    assert sorted(p.name for p in (run_dir / "plots").iterdir()) == ["scatter_CSIQ_all.png", "scatter_KADID_all.png"]
+
+
+def test_bad_summary_over_is_rejected(tmp_path):
+    _, ds = synthetic_dataset(13, splits=("1", "2"), summary_over="median")
+    run_dir = make_run(tmp_path, "r", {"LIVE": ds})
+    with pytest.raises(ValueError, match="dataset 'LIVE': summary_over must be 'splits' or 'all'"):
+        read_run(run_dir)
+    _, ds = synthetic_dataset(13, splits=("1", "2"), summary_over="all")
+    run_dir = make_run(tmp_path, "r2", {"LIVE": ds})
+    with pytest.raises(ValueError, match="no 'all' split"):
+        read_run(run_dir)
+
+
+def test_report_of_a_real_runner_output_matches_its_summary(tmp_path):
+    """End to end on the runner's own files (classical comparator, embedded demo benchmark): the
+    headline numbers the report shows are the runner's summary (`metrics.aggregate`) of the same splits."""
+    from harness.reports import METRIC_COLUMNS, dataset_summary
+    from harness.runner import AnchorSpec, DatasetSpec, RunConfig, run
+
+    (run_dir,) = run(RunConfig(model="classical", datasets=[DatasetSpec("demo")],
+                               anchors=AnchorSpec(source="select", dataset="demo"), out_dir=str(tmp_path / "runs"),
+                               cache=str(tmp_path / "cache.sqlite"), reports=False), progress=False)
+    md_path, html_path = write_report(run_dir)
+    ET.fromstring(html_path.read_text())
+    assert_md_tables_well_formed(md_path.read_text())
+    for name, ds in read_run(run_dir).metrics["datasets"].items():
+        for key, _ in METRIC_COLUMNS:
+            mine, theirs = dataset_summary(ds, key), ds["summary"][key]
+            assert mine["n"] == theirs["n"] and mine["median"] == pytest.approx(theirs["median"], abs=0, nan_ok=True)
+    assert (run_dir / "plots" / "scatter_demo_all.png").stat().st_size > 0
