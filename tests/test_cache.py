@@ -37,7 +37,10 @@ WRITER_SRC = VALUE_SRC + '''
 import json, sys, time, os
 from harness.cache import PairCache
 path, fp, spec = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
-cache = PairCache(path)
+print("ready", flush=True)
+while spec.get("go") and not os.path.exists(spec["go"]):
+    time.sleep(0.001)
+cache = PairCache(path)     # after the barrier: concurrent writers also create the file together
 if spec.get("spill"):
     cache._conn.execute("PRAGMA cache_size = 5")   # uncommitted pages spill into the WAL mid-transaction
 if spec.get("stall_at_row"):
@@ -49,9 +52,6 @@ if spec.get("stall_at_row"):
                 print("stalled", flush=True)
                 time.sleep(60)
     cache._conn.set_trace_callback(stall)
-print("ready", flush=True)
-while spec.get("go") and not os.path.exists(spec["go"]):
-    time.sleep(0.001)
 batch_no = spec.get("first_batch", 0)
 batches = spec.get("batches")
 while batches is None or batches:
@@ -191,6 +191,18 @@ def test_two_processes_write_one_cache(tmp_path):
     # the writes really interleaved in time: each writer committed batches while the other was active
     times = {w: sorted(json.loads(m)["t"] for *_, m in rows if json.loads(m)["writer"] == w) for w in "AB"}
     assert times["A"][0] < times["B"][-1] and times["B"][0] < times["A"][-1]
+
+
+def test_many_processes_create_one_cache_at_once(tmp_path):
+    path, go = tmp_path / "new.sqlite", tmp_path / "go"
+    procs = [_start_writer(path, "fp", {"tag": f"w{i}", "go": str(go), "batches": [[[f"w{i}", "x"]]]})
+             for i in range(6)]
+    go.touch()
+    for p in procs:
+        _, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err
+    _assert_healthy(path)
+    assert sorted(a for a, *_ in _rows(path)) == [f"w{i}" for i in range(6)]
 
 
 def _whole_batches(path, size):
