@@ -181,6 +181,12 @@ def _failed_images(scores: pd.DataFrame) -> tuple[int, list[dict]]:
     return len(failed), listed
 
 
+def _over_text(over: list[str]) -> str:
+    if not over:
+        return "-"
+    return ALL if over == [ALL] else f"{len(over)} split{'s' if len(over) > 1 else ''}"
+
+
 def _datasets_context(metrics: dict, plots: dict) -> list[dict]:
     out = []
     for name, ds in metrics["datasets"].items():
@@ -192,7 +198,7 @@ def _datasets_context(metrics: dict, plots: dict) -> list[dict]:
         plot = plots.get(name)
         out.append({"name": name, "higher_is_better": ds["higher_is_better"], "n_images": ds["n_images"],
                     "n_failed": ds["n_failed"], "summary": summary, "splits": splits,
-                    "summary_over": f"{len(over)} splits" if len(over) > 1 else (over[0] if over else "-"),
+                    "summary_over": _over_text(over),
                     "plot": plot.as_posix() if plot else None})
     return out
 

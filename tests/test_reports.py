@@ -235,9 +235,10 @@ def test_runner_style_summary_over_splits_or_all(tmp_path):
     """The runner writes an "all" group beside the named splits and says which one the headline uses."""
     rows_s, over_splits = synthetic_dataset(11, splits=("all", "1", "2", "3"), summary_over="splits")
     rows_a, over_all = synthetic_dataset(12, splits=("all", "1", "2"), summary_over="all")
+    rows_1, one_split = synthetic_dataset(14, splits=("1",))
     unlabeled = {"higher_is_better": True, "n_images": 4, "n_failed": 0, "splits": {}, "summary_over": "all"}
-    run_dir = make_run(tmp_path, "r", {"CSIQ": over_splits, "KADID": over_all, "mine": unlabeled},
-                       scores={"CSIQ": rows_s, "KADID": rows_a})
+    run_dir = make_run(tmp_path, "r", {"CSIQ": over_splits, "KADID": over_all, "TID": one_split, "mine": unlabeled},
+                       scores={"CSIQ": rows_s, "KADID": rows_a, "TID": rows_1})
     md = write_report(run_dir)[0].read_text()
     named = [over_splits["splits"][s]["srcc"] for s in ("1", "2", "3")]
     csiq = next(line for line in md.splitlines() if line.startswith("| CSIQ |"))
@@ -245,8 +246,10 @@ def test_runner_style_summary_over_splits_or_all(tmp_path):
                            f"{_f3(statistics.stdev(named))} |"), csiq
     kadid = next(line for line in md.splitlines() if line.startswith("| KADID |"))
     assert kadid.startswith(f"| KADID | 60 | 0 | all | {_f3(over_all['splits']['all']['srcc'])} |"), kadid
+    assert f"| TID | 60 | 0 | 1 split | {_f3(one_split['splits']['1']['srcc'])} |" in md
     assert "| mine | 4 | 0 | - | no MOS |" in md and "No ground-truth scores for this dataset" in md
-    assert sorted(p.name for p in (run_dir / "plots").iterdir()) == ["scatter_CSIQ_all.png", "scatter_KADID_all.png"]
+    assert sorted(p.name for p in (run_dir / "plots").iterdir()) == ["scatter_CSIQ_all.png", "scatter_KADID_all.png",
+                                                                    "scatter_TID_1.png"]
 
 
 def test_bad_summary_over_is_rejected(tmp_path):
