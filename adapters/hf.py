@@ -68,37 +68,46 @@ class HFComparator:
     `order`: "anchor_first" (the pair as given; a runner's Pair is (anchor, test)), "test_first"
     (swapped, verdict reversed back) or "both" (both orders averaged in probability space).
     `max_pixels`: images larger than this are downscaled (aspect kept) before the processor;
-    None leaves sizing to the processor.
+    None leaves sizing to the processor. `model` is a folder or hub id, or a model already in
+    memory together with its `processor=` (benchmarks, notebooks); its dtype must match `dtype`.
     """
 
     backend = "hf"
 
-    def __init__(self, model: str, *, device: str = "cpu", dtype: str = "float32", batch_size: int = 8,
+    def __init__(self, model, *, device: str = "cpu", dtype: str = "float32", batch_size: int = 8,
                  prompt: str = "official", rating_prompt: str = "rating", order: str = "anchor_first",
                  level_strategy: str = "single", max_pixels: int | None = None,
-                 trust_remote_code: bool = False, image_store=None):
-        if not model:
+                 trust_remote_code: bool = False, image_store=None, processor=None):
+        if model is None or (isinstance(model, str) and not model):
             raise ValueError("hf: give a model folder or hub id, e.g. hf:/models/Qwen2.5-VL-7B-Instruct")
         if int(batch_size) < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         if max_pixels is not None and int(max_pixels) < 1:
             raise ValueError(f"max_pixels must be a positive pixel count or None, got {max_pixels}")
         plan_orders([], order)  # validates the option before any model work
+        torch_dtype = _torch_dtype(dtype)
+        in_memory = not isinstance(model, (str, os.PathLike))
+        if in_memory and processor is None:
+            raise ValueError("hf: a model object needs its processor= (e.g. AutoProcessor of the same checkpoint)")
+        if in_memory and model.dtype != torch_dtype:
+            raise ValueError(f"hf: the model object is {model.dtype}, but dtype={dtype!r} was asked for")
         import torch
         import transformers
         from transformers import AutoModelForImageTextToText, AutoProcessor
 
-        self.model_id = str(model)
+        self.model_id = (model.config._name_or_path or type(model).__name__) if in_memory else os.fspath(model)
         self.device, self.dtype, self.batch_size = device, dtype, int(batch_size)
         self.order, self.level_strategy = order, level_strategy
         self.max_pixels = None if max_pixels is None else int(max_pixels)
-        self.processor = AutoProcessor.from_pretrained(self.model_id, trust_remote_code=trust_remote_code)
+        self.processor = processor or AutoProcessor.from_pretrained(self.model_id, trust_remote_code=trust_remote_code)
         self.processor.tokenizer.padding_side = "left"  # the last position is every row's next token
         self.pair_prompt = _Prompted(self.processor, prompt, LEVELS, 2, level_strategy)
         self._rating_name = rating_prompt
         self._rating: _Prompted | None = None
-        self.model = AutoModelForImageTextToText.from_pretrained(
-            self.model_id, dtype=_torch_dtype(dtype), trust_remote_code=trust_remote_code).to(device).eval()
+        if not in_memory:
+            model = AutoModelForImageTextToText.from_pretrained(
+                self.model_id, dtype=torch_dtype, trust_remote_code=trust_remote_code)
+        self.model = model.to(device).eval()
         self._keep_last = "logits_to_keep" in inspect.signature(self.model.forward).parameters
         if image_store is None:
             from harness.images import default_store

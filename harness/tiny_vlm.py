@@ -81,6 +81,14 @@ def _text_cfg(tok, **kw) -> dict:
     return cfg
 
 
+def _image_processor(prefix: str):
+    """The Pillow-backed image processor class (no torchvision needed) where this transformers has
+    one, else the default class (older 5.x releases)."""
+    import transformers as T
+
+    return getattr(T, f"{prefix}ImageProcessorPil", None) or getattr(T, f"{prefix}ImageProcessor")
+
+
 def _ids(tok, names):
     return {s: tok.convert_tokens_to_ids(s) for s in names}
 
@@ -94,7 +102,7 @@ def _idefics3(size: int):
     tmpl = _chat_template("<image>", begin="<|im_start|>", open_turn="{{ role | capitalize }}:",
                           close_turn="<end_of_utterance>\n", gen_prompt="Assistant:")
     tok = _tokenizer(sp, bos="<|im_start|>", eos="<end_of_utterance>", pad="<|endoftext|>")
-    ip = T.Idefics3ImageProcessorPil(size={"longest_edge": size}, max_image_size={"longest_edge": size},
+    ip = _image_processor("Idefics3")(size={"longest_edge": size}, max_image_size={"longest_edge": size},
                                     do_image_splitting=False)
     seq = (size // 16) ** 2 // 4  # patches / scale_factor^2
     proc = T.Idefics3Processor(image_processor=ip, tokenizer=tok, image_seq_len=seq, chat_template=tmpl)
@@ -118,13 +126,13 @@ def _qwen_vl(size: int, v25: bool):
     tokens = dict(image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
                   vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"])
     if v25:
-        proc = T.Qwen2_5_VLProcessor(image_processor=T.Qwen2VLImageProcessorPil(**pixels),
+        proc = T.Qwen2_5_VLProcessor(image_processor=_image_processor("Qwen2VL")(**pixels),
                                      video_processor=T.Qwen2VLVideoProcessor(), tokenizer=tok, chat_template=tmpl)
         vis = dict(depth=2, hidden_size=32, intermediate_size=64, num_heads=2, out_hidden_size=64,
                    fullatt_block_indexes=[1], window_size=56)
         cfg = T.Qwen2_5_VLConfig(text_config=_text_cfg(tok, rope_parameters=rope), vision_config=vis, **tokens)
         return proc, T.Qwen2_5_VLForConditionalGeneration(cfg)
-    proc = T.Qwen2VLProcessor(image_processor=T.Qwen2VLImageProcessorPil(**pixels),
+    proc = T.Qwen2VLProcessor(image_processor=_image_processor("Qwen2VL")(**pixels),
                               video_processor=T.Qwen2VLVideoProcessor(), tokenizer=tok, chat_template=tmpl)
     vis = dict(depth=2, embed_dim=32, hidden_size=64, num_heads=2, mlp_ratio=2)
     cfg = T.Qwen2VLConfig(text_config=_text_cfg(tok, rope_parameters=rope), vision_config=vis, **tokens)
@@ -138,7 +146,7 @@ def _llava(size: int):
     tmpl = _chat_template("<image>\n", begin="<s>", open_turn="{{ role | upper }}: ", close_turn=" ",
                           gen_prompt="ASSISTANT:")
     tok = _tokenizer(sp, bos="<s>", eos="</s>", pad="<|endoftext|>", named={"image_token": "<image>"})
-    ip = T.CLIPImageProcessorPil(size={"shortest_edge": size}, crop_size={"height": size, "width": size})
+    ip = _image_processor("CLIP")(size={"shortest_edge": size}, crop_size={"height": size, "width": size})
     proc = T.LlavaProcessor(image_processor=ip, tokenizer=tok, patch_size=16, num_additional_image_tokens=1,
                             vision_feature_select_strategy="default", chat_template=tmpl)
     vis = T.CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
@@ -156,7 +164,7 @@ def _llava_onevision(size: int):
     tok = _tokenizer(sp, eos="<|im_end|>", pad="<|endoftext|>",
                      named={"image_token": "<image>", "video_token": "<video>"})
     pinpoints = [[size, size]]
-    ip = T.LlavaOnevisionImageProcessorPil(size={"height": size, "width": size}, image_grid_pinpoints=pinpoints)
+    ip = _image_processor("LlavaOnevision")(size={"height": size, "width": size}, image_grid_pinpoints=pinpoints)
     proc = T.LlavaOnevisionProcessor(image_processor=ip, video_processor=T.LlavaOnevisionVideoProcessor(),
                                      tokenizer=tok, num_image_tokens=(size // 16) ** 2,
                                      vision_feature_select_strategy="full", chat_template=_chatml("<image>"))
@@ -177,7 +185,7 @@ def _internvl(size: int):
     tok = _tokenizer(sp, eos="<|im_end|>", pad="<|endoftext|>",
                      named={"start_image_token": "<img>", "end_image_token": "</img>",
                             "context_image_token": "<IMG_CONTEXT>", "video_token": "<video>"})
-    ip = T.GotOcr2ImageProcessorPil(size={"height": size, "width": size}, crop_to_patches=False)
+    ip = _image_processor("GotOcr2")(size={"height": size, "width": size}, crop_to_patches=False)
     seq = (size // 16) ** 2 // 4  # pixel shuffle with downsample_ratio 0.5
     proc = T.InternVLProcessor(image_processor=ip, video_processor=T.InternVLVideoProcessor(), tokenizer=tok,
                                image_seq_length=seq, chat_template=_chatml("<IMG_CONTEXT>\n"))
@@ -201,7 +209,7 @@ def _gemma3(size: int):
     tok = _tokenizer(sp, bos="<bos>", eos="<end_of_turn>", pad="<pad>",
                      named={"boi_token": "<start_of_image>", "eoi_token": "<end_of_image>",
                             "image_token": "<image_soft_token>"})
-    proc = T.Gemma3Processor(image_processor=T.Gemma3ImageProcessorPil(size={"height": size, "width": size}),
+    proc = T.Gemma3Processor(image_processor=_image_processor("Gemma3")(size={"height": size, "width": size}),
                              tokenizer=tok, chat_template=tmpl, image_seq_length=4)
     ids = _ids(tok, sp)
     vis = T.SiglipVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,

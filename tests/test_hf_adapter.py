@@ -166,4 +166,14 @@ def test_options_are_checked_and_registry_builds_it(tmp_path_factory):
     c = load_comparator(f"hf:{folder}", prompt="paper", max_pixels=32 * 32)
     assert isinstance(c, HFComparator) and c.fingerprint()["prompt"]["name"] == "paper"
     assert c.fingerprint()["preprocessing"]["max_pixels"] == 1024
+    # a model already in memory goes through the same code
+    same = HFComparator(c.model, processor=c.processor, prompt="paper", max_pixels=32 * 32)
+    img = str(folder / "probe.png")
+    Image.fromarray(np.random.default_rng(3).integers(0, 256, (90, 70, 3), dtype=np.uint8)).save(img)
+    np.testing.assert_allclose(same.compare([Pair(img, img)]), c.compare([Pair(img, img)]), atol=1e-6)
+    assert same.fingerprint()["prompt"] == c.fingerprint()["prompt"]
+    with pytest.raises(ValueError, match="needs its processor="):
+        HFComparator(c.model)
+    with pytest.raises(ValueError, match="but dtype='bfloat16'"):
+        HFComparator(c.model, processor=c.processor, dtype="bfloat16")
     c.close()
