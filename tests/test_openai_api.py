@@ -5,6 +5,7 @@ The real HTTP path (a vLLM server, a fault-injecting proxy) is covered by tests/
 from __future__ import annotations
 
 import base64
+import json
 import io
 import math
 import random
@@ -284,3 +285,52 @@ def test_configuration_errors_are_specific():
         OpenAIComparator("m", base_url="http://127.0.0.1:9/v1", level_token_ids=[1, 1, 2, 3, 4], api_key_env=None)
     with pytest.raises(ValueError, match="a comparison needs 2"):
         OpenAIComparator("m", server="generic", prompt="rating", api_key_env=None)
+
+
+# --------------------------------------------------------------------------- parity report, vLLM plumbing
+# (harness/parity.py and adapters/vllm.py pieces that need no vLLM; the real runs are in tests/integration)
+def test_parity_report_flags_deviations_and_one_sided_failures():
+    from adapters.base import Comparisons
+    from harness.parity import compare_backends
+
+    ref_p = np.array([[0.1, 0.2, 0.3, 0.2, 0.2], [0.5, 0.1, 0.1, 0.1, 0.2], [0.2] * 5])
+    near = ref_p + np.array([0.0004, -0.0004, 0.0, 0.0, 0.0])
+    far = ref_p.copy()
+    far[1] = [0.49, 0.11, 0.1, 0.1, 0.2]
+    pairs = [Pair(f"a{i}", f"b{i}") for i in range(3)]
+    failed_last = np.log(near)
+    failed_last[2] = np.nan
+    results = {"hf": Comparisons(np.log(ref_p)), "vllm": Comparisons(np.log(near)),
+               "openai-vllm-server": Comparisons(np.log(far))}
+    rep = compare_backends(results, pairs, tol=1e-3)
+    assert rep.max_abs_diff["vllm"] == pytest.approx(4e-4) and rep.max_abs_diff["openai-vllm-server"] == pytest.approx(0.01)
+    assert not rep.ok and "PARITY FAILED" in rep.format()
+    assert compare_backends({"hf": results["hf"], "vllm": results["vllm"]}, pairs, 1e-3).ok
+    one_sided = compare_backends({"hf": results["hf"], "vllm": Comparisons(failed_last, [None, None, "boom"])},
+                                 pairs, 1e-3)
+    assert one_sided.mismatched_failures["vllm"] == [2] and not one_sided.ok
+
+
+def test_check_parity_refuses_bad_requests_before_any_model_work(tmp_path):
+    from harness.parity import check_parity
+
+    with pytest.raises(ValueError, match="unknown backend"):
+        check_parity(str(tmp_path), backends=("hf", "tgi"))
+    with pytest.raises(ValueError, match="not a folder"):
+        check_parity(str(tmp_path / "nope"), backends=("hf",))
+
+
+def test_vllm_server_flags_and_offline_option_checks():
+    from adapters.vllm import VLLMComparator, VLLMServer
+
+    srv = VLLMServer("/py", "/m", options={"max_model_len": 512, "enforce_eager": True,
+                                           "enable_prefix_caching": False, "limit_mm_per_prompt": {"image": 2}})
+    cmd = srv.command()
+    assert cmd[:4] == ["/py", "-m", "vllm.entrypoints.openai.api_server", "--model"]
+    assert cmd[cmd.index("--host") + 1] == "127.0.0.1" and cmd[cmd.index("--max-model-len") + 1] == "512"
+    assert "--enforce-eager" in cmd and "--no-enable-prefix-caching" in cmd
+    assert json.loads(cmd[cmd.index("--limit-mm-per-prompt") + 1]) == {"image": 2}
+    with pytest.raises(ValueError, match="unknown option.*max_modle_len"):
+        VLLMComparator("/m", max_modle_len=512)
+    with pytest.raises(ValueError, match="must show 2 images"):
+        VLLMComparator("/m", prompt="rating")
