@@ -200,25 +200,34 @@ class HFComparator:
         lp = np.full((n, N_LEVELS), np.nan)
         mass = [None] * n
         errors: list = [None] * n
-        ok = []
+        pending: list[int] = []  # checked just before their batch, so the store still holds them
+
+        def flush():
+            level_lp, level_mass = self._forward([items[i] for i in pending], prompt)
+            lp[pending] = level_lp
+            for i, m in zip(pending, level_mass):
+                mass[i] = m
+            pending.clear()
+
         for i, item in enumerate(items):
             try:
                 for path in item:
                     self._image(path)
-                ok.append(i)
             except (ValueError, OSError) as exc:  # harness.images.ImageError is a ValueError
                 errors[i] = f"{type(exc).__name__}: {exc}"
-        for start in range(0, len(ok), self.batch_size):
-            idx = ok[start:start + self.batch_size]
-            level_lp, level_mass = self._forward([items[i] for i in idx], prompt)
-            lp[idx] = level_lp
-            for i, m in zip(idx, level_mass):
-                mass[i] = m
+                continue
+            pending.append(i)
+            if len(pending) == self.batch_size:
+                flush()
+        if pending:
+            flush()
         return lp, errors, mass
 
     def _forward(self, items: list[tuple], prompt: _Prompted):
         import torch
 
+        if self.model is None:
+            raise RuntimeError("this HFComparator was closed")
         inputs = self.processed_inputs(items, prompt).to(self.device)
         if "pixel_values" in inputs:
             inputs["pixel_values"] = inputs["pixel_values"].to(self.model.dtype)

@@ -177,3 +177,5 @@ def test_options_are_checked_and_registry_builds_it(tmp_path_factory):
     with pytest.raises(ValueError, match="but dtype='bfloat16'"):
         HFComparator(c.model, processor=c.processor, dtype="bfloat16")
     c.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        c.compare([Pair(img, img)])

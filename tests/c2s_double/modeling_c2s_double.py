@@ -46,6 +46,7 @@ class C2SDoubleForCausalLM(PreTrainedModel):
     def forward(self, input_ids=None, attention_mask=None, past_key_values=None, inputs_embeds=None,
                 labels=None, use_cache=None, output_attentions=None, output_hidden_states=None,
                 images=None, return_dict=None):
+        print("c2s double: forward")  # remote code prints too; the worker must keep stdout clean
         fault_file = os.environ.get("C2S_DOUBLE_FAULT_FILE")
         fault = open(fault_file).read().strip() if fault_file and os.path.exists(fault_file) else ""
         if fault == "exit":
