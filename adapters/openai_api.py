@@ -357,7 +357,10 @@ class OpenAIComparator:
     def fingerprint(self) -> dict:
         import openai
 
-        return {"backend": self.backend, "model": self.model, "base_url": redact_url(self.base_url),
+        from adapters.hf import checkpoint_identity
+
+        return {"backend": self.backend, "model": self.model, "checkpoint": checkpoint_identity(self.model),
+                "base_url": redact_url(self.base_url),
                 "server": self.server, "prompt": self.template.fingerprint(), "prefill": self.rendered.prefill or None,
                 "levels": self.levels, "top_logprobs": self.top_logprobs, "temperature": 0.0,
                 "image_encoding": asdict(self.encoding), "openai": openai.__version__}

@@ -138,6 +138,13 @@ class VLLMComparator:
                         else np.array([step[t].logprob for t in ids], dtype=np.float64))
         return rows
 
+    def close(self) -> None:
+        """Drop the engine now (its worker processes exit with it), not at interpreter exit."""
+        import gc
+
+        self.llm = None
+        gc.collect()
+
     def prefix_cache_stats(self) -> dict:
         """Cumulative prefix-cache queries and hits (in tokens) of this engine."""
         totals = {"queries": 0, "hits": 0}
