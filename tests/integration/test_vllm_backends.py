@@ -67,8 +67,8 @@ def test_transient_faults_are_retried_and_results_unchanged(vllm_server, pair_im
     direct = compare_batch(api(vllm_server), pairs)  # also warms the server up
     assert all(e is None for e in direct.errors)
     plan = ["429", "pass", "500", "pass", "stall", "pass", "drop", "pass"]
-    with FaultProxy(vllm_server.origin, plan, repeat=True, retry_after=1, stall_s=4.0, lifetime_s=120) as proxy:
-        comp = api(vllm_server, proxy.url + "/v1", concurrency=1, timeout=2.0, max_attempts=4, base_delay=0.05,
+    with FaultProxy(vllm_server.origin, plan, repeat=True, retry_after=1, stall_s=5.0, lifetime_s=120) as proxy:
+        comp = api(vllm_server, proxy.url + "/v1", concurrency=1, timeout=3.0, max_attempts=4, base_delay=0.05,
                    max_delay=5.0, seed=0)
         res = compare_batch(comp, pairs)
     assert res.errors == [None] * 4
@@ -78,7 +78,13 @@ def test_transient_faults_are_retried_and_results_unchanged(vllm_server, pair_im
     t429, t_next = proxy.log[0][0], proxy.log[1][0]
     assert t_next - t429 >= 1.0, "the retry after a 429 came before its Retry-After"
     t_stall, t_after = proxy.log[4][0], proxy.log[5][0]
-    assert t_after - t_stall >= 2.0, "the stalled request was abandoned before the client's timeout"
+    assert t_after - t_stall >= 3.0, "the stalled request was abandoned before the client's timeout"
+    # the same faults with requests in flight concurrently: every pair still completes, unchanged
+    with FaultProxy(vllm_server.origin, plan[:5], repeat=True, retry_after=1, stall_s=5.0, lifetime_s=120) as proxy:
+        res = compare_batch(api(vllm_server, proxy.url + "/v1", concurrency=4, timeout=3.0, max_attempts=10,
+                                base_delay=0.05, max_delay=5.0), pairs)
+    assert res.errors == [None] * 4 and proxy.counts()["pass"] == 4
+    np.testing.assert_allclose(res.logprobs, direct.logprobs, atol=1e-6)
 
 
 def test_wrong_key_fails_each_pair_without_retrying(vllm_server, pair_images, monkeypatch):
