@@ -227,7 +227,8 @@ class VLLMServer:
         self.options = dict(options or {})
         self.api_key = api_key
         self.startup_timeout = float(startup_timeout)
-        self.log_path = Path(log_path) if log_path else Path(tempfile.mkdtemp(prefix="c2s-vllm-server-")) / "server.log"
+        self._tmp: tempfile.TemporaryDirectory | None = None
+        self.log_path = Path(log_path) if log_path else None
         self.port = _free_port()
         self.base_url = f"http://127.0.0.1:{self.port}/v1"
         self.proc: subprocess.Popen | None = None
@@ -251,6 +252,9 @@ class VLLMServer:
         env.pop("VLLM_API_KEY", None)
         if self.api_key:
             env["VLLM_API_KEY"] = self.api_key
+        if self.log_path is None:  # a log nobody asked to keep: its tail goes into any startup error
+            self._tmp = tempfile.TemporaryDirectory(prefix="c2s-vllm-server-")
+            self.log_path = Path(self._tmp.name) / "server.log"
         t0 = time.perf_counter()
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT, env=env,
@@ -283,7 +287,7 @@ class VLLMServer:
 
     def log_tail(self, n: int = 4000) -> str:
         try:
-            return self.log_path.read_text(errors="replace")[-n:]
+            return self.log_path.read_text(errors="replace")[-n:] if self.log_path else "(not started)"
         except OSError:
             return "(no log)"
 
@@ -313,6 +317,8 @@ class VLLMServer:
     def stop(self) -> None:
         if self.proc is not None:
             kill_process_group(self.proc)
+        if self._tmp is not None:
+            self._tmp.cleanup()
 
     def __enter__(self) -> "VLLMServer":
         return self.start()

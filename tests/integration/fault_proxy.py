@@ -64,7 +64,9 @@ class FaultProxy:
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
-        self._threads[1].cancel()
+        for t in self._threads:
+            if isinstance(t, threading.Timer):
+                t.cancel()
 
     def __enter__(self) -> "FaultProxy":
         return self.start()
