@@ -5,8 +5,8 @@ The real HTTP path (a vLLM server, a fault-injecting proxy) is covered by tests/
 from __future__ import annotations
 
 import base64
-import json
 import io
+import json
 import math
 import random
 import threading
@@ -22,7 +22,6 @@ from adapters.base import Pair, compare_batch
 from adapters.openai_api import (UNSEEN_LEVEL_LOGPROB, ImageEncoding, OpenAIComparator, PairFailure, RetryPolicy,
                                  call_with_retries, image_data_url, level_of, levels_from_strings,
                                  levels_from_token_ids, parse_retry_after, redact_url)
-from harness.levels import LEVELS
 
 try:  # the transport the installed openai client is built on
     import httpx2 as httpx

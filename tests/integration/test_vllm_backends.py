@@ -20,6 +20,7 @@ from adapters.base import Pair, compare_batch
 from adapters.chat import conversation, image_url_part
 from adapters.openai_api import OpenAIComparator, image_data_url, level_of
 from harness.images import load_image
+from harness.levels import LEVELS
 from harness.parity import check_parity
 from prompts import load_prompt
 
@@ -196,7 +197,6 @@ def test_generic_mode_maps_topk_and_accounts_missing_mass(vllm_server, pair_imag
             assert res.errors[i] is None, res.errors[i]
             np.testing.assert_allclose(np.exp(res.logprobs[i]), probs, atol=1e-5)
             assert res.meta[i]["missing_mass"] == pytest.approx(missing, abs=1e-5)
-            assert res.meta[i]["levels_missing"] == [w for w, p in zip(
-                ("inferior", "worse", "similar", "better", "superior"), probs) if p == 0]
+            assert res.meta[i]["levels_missing"] == [w for w, p in zip(LEVELS, probs) if p == 0]
             partial += bool(res.meta[i]["levels_missing"]) and missing > 0.01
     assert partial > 0, "no pair exercised the missing-level accounting"
