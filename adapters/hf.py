@@ -25,6 +25,8 @@ from harness.levels import LEVELS, N_LEVELS, RATING_LEVELS
 from prompts import load_prompt
 
 DTYPES = ("float32", "bfloat16", "float16")
+#: images kept ready for the processor (a run's anchors stay resident)
+_READY_IMAGES = 64
 
 
 def _torch_dtype(name: str):
@@ -114,7 +116,8 @@ class HFComparator:
 
             image_store = default_store()
         self.store = image_store
-        self._resized: OrderedDict = OrderedDict()
+        self._ready: OrderedDict = OrderedDict()
+        self._tensor_input = getattr(self.processor.image_processor, "backend", None) == "torchvision"
         self._versions = {"torch": torch.__version__, "transformers": transformers.__version__}
 
     # --- public interface ---
@@ -155,7 +158,8 @@ class HFComparator:
             "device_type": str(self.device).split(":")[0],
             "prompt": self.pair_prompt.fingerprint(),
             "order": self.order,
-            "preprocessing": {"max_pixels": self.max_pixels, "loader": "harness.images"},
+            "preprocessing": {"max_pixels": self.max_pixels, "loader": "harness.images",
+                              "image_processor": type(self.processor.image_processor).__name__},
             "versions": self._versions,
         }
 
@@ -166,7 +170,7 @@ class HFComparator:
         import torch
 
         self.model = None
-        self._resized.clear()
+        self._ready.clear()
         gc.collect()
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
@@ -181,18 +185,32 @@ class HFComparator:
                               add_special_tokens=False, return_tensors="pt")
 
     def _image(self, path: str):
-        img = self.store.get(path)
-        if self.max_pixels is None or img.width * img.height <= self.max_pixels:
-            return img
-        if path not in self._resized:
+        """One image as the processor will take it, ready for every pair it appears in.
+
+        The store's decoded image, downscaled to `max_pixels` if asked, and for torchvision-backed
+        image processors a CHW uint8 tensor: bit-identical there to passing the PIL image, and
+        2-3x cheaper per use. Kept while the store still holds the same decoded image.
+        """
+        src = self.store.get(path)
+        hit = self._ready.get(path)
+        if hit is not None and hit[0] is src:
+            self._ready.move_to_end(path)
+            return hit[1]
+        img = src
+        if self.max_pixels is not None and img.width * img.height > self.max_pixels:
             from PIL import Image
 
             scale = (self.max_pixels / (img.width * img.height)) ** 0.5
             size = (max(1, int(img.width * scale)), max(1, int(img.height * scale)))
-            self._resized[path] = img.resize(size, Image.Resampling.BICUBIC)
-            if len(self._resized) > 256:
-                self._resized.popitem(last=False)
-        return self._resized[path]
+            img = img.resize(size, Image.Resampling.BICUBIC)
+        if self._tensor_input:
+            import torch
+
+            img = torch.from_numpy(np.array(img)).permute(2, 0, 1).contiguous()
+        self._ready[path] = (src, img)
+        if len(self._ready) > _READY_IMAGES:
+            self._ready.popitem(last=False)
+        return img
 
     def _score(self, items: list[tuple], prompt: _Prompted):
         """Level log-probs (n, 5), per-item errors and the level tokens' full-vocabulary mass."""

@@ -1,6 +1,6 @@
 """Comparisons per second of the transformers adapter vs a naive official-style loop, same run.
 
-    python bench/hf_throughput.py [--family idefics3] [--tests 16] [--anchors 5] [--side 768] [--repeats 3]
+    python bench/hf_throughput.py [--family idefics3] [--image-size 64] [--tests 16] [--anchors 5] [--side 768]
 
 The naive loop is what the official Compare2Score code does: one pair per forward, the test image
 re-opened and re-preprocessed for every anchor (anchors kept decoded in memory), the chat prompt
@@ -84,11 +84,12 @@ def main() -> None:
     ap.add_argument("--anchors", type=int, default=5)
     ap.add_argument("--side", type=int, default=768, help="width of the generated JPEGs")
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--image-size", type=int, default=64, help="the tiny model's input side (a multiple of 32)")
     a = ap.parse_args()
     torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        folder = build_tiny_vlm(a.family, tmp / a.family)
+        folder = build_tiny_vlm(a.family, tmp / a.family, image_size=a.image_size)
         anchor_paths = make_images(tmp, a.anchors, a.side, seed=1)
         test_paths = make_images(tmp, a.tests, a.side, seed=2)
         pairs = [Pair(anc, t) for t in test_paths for anc in anchor_paths]
@@ -97,7 +98,7 @@ def main() -> None:
         anchors = {p: Image.open(p).convert("RGB") for p in anchor_paths}
         naive_loop(comp.model, comp.processor, pairs[:2], anchors)  # warm-up
         t_naive, c_naive, ref = best_time(lambda: naive_loop(comp.model, comp.processor, pairs, anchors), a.repeats)
-        print(f"family {a.family}, {a.tests} test x {a.anchors} anchor images of {a.side}x{a.side * 3 // 4} "
+        print(f"family {a.family} (input side {a.image_size}), {a.tests} test x {a.anchors} anchor images of {a.side}x{a.side * 3 // 4} "
               f"= {n} comparisons, torch threads {torch.get_num_threads()}, best of {a.repeats}")
         print(f"{'method':26s} {'wall s':>7s} {'comp/s':>7s} {'ratio':>7s} {'CPU s':>7s} {'comp/CPU s':>10s} {'ratio':>7s}")
         print(f"{'naive official-style loop':26s} {t_naive:7.3f} {n / t_naive:7.1f} {1:6.2f}x "
