@@ -274,14 +274,15 @@ class OpenAIComparator:
     `OpenAIComparator("my-model", base_url="http://127.0.0.1:8000/v1", server="vllm",
     api_key_env="VLLM_API_KEY")`. In vLLM mode the level token ids come from `level_token_ids`
     or are resolved with the model's tokenizer (`tokenizer=PATH`, default: `model` when it is
-    a local folder, as when vLLM serves a local checkpoint). `api_key_env=None` sends no real
-    key (local servers started without `--api-key`). `client` takes a ready `openai.OpenAI`
-    (e.g. Azure) instead of building one.
+    a local folder, as when vLLM serves a local checkpoint). `server` defaults to "generic" for
+    OpenAI itself (no `base_url`) and to "vllm" when a `base_url` is given; other servers need
+    `server="generic"`. `api_key_env=None` sends no real key (local servers started without
+    `--api-key`). `client` takes a ready `openai.OpenAI` (e.g. Azure) instead of building one.
     """
 
     backend = "openai"
 
-    def __init__(self, model: str | None, *, base_url: str | None = None, server: str = "vllm",
+    def __init__(self, model: str | None, *, base_url: str | None = None, server: str | None = None,
                  api_key_env: str | None = "OPENAI_API_KEY", prompt: str | None = None,
                  tokenizer: str | None = None, level_token_ids: Sequence[int] | None = None,
                  level_strategy: str = "single", top_logprobs: int = MAX_TOP_LOGPROBS, min_prefix: int = 3,
@@ -294,6 +295,8 @@ class OpenAIComparator:
 
         if not model:
             raise ValueError("openai adapter: give the model name, e.g. openai:gpt-4o or openai:/models/served-path")
+        if server is None:
+            server = "vllm" if base_url else "generic"
         if server not in SERVER_MODES:
             raise ValueError(f"openai adapter: server must be one of {', '.join(SERVER_MODES)}, got {server!r}")
         if server == "vllm" and not base_url and client is None:

@@ -274,6 +274,9 @@ def test_api_key_comes_from_the_named_variable_and_is_never_exposed(monkeypatch)
 def test_configuration_errors_are_specific():
     with pytest.raises(ValueError, match="needs base_url"):
         OpenAIComparator("m", server="vllm", level_token_ids=LEVEL_IDS, api_key_env=None)
+    assert OpenAIComparator("gpt-x", api_key_env=None).server == "generic"  # OpenAI itself
+    assert OpenAIComparator("m", base_url="http://127.0.0.1:9/v1", level_token_ids=LEVEL_IDS,
+                            api_key_env=None).server == "vllm"
     with pytest.raises(ValueError, match="server must be one of"):
         OpenAIComparator("m", server="tgi", api_key_env=None)
     with pytest.raises(ValueError, match="top_logprobs must be in 1..20"):
