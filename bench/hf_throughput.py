@@ -85,8 +85,11 @@ def main() -> None:
     ap.add_argument("--side", type=int, default=768, help="width of the generated JPEGs")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--image-size", type=int, default=64, help="the tiny model's input side (a multiple of 32)")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch threads (1: on a shared 2-core machine two OpenMP threads thrash, "
+                         "and a tiny model's forward gains nothing from them)")
     a = ap.parse_args()
-    torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+    torch.set_num_threads(a.threads)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         folder = build_tiny_vlm(a.family, tmp / a.family, image_size=a.image_size)
