@@ -144,7 +144,9 @@ def main() -> int:
         for name, k, t, stats in rows:
             print(f"{name:34s} {k:5d} {t:7.3f} {k / t:8.1f} {k / t / base_rate:9.2f}x  "
                   f"{hit_text(stats, k) if stats else '-'}")
-        print(f"\nbaseline: {base_name} ({base_rate:.1f} pairs/s); CPU cores: {os.cpu_count()}")
+        load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+        print(f"\nbaseline: {base_name} ({base_rate:.1f} pairs/s); CPU cores: {os.cpu_count()}; load average "
+              f"(1, 5, 15 min) at the end: {load} (a shared machine makes every row noisy)")
     return 0
 
 
