@@ -17,9 +17,10 @@ import base64
 import collections
 import json
 import os
+import queue
+import shutil
 import subprocess
 import sys
-import queue
 import threading
 import weakref
 from pathlib import Path
@@ -88,6 +89,9 @@ class _WorkerProcess:
     """The child process and its pipes: one request at a time, replies read by a thread."""
 
     def __init__(self, python: str):
+        if not Path(python).is_file() and shutil.which(python) is None:
+            raise ValueError(f"the Compare2Score worker's python {python!r} does not exist")
+        self._lock = threading.Lock()
         self.proc = subprocess.Popen([python, "-u", str(WORKER)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, text=True, encoding="utf-8")
         self.replies: queue.Queue = queue.Queue()
@@ -118,6 +122,10 @@ class _WorkerProcess:
         return WorkerError(f"Compare2Score worker {what} (exit code {code}); last stderr lines:\n{tail}")
 
     def request(self, msg: dict, timeout: float) -> dict:
+        with self._lock:  # one request in flight: replies come back in order
+            return self._request(msg, timeout)
+
+    def _request(self, msg: dict, timeout: float) -> dict:
         if self.proc.poll() is not None:
             raise self._failure("is not running")
         try:

@@ -117,7 +117,8 @@ class HFComparator:
             image_store = default_store()
         self.store = image_store
         self._ready: OrderedDict = OrderedDict()
-        self._tensor_input = getattr(self.processor.image_processor, "backend", None) == "torchvision"
+        image_processor = getattr(self.processor, "image_processor", None)
+        self._tensor_input = getattr(image_processor, "backend", None) == "torchvision"
         self._versions = {"torch": torch.__version__, "transformers": transformers.__version__}
 
     # --- public interface ---
@@ -159,7 +160,7 @@ class HFComparator:
             "prompt": self.pair_prompt.fingerprint(),
             "order": self.order,
             "preprocessing": {"max_pixels": self.max_pixels, "loader": "harness.images",
-                              "image_processor": type(self.processor.image_processor).__name__},
+                              "image_processor": type(getattr(self.processor, "image_processor", None)).__name__},
             "versions": self._versions,
         }
 

@@ -210,6 +210,8 @@ def test_missing_worker_environment_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setenv("C2S_WORKER_ENV", str(tmp_path / "none"))
     with pytest.raises(ValueError, match="setup_worker_env"):
         Compare2ScoreComparator()
+    with pytest.raises(ValueError, match="does not exist"):
+        Compare2ScoreComparator(python=str(tmp_path / "bin" / "python"))
 
 
 def test_setup_worker_env_creates_then_reuses(tmp_path):
