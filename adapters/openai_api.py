@@ -195,9 +195,9 @@ def levels_from_strings(response: Any, words: Sequence[str] = LEVELS,
     """Generic mode: top-k tokens -> level log-probs renormalised over the levels seen.
 
     Tokens spelling the same level (' Better', 'better') are different first tokens, so their
-    probabilities add. Returns (log-probs, meta) with meta = {missing_mass, levels_missing,
-    top_k}; missing_mass is 1 - (probability of all level tokens seen), i.e. the mass the
-    renormalisation discards."""
+    probabilities add. Returns (log-probs, meta) with meta = {level_mass, missing_mass,
+    levels_missing, top_k}: level_mass is the probability of all level tokens seen,
+    missing_mass = 1 - level_mass, the mass the renormalisation discards."""
     top = _top_logprobs(response)
     mass = np.zeros(len(words))
     for token, logprob in top:
@@ -211,7 +211,7 @@ def levels_from_strings(response: Any, words: Sequence[str] = LEVELS,
     total = float(mass.sum())
     lp = np.full(len(words), UNSEEN_LEVEL_LOGPROB)
     lp[seen] = np.log(mass[seen] / total)
-    meta = {"missing_mass": max(0.0, 1.0 - total),
+    meta = {"level_mass": total, "missing_mass": max(0.0, 1.0 - total),
             "levels_missing": [words[k] for k in np.flatnonzero(~seen)],
             "top_k": len(top)}
     return lp, meta
@@ -412,7 +412,9 @@ class OpenAIComparator:
             response, info["attempts"] = call_with_retries(
                 lambda: self._client.chat.completions.create(**kwargs), self.retry, rng=self._rng)
             if self.server == "vllm":
-                return levels_from_token_ids(response, self.levels["ids"]), None, info
+                row = levels_from_token_ids(response, self.levels["ids"])
+                info["level_mass"] = float(np.exp(row).sum())  # as the transformers adapter reports it
+                return row, None, info
             row, extra = levels_from_strings(response, LEVELS, self.min_prefix)
             info.update(extra)
             return row, None, info

@@ -115,12 +115,14 @@ class VLLMComparator:
                     rows.append(self._chat([conv])[0])
                 except Exception as exc:  # noqa: BLE001 - recorded as this pair's reason
                     rows.append(f"vLLM: {type(exc).__name__}: {exc}")
+        meta: list = [{} for _ in pairs]
         for i, row in zip(todo, rows):
             if isinstance(row, str):
                 errors[i] = row
             else:
                 lp[i] = row
-        return Comparisons(lp, errors)
+                meta[i]["level_mass"] = float(np.exp(row).sum())  # as the transformers adapter reports it
+        return Comparisons(lp, errors, meta)
 
     def _chat(self, convs: list) -> list:
         from vllm import SamplingParams

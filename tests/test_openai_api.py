@@ -131,6 +131,7 @@ def test_generic_mode_renormalises_over_seen_levels_and_records_missing_mass():
     np.testing.assert_allclose(p, [0.0, 0.0, 0.20 / seen, 0.50 / seen, 0.05 / seen], atol=1e-12)
     assert lp[0] == UNSEEN_LEVEL_LOGPROB and np.isfinite(lp).all()
     assert meta["missing_mass"] == pytest.approx(1 - seen) and meta["levels_missing"] == ["inferior", "worse"]
+    assert meta["level_mass"] == pytest.approx(seen)
     assert meta["top_k"] == 6
     # the stand-in for unseen levels stays at probability 0 even at the official temperature T = 100
     assert np.exp(UNSEEN_LEVEL_LOGPROB / 100) == 0.0
@@ -241,6 +242,7 @@ def test_vllm_mode_requests_exact_levels_bounded_concurrency_and_per_pair_failur
             expected = np.array([-1.0 - j * k for j in range(5)])
             np.testing.assert_allclose(res.logprobs[i], expected - np.log(np.exp(expected).sum()))
             assert res.errors[i] is None and res.meta[i]["attempts"] == 1
+            assert res.meta[i]["level_mass"] == pytest.approx(np.exp(expected).sum())
     assert "missing file" in res.errors[-1]
 
 
