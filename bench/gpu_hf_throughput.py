@@ -87,6 +87,9 @@ def main() -> None:
     ap.add_argument("--batch-sizes", default="1,16")
     ap.add_argument("--max-pixels", type=int, default=448 * 448, help="images downscaled to at most this")
     a = ap.parse_args()
+    if a.device.startswith("cuda") and not torch.cuda.is_available():
+        print("no CUDA device here: skipped (`--size tiny --device cpu --dtype float32` checks the script on CPU)")
+        return
     t_start = time.perf_counter()
     batch_sizes = [int(b) for b in a.batch_sizes.split(",")]
     with tempfile.TemporaryDirectory() as tmp:
