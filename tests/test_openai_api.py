@@ -338,3 +338,46 @@ def test_vllm_server_flags_and_offline_option_checks():
         VLLMComparator("/m", max_modle_len=512)
     with pytest.raises(ValueError, match="must show 2 images"):
         VLLMComparator("/m", prompt="rating")
+
+
+def test_vllm_rejected_batch_fails_only_the_offending_pair(monkeypatch, images, tmp_path):
+    """The offline adapter's fallback, with a stand-in engine that, like vLLM, rejects a whole
+    batch when one prompt is invalid (e.g. over max_model_len)."""
+    import sys
+    from types import SimpleNamespace
+
+    from adapters.level_tokens import LevelTokens
+    from adapters.vllm import VLLMComparator
+    from harness.images import ImageStore
+    from prompts import load_prompt
+
+    monkeypatch.setitem(sys.modules, "vllm", SimpleNamespace(SamplingParams=lambda **kw: kw))
+    big = tmp_path / "big.png"
+    rgb(48, 48).save(big)
+
+    class Engine:
+        def __init__(self):
+            self.batches = []
+
+        def chat(self, convs, params, **kw):
+            assert params["logprob_token_ids"] == LEVEL_IDS and params["max_tokens"] == 1
+            assert kw["continue_final_message"] and not kw["add_generation_prompt"]
+            self.batches.append(len(convs))
+            shown = [[c["image_pil"] for c in conv[0]["content"] if c["type"] == "image_pil"] for conv in convs]
+            if any(im.size == (48, 48) for ims in shown for im in ims):
+                raise ValueError("prompt longer than max_model_len")
+            step = {i: SimpleNamespace(logprob=-1.0 - j) for j, i in enumerate(LEVEL_IDS)}
+            return [SimpleNamespace(outputs=[SimpleNamespace(logprobs=[step])]) for _ in convs]
+
+    comp = object.__new__(VLLMComparator)  # everything but the engine start
+    comp.rendered, comp._store, comp.llm = load_prompt("official").render(), ImageStore(), Engine()
+    comp.levels = LevelTokens(LEVEL_IDS, [str(i) for i in LEVEL_IDS], "single")
+    pairs = [Pair(images[0], images[1]), Pair(images[0], str(big)), Pair(images[0], images[2]),
+             Pair(images[0], images[0] + ".missing")]
+    res = compare_batch(comp, pairs)
+    assert comp.llm.batches == [3, 1, 1, 1]  # one batch, then each pair alone after the rejection
+    assert [e is None for e in res.errors] == [True, False, True, False]
+    assert "prompt longer than max_model_len" in res.errors[1] and "missing file" in res.errors[3]
+    expected = np.array([-1.0, -2.0, -3.0, -4.0, -5.0])
+    np.testing.assert_allclose(res.logprobs[[0, 2]], np.tile(expected - np.log(np.exp(expected).sum()), (2, 1)))
+    assert res.meta[0]["level_mass"] == pytest.approx(np.exp(expected).sum())
