@@ -156,6 +156,8 @@ def _top_logprobs(response: Any) -> list:
 
 
 _TOKEN_ID = re.compile(r"^token_id:(-?\d+)$")
+#: OpenAI-style keys, also as servers print them masked ("sk-proj-abc*****wxyz")
+_KEY_LIKE = re.compile(r"\bsk-[A-Za-z0-9_\-*.]{3,}")
 
 
 def levels_from_token_ids(response: Any, level_ids: Sequence[int]) -> np.ndarray:
@@ -419,7 +421,14 @@ class OpenAIComparator:
             info.update(extra)
             return row, None, info
         except PairFailure as exc:
-            return None, str(exc), info
+            return None, self._scrub(str(exc)), info
+
+    def _scrub(self, reason: str) -> str:
+        """A failure reason safe to record: servers echo (parts of) a rejected key back."""
+        key = getattr(self._client, "api_key", None)
+        if isinstance(key, str) and len(key) >= 8:
+            reason = reason.replace(key, "***")
+        return _KEY_LIKE.sub("sk-***", reason)
 
 
 def _make_client(base_url: str | None, api_key_env: str | None, timeout: float):

@@ -273,6 +273,23 @@ def test_api_key_comes_from_the_named_variable_and_is_never_exposed(monkeypatch)
     assert secret not in text and "pw" not in str(comp.fingerprint())
 
 
+def test_failure_reasons_never_carry_the_key(images, monkeypatch):
+    secret = "sk-live-" + "z" * 30
+    monkeypatch.setenv("C2S_TEST_KEY", secret)
+
+    def reply(kw):  # servers echo the rejected key back, whole or masked
+        resp = httpx.Response(401, request=httpx.Request("POST", "http://127.0.0.1:9/v1/chat/completions"))
+        raise openai.AuthenticationError(f"Incorrect API key provided: {secret} (shown as sk-live-zz*****zzzz)",
+                                         response=resp, body=None)
+
+    comp = OpenAIComparator("m", base_url="http://127.0.0.1:9/v1", server="generic", api_key_env="C2S_TEST_KEY")
+    comp._client = FakeClient(reply, 0.0)
+    comp._client.api_key = secret
+    res = comp.compare_detailed([Pair(images[0], images[1])])
+    assert "HTTP 401" in res.errors[0] and "Incorrect API key" in res.errors[0]
+    assert secret not in res.errors[0] and "zzzz" not in res.errors[0]
+
+
 def test_configuration_errors_are_specific():
     with pytest.raises(ValueError, match="needs base_url"):
         OpenAIComparator("m", server="vllm", level_token_ids=LEVEL_IDS, api_key_env=None)
