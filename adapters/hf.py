@@ -5,7 +5,8 @@ official Compare2Score code runs one pair per forward, re-decoding the test imag
 anchor. Here the prompt is rendered once with the model's own chat template (the assistant turn
 prefilled, `continue_final_message`), each image is decoded once per run (the shared image store),
 the processor runs once per batch, and one left-padded forward per batch reads the five level
-logits at the last position. Temperature is NOT applied here (the scaling module does it).
+logits at the last position, the next batch being preprocessed meanwhile on a helper thread.
+Temperature is NOT applied here (the scaling module does it).
 """
 from __future__ import annotations
 
@@ -213,41 +214,55 @@ class HFComparator:
             self._ready.popitem(last=False)
         return img
 
-    def _score(self, items: list[tuple], prompt: _Prompted):
-        """Level log-probs (n, 5), per-item errors and the level tokens' full-vocabulary mass."""
-        n = len(items)
-        lp = np.full((n, N_LEVELS), np.nan)
-        mass = [None] * n
-        errors: list = [None] * n
-        pending: list[int] = []  # checked just before their batch, so the store still holds them
-
-        def flush():
-            level_lp, level_mass = self._forward([items[i] for i in pending], prompt)
-            lp[pending] = level_lp
-            for i, m in zip(pending, level_mass):
-                mass[i] = m
-            pending.clear()
-
-        for i, item in enumerate(items):
+    def _prepare(self, items: list[tuple], positions, prompt: _Prompted):
+        """Load and process one batch: (positions that loaded, {position: error}, processor output)."""
+        ok, failed = [], {}
+        for i in positions:
             try:
-                for path in item:
+                for path in items[i]:
                     self._image(path)
             except (ValueError, OSError) as exc:  # harness.images.ImageError is a ValueError
-                errors[i] = f"{type(exc).__name__}: {exc}"
+                failed[i] = f"{type(exc).__name__}: {exc}"
                 continue
-            pending.append(i)
-            if len(pending) == self.batch_size:
-                flush()
-        if pending:
-            flush()
+            ok.append(i)
+        return ok, failed, (self.processed_inputs([items[i] for i in ok], prompt) if ok else None)
+
+    def _score(self, items: list[tuple], prompt: _Prompted):
+        """Level log-probs (n, 5), per-item errors and the level tokens' full-vocabulary mass.
+
+        The next batch is loaded and processed on a helper thread while the model runs the
+        current one, so CPU preprocessing overlaps the forward (on a GPU it mostly disappears).
+        """
+        from concurrent.futures import ThreadPoolExecutor
+
+        n = len(items)
+        lp = np.full((n, N_LEVELS), np.nan)
+        mass: list = [None] * n
+        errors: list = [None] * n
+        chunks = [range(s, min(s + self.batch_size, n)) for s in range(0, n, self.batch_size)]
+        if not chunks:
+            return lp, errors, mass
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="hf-preprocess") as pool:
+            job = pool.submit(self._prepare, items, chunks[0], prompt)
+            for k in range(len(chunks)):
+                ok, failed, inputs = job.result()
+                if k + 1 < len(chunks):
+                    job = pool.submit(self._prepare, items, chunks[k + 1], prompt)
+                for i, err in failed.items():
+                    errors[i] = err
+                if ok:
+                    level_lp, level_mass = self._forward(inputs, prompt)
+                    lp[ok] = level_lp
+                    for i, m in zip(ok, level_mass):
+                        mass[i] = m
         return lp, errors, mass
 
-    def _forward(self, items: list[tuple], prompt: _Prompted):
+    def _forward(self, inputs, prompt: _Prompted):
         import torch
 
         if self.model is None:
             raise RuntimeError("this HFComparator was closed")
-        inputs = self.processed_inputs(items, prompt).to(self.device)
+        inputs = inputs.to(self.device)
         if "pixel_values" in inputs:
             inputs["pixel_values"] = inputs["pixel_values"].to(self.model.dtype)
         kw = {"logits_to_keep": 1} if self._keep_last else {}
@@ -256,4 +271,3 @@ class HFComparator:
         full = torch.log_softmax(logits, dim=-1)[:, prompt.tokens.ids]
         level_lp = torch.log_softmax(full, dim=-1)
         return level_lp.cpu().numpy().astype(np.float64), torch.logsumexp(full, dim=-1).exp().cpu().tolist()
-
