@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import optimize, stats
+from scipy.special import expit
 
 METRICS = ("srcc", "krcc", "plcc")
 
@@ -29,7 +30,8 @@ def _paired(pred, mos, higher_is_better: bool) -> tuple[np.ndarray, np.ndarray, 
 
 
 def _logistic(x, b1, b2, b3, b4):
-    return b2 + (b1 - b2) / (1.0 + np.exp(-(x - b3) / np.abs(b4)))
+    # expit: the same 1 / (1 + exp(-z)), without overflow warnings when the optimiser tries steep slopes
+    return b2 + (b1 - b2) * expit((x - b3) / np.abs(b4))
 
 
 @dataclass
