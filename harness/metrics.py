@@ -89,13 +89,16 @@ def fit_logistic(pred, mos) -> LogisticFit:
 def correlations(pred, mos, *, higher_is_better: bool = True) -> dict:
     """SRCC, KRCC, PLCC (raw), PLCC and RMSE after the logistic fit, with n used and n dropped.
 
-    RMSE is in ground-truth units. With fewer than 2 usable points every metric is NaN.
+    RMSE is in ground-truth units. With fewer than 2 usable points, or a constant ground truth,
+    every metric is NaN.
     """
     x, y, dropped = _paired(pred, mos, higher_is_better)
     out = {"n": int(x.size), "n_dropped": dropped}
     nan = float("nan")
     if x.size < 2:
         fit = LogisticFit(np.full(4, nan), 0.0, 1.0, False, f"only {x.size} finite predictions")
+    elif np.ptp(y) == 0:
+        fit = LogisticFit(np.full(4, nan), 0.0, 1.0, False, "constant ground truth: no correlation is defined")
     else:
         fit = fit_logistic(x, y)
     with warnings.catch_warnings():

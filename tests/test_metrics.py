@@ -102,3 +102,11 @@ def test_aggregate_over_splits():
     assert a["sd"] == pytest.approx(np.std([0.91, 0.95, 0.93, 0.90], ddof=1))
     assert (a["min"], a["max"], a["n"], a["n_dropped"]) == (0.90, 0.95, 4, 1)
     assert aggregate([])["n"] == 0 and np.isnan(aggregate([0.5])["sd"])
+
+
+def test_constant_ground_truth_defines_no_metric():
+    from harness.metrics import correlations
+
+    out = correlations([0.1, 0.5, 0.9], [3.0, 3.0, 3.0])
+    assert not out["logistic_ok"] and "constant" in out["logistic_message"]
+    assert all(np.isnan(out[k]) for k in ("srcc", "plcc", "plcc_logistic", "rmse_logistic"))
