@@ -21,9 +21,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.common import photo_like_jpegs  # noqa: E402
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import transformers as T  # noqa: E402
@@ -63,14 +63,7 @@ def build(size: str, folder: Path, device: str, dtype: torch.dtype):
 
 
 def photos(folder: Path, n: int, seed: int) -> list[str]:
-    rng = np.random.default_rng(seed)
-    out = []
-    for k in range(n):
-        small = rng.integers(0, 256, (12, 16, 3), dtype=np.uint8)
-        p = folder / f"p{seed}_{k}.jpg"
-        Image.fromarray(small).resize((640, 480), Image.Resampling.BICUBIC).save(p, quality=90)
-        out.append(str(p))
-    return out
+    return photo_like_jpegs(folder, n, width=640, height=480, seed=seed)
 
 
 def sync(device: str) -> None:

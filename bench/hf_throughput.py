@@ -23,6 +23,7 @@ import torch
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.common import photo_like_jpegs  # noqa: E402
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from adapters.base import Pair  # noqa: E402
@@ -36,16 +37,8 @@ PREFILL = "The quality of the second image is"
 
 
 def make_images(folder: Path, n: int, side: int, seed: int) -> list[str]:
-    """JPEGs of a realistic size (side x 3/4 side), smooth noise so they compress like photos."""
-    rng = np.random.default_rng(seed)
-    paths = []
-    for k in range(n):
-        small = rng.integers(0, 256, (side // 32, side // 24, 3), dtype=np.uint8)
-        img = Image.fromarray(small).resize((side, side * 3 // 4), Image.Resampling.BICUBIC)
-        p = folder / f"img{seed}_{k}.jpg"
-        img.save(p, quality=90)
-        paths.append(str(p))
-    return paths
+    """JPEGs of a realistic size (side x 3/4 side)."""
+    return photo_like_jpegs(folder, n, width=side, height=side * 3 // 4, seed=seed)
 
 
 def naive_loop(model, processor, pairs: list[Pair], anchors: dict) -> np.ndarray:

@@ -21,10 +21,9 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.common import photo_like_jpegs  # noqa: E402
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from adapters.base import Pair, compare_batch  # noqa: E402
@@ -42,15 +41,7 @@ SERVER_CONCURRENCY = (1, 8, 32)
 
 
 def make_images(folder: Path, n: int, seed: int) -> list[str]:
-    """Smooth-noise JPEGs (they compress like photos), 320x240."""
-    rng = np.random.default_rng(seed)
-    paths = []
-    for k in range(n):
-        small = rng.integers(0, 256, (8, 10, 3), dtype=np.uint8)
-        p = folder / f"img{seed}_{k}.jpg"
-        Image.fromarray(small).resize((320, 240), Image.Resampling.BICUBIC).save(p, quality=90)
-        paths.append(str(p))
-    return paths
+    return photo_like_jpegs(folder, n, width=320, height=240, seed=seed)
 
 
 def anchor_first(anchors: list[str], tests: list[str]) -> list[Pair]:

@@ -66,7 +66,7 @@ def official_scores(b, anchor_matrix, *, link: str = "logit", steps: int = 100, 
     s = np.tile(torch_rand(n, seed), (C32.shape[0], 1))
     m1 = np.zeros_like(s)
     m2 = np.zeros_like(s)
-    lr32, b1, b2 = np.float32(lr), np.float32(BETA1), np.float32(BETA2)
+    b1, b2 = np.float32(BETA1), np.float32(BETA2)
     for t in range(1, steps + 1):
         g = _loss_gradient(C32, s, link)
         m1 = m1 + (g - m1) * (np.float32(1) - b1)  # torch: exp_avg.lerp_(grad, 1 - beta1)

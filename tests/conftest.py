@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -21,3 +22,16 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"shared reference data not found at {SHARED_DATA}")
     return SHARED_DATA
+
+
+def noise_pngs(folder: Path, sizes, seed: int, prefix: str = "img") -> list[str]:
+    """Random RGB PNGs of the given (width, height) sizes, deterministic per seed."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    paths = []
+    for k, (w, h) in enumerate(sizes):
+        p = Path(folder) / f"{prefix}{k}.png"
+        Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(p)
+        paths.append(str(p))
+    return paths

@@ -24,6 +24,7 @@ from adapters.base import Pair, compare_batch, load_comparator  # noqa: E402
 from adapters.compare2score import (  # noqa: E402
     Compare2ScoreComparator, WorkerError, _WorkerProcess, mplug_prompt, setup_worker_env)
 from harness.levels import LEVELS  # noqa: E402
+from tests.conftest import noise_pngs
 
 BUILD = Path(__file__).parent / "c2s_double" / "build.py"
 #: PAPER.md 3.1: the official scorer's prompt, verbatim
@@ -45,14 +46,7 @@ def double(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def paths(tmp_path_factory):
-    d = tmp_path_factory.mktemp("c2s_images")
-    rng = np.random.default_rng(1)
-    out = []
-    for k, (w, h) in enumerate(SIZES):
-        p = d / f"im{k}.png"
-        Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(p)
-        out.append(str(p))
-    return out
+    return noise_pngs(tmp_path_factory.mktemp("c2s_images"), SIZES, seed=1, prefix="im")
 
 
 @pytest.fixture(scope="module")

@@ -16,6 +16,7 @@ from adapters.base import Pair, compare_batch, fingerprint_hash, load_comparator
 from adapters.hf import HFComparator  # noqa: E402
 from harness.levels import LEVELS, RATING_LEVELS  # noqa: E402
 from harness.tiny_vlm import FAMILIES, build_tiny_vlm  # noqa: E402
+from tests.conftest import noise_pngs
 
 #: the official wording as chat content: image, " ", image, " Compared ..."
 QUESTION = [{"type": "image"}, {"type": "text", "text": " "}, {"type": "image"},
@@ -27,14 +28,7 @@ SIZES = [(64, 64), (80, 64), (64, 96), (48, 48), (100, 70), (64, 64), (72, 120),
 
 @pytest.fixture(scope="session")
 def image_paths(tmp_path_factory):
-    d = tmp_path_factory.mktemp("images")
-    rng = np.random.default_rng(0)
-    paths = []
-    for k, (w, h) in enumerate(SIZES):
-        p = d / f"img{k}.png"
-        Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(p)
-        paths.append(str(p))
-    return paths
+    return noise_pngs(tmp_path_factory.mktemp("images"), SIZES, seed=0)
 
 
 @pytest.fixture(scope="session")
