@@ -341,10 +341,12 @@ def cmd_datasets(a) -> int:
     from harness import dataset_registry as reg
 
     if a.action == "list":
-        print(f"{'name':12s} {'higher better':13s} {'std':4s} {'range':14s} layout")
+        print(f"{'name':10s} {'display name':15s} {'direction':17s} {'std':4s} {'scores':13s} layout")
         for info in reg.DATASETS.values():
-            print(f"{info.display_name:12s} {str(info.higher_is_better):13s} {'yes' if info.has_std else 'no':4s} "
-                  f"{str(info.score_range):14s} {info.layout}")
+            lo, hi = info.score_range
+            direction = "higher is better" if info.higher_is_better else "LOWER is better"
+            print(f"{info.name:10s} {info.display_name:15s} {direction:17s} {'yes' if info.has_std else 'no':4s} "
+                  f"{f'{lo:.3g}-{hi:.3g}':13s} {info.layout}")
         print(f"\nofficial split files: {reg.default_splits_dir()} (c2s datasets fetch)")
         return 0
     if a.action == "fetch":

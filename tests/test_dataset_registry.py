@@ -36,7 +36,7 @@ def test_split_file_paths_and_errors(tmp_path, monkeypatch):
     assert reg.default_splits_dir() == tmp_path / "cache" / "compare2score_splits"
     p = split_file("tid", 4, must_exist=False)
     assert p == tmp_path / "cache" / "compare2score_splits" / "4" / "tid_testing_set.json"
-    with pytest.raises(FileNotFoundError, match="python -m harness.dataset_registry fetch"):
+    with pytest.raises(FileNotFoundError, match="c2s datasets fetch"):
         split_file("tid", 4)
     for bad in (0, 11, "x", 1.5, True):
         with pytest.raises(ValueError, match="split must be an integer 1..10"):
