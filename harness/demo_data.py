@@ -35,7 +35,7 @@ from harness.datasets import Dataset, load_compare2score_json
 from harness.images import load_image
 
 #: Bump whenever the generated pixels or the manifest would change.
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 DEFAULT_SIZE = 256
 N_DEMO_LEVELS = 5
 PRISTINE = "pristine"
@@ -139,7 +139,7 @@ def generate(folder: Path, size: int, sources: list[str]) -> list[dict]:
         rel = f"{src}/{PRISTINE}.png"
         Image.fromarray(_to_uint8(x), "RGB").save(folder / rel)
         # the pristine image is level 0 of every family, so per-family metrics include it
-        items.append({"image": rel, "gt_score": float(N_DEMO_LEVELS), "splits": families + [PRISTINE],
+        items.append({"image": rel, "gt_score": float(N_DEMO_LEVELS), "splits": families,
                       "source": src, "family": PRISTINE, "level": 0})
         for fam in families:
             for level in range(1, N_DEMO_LEVELS + 1):

@@ -47,7 +47,7 @@ def test_contents_and_ground_truth(small):
     for it, rec in zip(items, small.records):
         assert rec.mos == 5 - it["level"]  # pristine best
         if it["family"] == "pristine":
-            assert rec.splits == set(FAMILIES) | {"pristine"}
+            assert rec.splits == set(FAMILIES)  # in every family; no split of its own (constant MOS)
         else:
             assert rec.splits == {it["family"]}
         assert max(load_image(small.abspath(rec)).size) == 96
