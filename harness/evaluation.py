@@ -1,0 +1,63 @@
+"""Evaluation: scores against MOS per dataset and split, and the summary over splits."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from harness.datasets import Dataset
+from harness.metrics import aggregate, bootstrap_ci, correlations
+from harness.scoring import Scored
+
+SUMMARY_METRICS = ("srcc", "krcc", "plcc", "plcc_logistic", "rmse_logistic")
+ALL = "all"
+
+
+@dataclass
+@dataclass
+class DatasetRun:
+    """A dataset as the runner sees it: the validated dataset and what its summary aggregates."""
+
+    dataset: Dataset
+    summary: str
+
+    @property
+    def paths(self) -> list[str]:
+        return [str(self.dataset.abspath(r)) for r in self.dataset.records]
+
+
+def evaluate(dsruns: list[DatasetRun], tests: list[str], scored: Scored, *, bootstrap: int = 0,
+             seed: int = 0) -> tuple[list[dict], dict]:
+    """scores.csv rows (one per image and split it belongs to) and the metrics per dataset and split."""
+    at = {x: i for i, x in enumerate(tests)}
+    rows, metrics = [], {}
+    for dr in dsruns:
+        ds = dr.dataset
+        idx = np.array([at[p] for p in dr.paths], dtype=np.int64)
+        pred = scored.score[idx]
+        mos = np.array([np.nan if r.mos is None else r.mos for r in ds.records], dtype=np.float64)
+        groups = {ALL: np.arange(len(idx))}
+        for s in ds.splits:
+            groups[s] = np.array([k for k, r in enumerate(ds.records) if s in r.splits], dtype=np.int64)
+        for k, (rec, path) in enumerate(zip(ds.records, dr.paths)):
+            i = idx[k]
+            for split in (sorted(rec.splits) or [ALL]):
+                rows.append({"dataset": ds.name, "split": split, "image": rec.path, "path": path, "mos": rec.mos,
+                             "score": scored.score[i], "latent": scored.latent[i], "sd": scored.sd[i],
+                             "n_anchors_ok": int(scored.n_ok[i]), "status": "ok" if scored.errors[i] is None
+                             else "failed", "error": scored.errors[i] or ""})
+        entry = {"higher_is_better": bool(ds.higher_is_better), "n_images": len(idx),
+                 "n_failed": int(sum(scored.errors[i] is not None for i in idx)), "summary_over": dr.summary,
+                 "splits": {}, "summary": {}}
+        if ds.has_scores:
+            for split, g in groups.items():
+                corr = correlations(pred[g], mos[g], higher_is_better=ds.higher_is_better)
+                if bootstrap:
+                    for name in ("srcc", "plcc"):
+                        corr[f"{name}_ci95"] = list(bootstrap_ci(pred[g], mos[g], name, bootstrap, seed,
+                                                                 higher_is_better=ds.higher_is_better))
+                entry["splits"][split] = corr
+            over = [s for s in groups if s != ALL] if dr.summary == "splits" and len(groups) > 1 else [ALL]
+            entry["summary"] = {m: aggregate([entry["splits"][s][m] for s in over]) for m in SUMMARY_METRICS}
+        metrics[ds.name] = entry
+    return rows, metrics

@@ -1,0 +1,110 @@
+"""Scoring: judged pairs -> per-image scores under a profile and mode (soft, count, rating), with
+the anchor block from the anchor set's fixed matrix, from MOS, or from the model's own judgements."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from adapters.base import Pair
+from harness.anchors import (
+    AnchorSet,
+    anchor_pairs,
+    matrix_from_mos,
+    matrix_from_preferences,
+)
+from harness.levels import N_LEVELS
+from harness.official import official_scores
+from harness.profiles import Profile
+from harness.scaling import hard_preference, preference, score_against_anchors
+
+
+def _pref(lp: np.ndarray, mode: str, temperature: float) -> np.ndarray:
+    return hard_preference(lp) if mode == "count" else preference(lp, temperature)
+
+
+def anchor_matrix_for(profile: Profile, mode: str, anchors: AnchorSet, lookup: dict) -> tuple[np.ndarray, str]:
+    """The anchor block for a profile: the set's fixed matrix, Thurstone from MOS, or the model's own
+    judgements (both orders averaged: C[i, j] = mean of P(i beats j) over the pairs that show it)."""
+    source = profile.anchor_matrix
+    if source == "auto":
+        source = "official" if profile.solver == "official-adam" and anchors.matrix is not None else "comparator"
+    if source == "official":
+        if anchors.matrix is None:
+            raise ValueError(f"anchor set {anchors.name!r} carries no fixed matrix; use anchor_matrix comparator or mos")
+        return anchors.matrix, source
+    if source == "mos":
+        return matrix_from_mos(anchors.mos, anchors.std), source
+    block = anchor_pairs(anchors.images)
+    missing = [p for p in block if p not in lookup]
+    if missing:
+        raise ValueError(f"the anchor block was not judged ({len(missing)} pairs missing); this run used a fixed "
+                         "anchor matrix, so re-run with the model to use anchor_matrix comparator")
+    p = _pref(np.array([lookup[q] for q in block]), mode, profile.anchor_temperature)
+    return matrix_from_preferences(block, p, anchors.images), source
+
+
+@dataclass
+class Scored:
+    score: np.ndarray
+    latent: np.ndarray
+    sd: np.ndarray
+    n_ok: np.ndarray
+    errors: list
+    anchor_matrix: np.ndarray | None
+    matrix_source: str | None
+    converged_frac: float | None = None
+
+
+def score_tests(tests: list[str], anchors: AnchorSet, lookup: dict, errors: dict, profile: Profile,
+                mode: str, order: str) -> Scored:
+    """Scores for every test image from the judged pairs; an image with no usable pair is NaN
+    and carries the first reason one of its pairs failed."""
+    N, m = len(tests), len(anchors.images)
+    if mode == "rating":
+        lp = np.array([lookup.get(Pair(x, x), np.full(N_LEVELS, np.nan)) for x in tests]).reshape(N, N_LEVELS)
+        s = preference(lp, 1.0)  # the expected rating on [0, 1] (Q-Align style)
+        errs = [None if np.isfinite(v) else errors.get(Pair(x, x), "no rating") for x, v in zip(tests, s)]
+        return Scored(s, s, np.full(N, np.nan), np.isfinite(s).astype(int), errs, None, None)
+    nan_row = np.full(N_LEVELS, np.nan)
+    fwd = np.array([[lookup.get(Pair(a, x), nan_row) for a in anchors.images] for x in tests]).reshape(N * m, N_LEVELS)
+    b = _pref(fwd, mode, profile.temperature).reshape(N, m)
+    if order == "both":
+        rev = np.array([[lookup.get(Pair(x, a), nan_row) for a in anchors.images] for x in tests]).reshape(N * m, N_LEVELS)
+        b_rev = 1.0 - _pref(rev, mode, profile.temperature).reshape(N, m)
+        b = _nanmean2(b, b_rev)
+    C, source = anchor_matrix_for(profile, mode, anchors, lookup)
+    n_ok = np.isfinite(b).sum(axis=1)
+    converged = None
+    if profile.solver == "official-adam":
+        score, latent_all = official_scores(b, C, link=profile.link, steps=profile.steps)
+        latent, sd = latent_all[:, -1].astype(np.float64), np.full(N, np.nan)
+        score = score.astype(np.float64)
+    else:
+        res = score_against_anchors(C, b, link=profile.link, prior_var=profile.prior_var, scale=profile.scale,
+                                    anchor_mos=anchors.mos)
+        score, latent, sd = res.score, res.latent, res.sd
+        converged = float(np.mean(res.converged[~res.failed])) if (~res.failed).any() else None
+    errs = []
+    for i, x in enumerate(tests):
+        if np.isfinite(score[i]):
+            errs.append(None)
+            continue
+        reasons = [errors.get(Pair(a, x)) for a in anchors.images] + [errors.get(Pair(x, a)) for a in anchors.images]
+        reasons = [r for r in reasons if r]
+        errs.append(reasons[0] if reasons else "no usable comparison")
+    return Scored(score, latent, sd, n_ok, errs, C, source, converged)
+
+
+def _nanmean2(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Element-wise mean of two arrays ignoring NaN (NaN only where both are)."""
+    fa, fb = np.isfinite(a), np.isfinite(b)
+    total = np.where(fa, a, 0.0) + np.where(fb, b, 0.0)
+    count = fa.astype(int) + fb.astype(int)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(count > 0, total / count, np.nan)
+
+
+def anchor_matrix_needs_model(profile: Profile, anchors: AnchorSet) -> bool:
+    src = profile.anchor_matrix
+    return src == "comparator" or (src == "auto" and not (profile.solver == "official-adam" and anchors.matrix is not None))
