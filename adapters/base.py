@@ -98,8 +98,11 @@ def compare_batch(comparator: Comparator, pairs: Sequence[Pair]) -> Comparisons:
 
 def rate_batch(comparator, images: Sequence[ImageRef]) -> Comparisons:
     """`compare_batch` for the single-image rating baseline (`comparator.rate(images)`, levels
-    `harness.levels.RATING_LEVELS`), with the same failure recording."""
+    `harness.levels.RATING_LEVELS`; `rate_detailed` where the adapter knows why an image failed),
+    with the same failure recording."""
     images = [os.fspath(i) for i in images]
+    if hasattr(comparator, "rate_detailed"):
+        return _checked(len(images), lambda: comparator.rate_detailed(images))
     if not hasattr(comparator, "rate"):
         raise ValueError(f"{type(comparator).__name__} has no single-image rating (rate); use mode soft or count")
     return _checked(len(images), lambda: Comparisons(np.asarray(comparator.rate(images), dtype=np.float64)))

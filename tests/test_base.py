@@ -95,3 +95,16 @@ def test_py_backend_loads_any_class():
 def test_fingerprint_hash_is_order_independent():
     assert fingerprint_hash({"a": 1, "b": [1, 2]}) == fingerprint_hash({"b": [1, 2], "a": 1})
     assert fingerprint_hash({"a": 1}) != fingerprint_hash({"a": 2})
+
+
+def test_rate_batch_keeps_reasons_and_refuses_comparators_without_rating():
+    from adapters.base import rate_batch
+
+    class Rater(FixedComparator):
+        def rate_detailed(self, images):
+            return Comparisons(np.zeros((len(images), 5)), [None, "ImageError: truncated"], [{}, {}])
+
+    res = rate_batch(Rater(), ["a.png", "b.png"])
+    assert res.errors == [None, "ImageError: truncated"] and np.isnan(res.logprobs[1]).all()
+    with pytest.raises(ValueError, match="no single-image rating"):
+        rate_batch(FixedComparator(), ["a.png"])
