@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import time
+import warnings
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -225,6 +226,10 @@ def run(config: RunConfig, *, comparator=None, progress: bool = True) -> list[Pa
     profiles = [get_profile(p, **config.profile_overrides) for p in config.profiles]
     tests = list(dict.fromkeys(p for dr in dsruns for p in dr.paths))
     timings["load_datasets"] = time.perf_counter() - t0
+    overlap = sorted(set(anchors.images) & set(tests))
+    if overlap:  # e.g. the KonIQ anchors sit in some official KonIQ test splits (PAPER.md 3.2)
+        warnings.warn(f"{len(overlap)} anchor image(s) are also test images and will be compared with themselves: "
+                      f"{overlap[:3]}{' ...' if len(overlap) > 3 else ''}", stacklevel=2)
 
     owned = comparator is None
     if owned:
@@ -270,7 +275,7 @@ def run(config: RunConfig, *, comparator=None, progress: bool = True) -> list[Pa
             manifest = {"run_id": run_id, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                         "model": {"spec": config.model, "label": config.model_label, "options": config.model_options,
                                   "fingerprint": fp, "fingerprint_hash": fp_hash},
-                        "order": config.order, "batch_size": config.batch_size,
+                        "order": config.order, "batch_size": config.batch_size, "anchors_in_test": overlap,
                         "datasets_config": [asdict(s) for s in config.datasets], "anchors_config": asdict(config.anchors),
                         "seeds": {"bootstrap": config.seed, "official_adam": 0}, "bootstrap": config.bootstrap,
                         "cache": str(Path(config.cache).resolve()) if config.cache else None}

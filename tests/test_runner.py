@@ -142,6 +142,13 @@ def test_broken_image_is_recorded_and_counted(bench, tmp_path):
     assert metrics["n_failed"] == 1 and metrics["splits"]["all"]["n_dropped"] == 1
 
 
+def test_anchors_that_are_test_images_are_named(bench, tmp_path):
+    with pytest.warns(UserWarning, match="5 anchor image"):
+        (run_dir,) = run(_config(bench, tmp_path), progress=False)
+    m = json.loads((run_dir / "manifest.json").read_text())
+    assert sorted(m["anchors_in_test"]) == sorted(m["anchors"]["images"])
+
+
 def test_both_orders_and_rating_mode(bench, tmp_path):
     (both,) = run(_config(bench, tmp_path, order="both"), progress=False)
     m = json.loads((both / "manifest.json").read_text())
