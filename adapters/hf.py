@@ -5,14 +5,17 @@ official Compare2Score code runs one pair per forward, re-decoding the test imag
 anchor. Here the prompt is rendered once with the model's own chat template (the assistant turn
 prefilled, `continue_final_message`), each image is decoded once per run (the shared image store),
 the processor runs once per batch, and one left-padded forward per batch reads the five level
-logits at the last position, the next batch being preprocessed meanwhile on a helper thread.
+logits at the last position, the next batches being preprocessed meanwhile on helper threads.
 Temperature is NOT applied here (the scaling module does it).
 """
 from __future__ import annotations
 
+import copy
 import hashlib
 import inspect
 import os
+import queue
+import threading
 from collections import OrderedDict
 from pathlib import Path
 from typing import Sequence
@@ -28,6 +31,8 @@ from prompts import load_prompt
 DTYPES = ("float32", "bfloat16", "float16")
 #: images kept ready for the processor (a run's anchors stay resident)
 _READY_IMAGES = 64
+#: batches prepared ahead of the forward, each on its own helper thread with its own processor copy
+_PREFETCH = 2
 
 
 def _torch_dtype(name: str):
@@ -118,6 +123,8 @@ class HFComparator:
             image_store = default_store()
         self.store = image_store
         self._ready: OrderedDict = OrderedDict()
+        self._ready_lock = threading.Lock()
+        self._spare_processors: queue.SimpleQueue = queue.SimpleQueue()
         image_processor = getattr(self.processor, "image_processor", None)
         self._tensor_input = getattr(image_processor, "backend", None) == "torchvision"
         self._versions = {"torch": torch.__version__, "transformers": transformers.__version__}
@@ -183,8 +190,16 @@ class HFComparator:
         """The processor's batch for `items` (tuples of image paths, in the order shown)."""
         prompt = prompt or self.pair_prompt
         images = [[self._image(p) for p in item] for item in items]
-        return self.processor(text=[prompt.text] * len(items), images=images, padding=True,
-                              add_special_tokens=False, return_tensors="pt")
+        # helper threads never share a processor: tokenizers keep per-call padding state
+        try:
+            processor = self._spare_processors.get_nowait()
+        except queue.Empty:
+            processor = copy.deepcopy(self.processor)
+        try:
+            return processor(text=[prompt.text] * len(items), images=images, padding=True,
+                             add_special_tokens=False, return_tensors="pt")
+        finally:
+            self._spare_processors.put(processor)
 
     def _image(self, path: str):
         """One image as the processor will take it, ready for every pair it appears in.
@@ -194,10 +209,11 @@ class HFComparator:
         2-3x cheaper per use. Kept while the store still holds the same decoded image.
         """
         src = self.store.get(path)
-        hit = self._ready.get(path)
-        if hit is not None and hit[0] is src:
-            self._ready.move_to_end(path)
-            return hit[1]
+        with self._ready_lock:
+            hit = self._ready.get(path)
+            if hit is not None and hit[0] is src:
+                self._ready.move_to_end(path)
+                return hit[1]
         img = src
         if self.max_pixels is not None and img.width * img.height > self.max_pixels:
             from PIL import Image
@@ -209,9 +225,10 @@ class HFComparator:
             import torch
 
             img = torch.from_numpy(np.array(img)).permute(2, 0, 1).contiguous()
-        self._ready[path] = (src, img)
-        if len(self._ready) > _READY_IMAGES:
-            self._ready.popitem(last=False)
+        with self._ready_lock:
+            self._ready[path] = (src, img)
+            if len(self._ready) > _READY_IMAGES:
+                self._ready.popitem(last=False)
         return img
 
     def _prepare(self, items: list[tuple], positions, prompt: _Prompted):
@@ -230,8 +247,9 @@ class HFComparator:
     def _score(self, items: list[tuple], prompt: _Prompted):
         """Level log-probs (n, 5), per-item errors and the level tokens' full-vocabulary mass.
 
-        The next batch is loaded and processed on a helper thread while the model runs the
-        current one, so CPU preprocessing overlaps the forward (on a GPU it mostly disappears).
+        The next `_PREFETCH` batches are loaded and processed on helper threads while the model
+        runs the current one, so CPU preprocessing overlaps the forward (on a GPU it mostly
+        disappears) and uses the cores the forward leaves idle.
         """
         from concurrent.futures import ThreadPoolExecutor
 
@@ -242,12 +260,12 @@ class HFComparator:
         chunks = [range(s, min(s + self.batch_size, n)) for s in range(0, n, self.batch_size)]
         if not chunks:
             return lp, errors, mass
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="hf-preprocess") as pool:
-            job = pool.submit(self._prepare, items, chunks[0], prompt)
+        with ThreadPoolExecutor(max_workers=_PREFETCH, thread_name_prefix="hf-preprocess") as pool:
+            jobs = [pool.submit(self._prepare, items, c, prompt) for c in chunks[:_PREFETCH]]
             for k in range(len(chunks)):
-                ok, failed, inputs = job.result()
-                if k + 1 < len(chunks):
-                    job = pool.submit(self._prepare, items, chunks[k + 1], prompt)
+                ok, failed, inputs = jobs[k].result()
+                if k + _PREFETCH < len(chunks):
+                    jobs.append(pool.submit(self._prepare, items, chunks[k + _PREFETCH], prompt))
                 for i, err in failed.items():
                     errors[i] = err
                 if ok:
