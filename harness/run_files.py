@@ -22,7 +22,7 @@ from harness.evaluation import ALL, DatasetRun
 from harness.judging import Judged
 from harness.levels import LEVELS, N_LEVELS
 from harness.profiles import Profile
-from harness.scaling import hard_preference, preference
+from harness.scoring import pair_preference
 
 
 def slug(text: str) -> str:
@@ -70,12 +70,11 @@ COMPARISON_COLUMNS = ["first", "second", "role", *LEVELS, "preference", "status"
 
 def comparison_rows(judged: Judged, profile: Profile, mode: str) -> list[dict]:
     rows = []
-    temps = np.array([profile.anchor_temperature if r == "anchor" else profile.temperature for r in judged.roles])
+    roles = np.array(judged.roles)
     prefs = np.full(len(judged.pairs), np.nan)
-    for t in set(temps.tolist()):
-        sel = temps == t
-        prefs[sel] = preference(judged.logprobs[sel], t) if mode == "soft" else (
-            hard_preference(judged.logprobs[sel]) if mode == "count" else preference(judged.logprobs[sel], 1.0))
+    for role, temperature in (("test", profile.temperature), ("anchor", profile.anchor_temperature)):
+        sel = roles == role
+        prefs[sel] = pair_preference(judged.logprobs[sel], mode, temperature)
     for i, (p, role) in enumerate(zip(judged.pairs, judged.roles)):
         row = {"first": p.first, "second": p.second, "role": role, "preference": float(prefs[i]),
                "status": "ok" if judged.errors[i] is None else "failed", "error": judged.errors[i] or "",

@@ -19,8 +19,12 @@ from harness.profiles import Profile
 from harness.scaling import hard_preference, preference, score_against_anchors
 
 
-def _pref(lp: np.ndarray, mode: str, temperature: float) -> np.ndarray:
-    return hard_preference(lp) if mode == "count" else preference(lp, temperature)
+def pair_preference(lp: np.ndarray, mode: str, temperature: float) -> np.ndarray:
+    """P(second better) per row of level log-probs: the arg-max verdict (count), softmax(lp / T) . w
+    (soft), or the expected rating on [0, 1] at T = 1 (rating: levels bad .. excellent)."""
+    if mode == "count":
+        return hard_preference(lp)
+    return preference(lp, 1.0 if mode == "rating" else temperature)
 
 
 def anchor_matrix_for(profile: Profile, mode: str, anchors: AnchorSet, lookup: dict) -> tuple[np.ndarray, str]:
@@ -40,7 +44,7 @@ def anchor_matrix_for(profile: Profile, mode: str, anchors: AnchorSet, lookup: d
     if missing:
         raise ValueError(f"the anchor block was not judged ({len(missing)} pairs missing); this run used a fixed "
                          "anchor matrix, so re-run with the model to use anchor_matrix comparator")
-    p = _pref(np.array([lookup[q] for q in block]), mode, profile.anchor_temperature)
+    p = pair_preference(np.array([lookup[q] for q in block]), mode, profile.anchor_temperature)
     return matrix_from_preferences(block, p, anchors.images), source
 
 
@@ -63,15 +67,15 @@ def score_tests(tests: list[str], anchors: AnchorSet, lookup: dict, errors: dict
     N, m = len(tests), len(anchors.images)
     if mode == "rating":
         lp = np.array([lookup.get(Pair(x, x), np.full(N_LEVELS, np.nan)) for x in tests]).reshape(N, N_LEVELS)
-        s = preference(lp, 1.0)  # the expected rating on [0, 1] (Q-Align style)
+        s = pair_preference(lp, mode, 1.0)  # the expected rating on [0, 1] (Q-Align style)
         errs = [None if np.isfinite(v) else errors.get(Pair(x, x), "no rating") for x, v in zip(tests, s)]
         return Scored(s, s, np.full(N, np.nan), np.isfinite(s).astype(int), errs, None, None)
     nan_row = np.full(N_LEVELS, np.nan)
     fwd = np.array([[lookup.get(Pair(a, x), nan_row) for a in anchors.images] for x in tests]).reshape(N * m, N_LEVELS)
-    b = _pref(fwd, mode, profile.temperature).reshape(N, m)
+    b = pair_preference(fwd, mode, profile.temperature).reshape(N, m)
     if order == "both":
         rev = np.array([[lookup.get(Pair(x, a), nan_row) for a in anchors.images] for x in tests]).reshape(N * m, N_LEVELS)
-        b_rev = 1.0 - _pref(rev, mode, profile.temperature).reshape(N, m)
+        b_rev = 1.0 - pair_preference(rev, mode, profile.temperature).reshape(N, m)
         b = _nanmean2(b, b_rev)
     C, source = anchor_matrix_for(profile, mode, anchors, lookup)
     n_ok = np.isfinite(b).sum(axis=1)
