@@ -66,7 +66,7 @@ class AnchorSet:
 
 def koniq_default() -> AnchorSet:
     """The paper's five KonIQ-10k anchors (Fig. 5) with the official hard-coded matrix (harness/data)."""
-    text = resources.files("harness").joinpath("data/koniq_anchors.json").read_text()
+    text = resources.files("harness").joinpath("data/paper_default_anchors.json").read_text()
     data = json.loads(text)
     anchors = data["anchors"]
     return AnchorSet(images=[a["image"] for a in anchors], mos=[a["mos"] for a in anchors],
