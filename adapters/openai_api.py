@@ -10,6 +10,10 @@ Two server modes, because only vLLM can return the exact five level log-probs:
     left outside the seen levels is recorded per pair; a pair with no level seen, or with no
     log-probs at all (reasoning models), fails with its reason.
 
+The single-image rating baseline (`rate`, levels `harness.levels.RATING_LEVELS`, the `rating_prompt`
+wording) goes through the same request, retry and mapping code as pairs, one request per image:
+exact rating-word log-probs in vLLM mode, the one-word answer's top-k in generic mode.
+
 Requests run on a bounded thread pool; transient failures (429, 408, 5xx, timeouts, connection
 errors) are retried with exponential backoff and jitter, honouring Retry-After. The API key is
 read from an environment variable whose NAME is an option; its value is kept only inside the
@@ -35,7 +39,7 @@ from urllib.parse import urlsplit, urlunsplit
 import numpy as np
 
 from adapters.base import Comparisons, Pair
-from harness.levels import LEVELS, N_LEVELS
+from harness.levels import LEVELS, N_LEVELS, RATING_LEVELS
 
 SERVER_MODES = ("vllm", "generic")
 #: the chat API caps top_logprobs at 20
@@ -160,8 +164,9 @@ _TOKEN_ID = re.compile(r"^token_id:(-?\d+)$")
 _KEY_LIKE = re.compile(r"\bsk-[A-Za-z0-9_\-*.]{3,}")
 
 
-def levels_from_token_ids(response: Any, level_ids: Sequence[int]) -> np.ndarray:
-    """vLLM mode: the five level log-probs, read by token id (`return_tokens_as_token_ids`)."""
+def levels_from_token_ids(response: Any, level_ids: Sequence[int], words: Sequence[str] = LEVELS) -> np.ndarray:
+    """vLLM mode: the level log-probs (ids in the order of `words`), read by token id
+    (`return_tokens_as_token_ids`)."""
     by_id: dict[int, float] = {}
     for token, logprob in _top_logprobs(response):
         m = _TOKEN_ID.match(token)
@@ -169,7 +174,7 @@ def levels_from_token_ids(response: Any, level_ids: Sequence[int]) -> np.ndarray
             raise PairFailure(f"token {token!r} is not in 'token_id:N' form: is the server vLLM with "
                               "return_tokens_as_token_ids? use server='generic' otherwise")
         by_id[int(m.group(1))] = logprob
-    missing = [LEVELS[k] for k, i in enumerate(level_ids) if i not in by_id]
+    missing = [words[k] for k, i in enumerate(level_ids) if i not in by_id]
     if missing:
         raise PairFailure(f"the server returned no log-prob for level(s) {', '.join(missing)}: "
                           "does it support logprob_token_ids?")
@@ -270,30 +275,53 @@ def redact_url(url: str | None) -> str | None:
 
 
 # --------------------------------------------------------------------------- the adapter
+@dataclass(frozen=True)
+class _Task:
+    """One kind of request (pairs, or single-image ratings): the wording as sent, the level words
+    in level order, and how their log-probs are asked for (`top_logprobs`, `extra_body`) and read
+    (`levels`: the token ids in vLLM mode, the string-matching rule in generic mode)."""
+
+    template: Any  # prompts.PromptTemplate
+    rendered: Any  # prompts.RenderedPrompt as sent (generic mode: without the prefill)
+    words: tuple[str, ...]
+    top_logprobs: int
+    extra_body: dict
+    levels: dict
+
+
+def _given_ids(ids: Sequence[int] | None, words: Sequence[str], option: str) -> list[int] | None:
+    if ids is None:
+        return None
+    out = [int(i) for i in ids]
+    if len(out) != len(words) or len(set(out)) != len(out):
+        raise ValueError(f"{option} must be {len(words)} distinct ids in the order {', '.join(words)}, got {out}")
+    return out
+
+
 class OpenAIComparator:
     """Level log-probs through an OpenAI-compatible chat API (see the module docstring).
 
     `OpenAIComparator("my-model", base_url="http://127.0.0.1:8000/v1", server="vllm",
     api_key_env="VLLM_API_KEY")`. In vLLM mode the level token ids come from `level_token_ids`
-    or are resolved with the model's tokenizer (`tokenizer=PATH`, default: `model` when it is
-    a local folder, as when vLLM serves a local checkpoint). `server` defaults to "generic" for
-    OpenAI itself (no `base_url`) and to "vllm" when a `base_url` is given; other servers need
-    `server="generic"`. `api_key_env=None` sends no real key (local servers started without
-    `--api-key`). `client` takes a ready `openai.OpenAI` (e.g. Azure) instead of building one.
+    (`rating_token_ids` for the rating words) or are resolved with the model's tokenizer
+    (`tokenizer=PATH`, default: `model` when it is a local folder, as when vLLM serves a local
+    checkpoint); the rating words are resolved at the first `rate` call. `server` defaults to
+    "generic" for OpenAI itself (no `base_url`) and to "vllm" when a `base_url` is given; other
+    servers need `server="generic"`. `api_key_env=None` sends no real key (local servers started
+    without `--api-key`). `client` takes a ready `openai.OpenAI` (e.g. Azure) instead of building one.
     """
 
     backend = "openai"
 
     def __init__(self, model: str | None, *, base_url: str | None = None, server: str | None = None,
                  api_key_env: str | None = "OPENAI_API_KEY", prompt: str | None = None,
-                 tokenizer: str | None = None, level_token_ids: Sequence[int] | None = None,
+                 rating_prompt: str = "rating", tokenizer: str | None = None,
+                 level_token_ids: Sequence[int] | None = None, rating_token_ids: Sequence[int] | None = None,
                  level_strategy: str = "single", top_logprobs: int = MAX_TOP_LOGPROBS, min_prefix: int = 3,
                  concurrency: int = 8, timeout: float = 60.0, max_attempts: int = 6, base_delay: float = 0.5,
                  max_delay: float = 30.0, max_side: int = 2048, max_bytes: int = 8 * 1024 * 1024,
                  seed: int | None = None, client: Any = None, image_store: Any = None):
-        from adapters.chat import chat_template_kwargs
         from harness.images import default_store
-        from prompts import load_prompt
 
         if not model:
             raise ValueError("openai adapter: give the model name, e.g. openai:gpt-4o or openai:/models/served-path")
@@ -312,27 +340,17 @@ class OpenAIComparator:
         self.model = model
         self.server = server
         self.base_url = base_url
-        self.template = load_prompt(prompt or ("official" if server == "vllm" else "generic"))
-        rendered = self.template.render()
-        if rendered.n_images != 2:
-            raise ValueError(f"openai adapter: prompt {self.template.name!r} shows {rendered.n_images} image(s); "
-                             "a comparison needs 2")
-        if server == "vllm":
-            if not rendered.prefill:
-                raise ValueError(f"prompt {self.template.name!r} has no prefill: vLLM mode reads the level "
-                                 "word right after the prefilled answer")
-            self.rendered = rendered
-            self.extra_body = {**chat_template_kwargs(rendered), "return_tokens_as_token_ids": True}
-            self.levels = self._resolve_ids(level_token_ids, tokenizer, level_strategy)
-            self.extra_body["logprob_token_ids"] = list(self.levels["ids"])
-            self.top_logprobs = N_LEVELS
-        else:  # the chat API cannot continue an assistant turn: the model answers in one word
-            self.rendered = dataclasses.replace(rendered, prefill="")
-            self.extra_body = {}
-            self.levels = {"words": list(LEVELS), "match": "normalised string or unique prefix",
-                           "min_prefix": int(min_prefix)}
-            self.top_logprobs = int(top_logprobs)
+        self.level_strategy = level_strategy
         self.min_prefix = int(min_prefix)
+        self.top_logprobs = N_LEVELS if server == "vllm" else int(top_logprobs)
+        self._tokenizer_source = tokenizer
+        self._tokenizer = None
+        pair_ids = _given_ids(level_token_ids, LEVELS, "level_token_ids")
+        self._rating_ids = _given_ids(rating_token_ids, RATING_LEVELS, "rating_token_ids")
+        self._rating_prompt = self._load(rating_prompt, 1, "a rating")  # checked now, its tokens at the first rate
+        self._rating: _Task | None = None
+        self._pairs = self._task(*self._load(prompt or ("official" if server == "vllm" else "generic"), 2,
+                                             "a comparison"), LEVELS, pair_ids, "level_token_ids")
         self.concurrency = int(concurrency)
         self.timeout = float(timeout)
         self.retry = RetryPolicy(int(max_attempts), float(base_delay), float(max_delay))
@@ -341,22 +359,54 @@ class OpenAIComparator:
         self._store = image_store or default_store()
         self._client = client if client is not None else _make_client(base_url, api_key_env, self.timeout)
 
-    def _resolve_ids(self, level_token_ids, tokenizer, strategy) -> dict:
-        if level_token_ids is not None:
-            ids = [int(i) for i in level_token_ids]
-            if len(ids) != N_LEVELS or len(set(ids)) != N_LEVELS:
-                raise ValueError(f"level_token_ids must be {N_LEVELS} distinct ids in level order, got {ids}")
-            return {"ids": ids, "strings": None, "strategy": "given"}
-        source = tokenizer or (self.model if os.path.isdir(self.model) else None)
-        if source is None:
-            raise ValueError("openai adapter, server='vllm': pass tokenizer=PATH (the served model's tokenizer) "
-                             "or level_token_ids=[5 ids] so the exact level tokens can be requested")
-        from transformers import AutoTokenizer
+    def _load(self, name: str, n_images: int, what: str):
+        """A wording and its rendering, checked for this use and this server mode."""
+        from prompts import load_prompt
 
+        template = load_prompt(name)
+        rendered = template.render()
+        if rendered.n_images != n_images:
+            raise ValueError(f"openai adapter: prompt {template.name!r} shows {rendered.n_images} image(s); "
+                             f"{what} needs {n_images}")
+        if self.server == "vllm" and not rendered.prefill:
+            raise ValueError(f"prompt {template.name!r} has no prefill: vLLM mode reads the level "
+                             "word right after the prefilled answer")
+        return template, rendered
+
+    def _task(self, template, rendered, words: Sequence[str], given_ids: list[int] | None, option: str) -> _Task:
+        from adapters.chat import chat_template_kwargs
+
+        if self.server == "vllm":
+            levels = self._level_ids(words, rendered.prefill, given_ids, option)
+            extra_body = {**chat_template_kwargs(rendered), "return_tokens_as_token_ids": True,
+                          "logprob_token_ids": list(levels["ids"])}
+            return _Task(template, rendered, tuple(words), len(words), extra_body, levels)
+        # the chat API cannot continue an assistant turn: the model answers in one word
+        return _Task(template, dataclasses.replace(rendered, prefill=""), tuple(words), self.top_logprobs, {},
+                     self._string_rule(words))
+
+    def _string_rule(self, words: Sequence[str]) -> dict:
+        return {"words": list(words), "match": "normalised string or unique prefix", "min_prefix": self.min_prefix}
+
+    def _level_ids(self, words: Sequence[str], prefill: str, given: list[int] | None, option: str) -> dict:
+        if given is not None:
+            return {"ids": list(given), "strings": None, "strategy": "given"}
+        source = self._tokenizer_source or (self.model if os.path.isdir(self.model) else None)
+        if source is None:
+            raise ValueError(f"openai adapter, server='vllm': pass tokenizer=PATH (the served model's tokenizer) "
+                             f"or {option}=[{len(words)} ids] so the exact level tokens can be requested")
         from adapters.level_tokens import resolve_level_tokens
 
-        tok = AutoTokenizer.from_pretrained(source)
-        return resolve_level_tokens(tok, LEVELS, prefill=self.rendered.prefill, strategy=strategy).as_dict()
+        if self._tokenizer is None:
+            from transformers import AutoTokenizer
+
+            self._tokenizer = AutoTokenizer.from_pretrained(source)
+        return resolve_level_tokens(self._tokenizer, words, prefill=prefill, strategy=self.level_strategy).as_dict()
+
+    def _rating_task(self) -> _Task:
+        if self._rating is None:
+            self._rating = self._task(*self._rating_prompt, RATING_LEVELS, self._rating_ids, "rating_token_ids")
+        return self._rating
 
     # -- the Comparator interface
     def fingerprint(self) -> dict:
@@ -364,10 +414,19 @@ class OpenAIComparator:
 
         from adapters.hf import checkpoint_identity
 
+        pairs = self._pairs
+        rating_template, rating_rendered = self._rating_prompt
+        if self.server == "vllm":  # known without resolving (the tokenizer is the model's, in "model")
+            rating_levels = {"words": list(RATING_LEVELS), "ids": self._rating_ids,
+                             "strategy": "given" if self._rating_ids else self.level_strategy}
+        else:
+            rating_levels = self._string_rule(RATING_LEVELS)
         return {"backend": self.backend, "model": self.model, "checkpoint": checkpoint_identity(self.model),
                 "base_url": redact_url(self.base_url),
-                "server": self.server, "prompt": self.template.fingerprint(), "prefill": self.rendered.prefill or None,
-                "levels": self.levels, "top_logprobs": self.top_logprobs, "temperature": 0.0,
+                "server": self.server, "prompt": pairs.template.fingerprint(), "prefill": pairs.rendered.prefill or None,
+                "levels": pairs.levels, "top_logprobs": self.top_logprobs, "temperature": 0.0,
+                "rating_prompt": {**rating_template.fingerprint(), "levels": rating_levels,
+                                  "prefill": (rating_rendered.prefill if self.server == "vllm" else None) or None},
                 "image_encoding": asdict(self.encoding), "openai": openai.__version__}
 
     def compare(self, pairs: Sequence[Pair]) -> np.ndarray:
@@ -375,12 +434,25 @@ class OpenAIComparator:
 
     def compare_detailed(self, pairs: Sequence[Pair]) -> Comparisons:
         """One request per pair, at most `concurrency` in flight; never raises for a pair."""
-        pairs = list(pairs)
-        paths = sorted({p for pair in pairs for p in (pair.first, pair.second)})
+        return self._judge(self._pairs, [(pair.first, pair.second) for pair in pairs])
+
+    def rate(self, images: Sequence) -> np.ndarray:
+        """Single-image baseline: (n, 5) log-probs over `RATING_LEVELS` (bad .. excellent)."""
+        return self.rate_detailed(images).logprobs
+
+    def rate_detailed(self, images: Sequence) -> Comparisons:
+        """One request per image, as for pairs. Raises only for a configuration error found at the
+        first call (vLLM mode without a tokenizer or `rating_token_ids` for the rating words)."""
+        return self._judge(self._rating_task(), [(os.fspath(p),) for p in images])
+
+    # -- internals
+    def _judge(self, task: _Task, items: list[tuple[str, ...]]) -> Comparisons:
+        """One request per item (its image paths in the order shown), at most `concurrency` in flight."""
+        paths = sorted({p for item in items for p in item})
         with ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="c2s-openai") as pool:
             urls = dict(zip(paths, pool.map(self._encode, paths)))
-            results = list(pool.map(lambda pair: self._one(pair, urls), pairs))
-        lp = np.full((len(pairs), N_LEVELS), np.nan)
+            results = list(pool.map(lambda item: self._one(task, item, urls), items))
+        lp = np.full((len(items), len(task.words)), np.nan)
         errors, meta = [], []
         for i, (row, err, info) in enumerate(results):
             if row is not None:
@@ -389,35 +461,34 @@ class OpenAIComparator:
             meta.append(info)
         return Comparisons(lp, errors, meta)
 
-    # -- internals
     def _encode(self, path: str):
-        """A data URL, or the exception that makes every pair using this image fail."""
+        """A data URL, or the exception that makes every item using this image fail."""
         try:
             return image_data_url(self._store.get(path), self.encoding)
-        except Exception as exc:  # noqa: BLE001 - becomes the reason of each pair using it
+        except Exception as exc:  # noqa: BLE001 - becomes the reason of each item using it
             return exc
 
-    def _one(self, pair: Pair, urls: dict) -> tuple[np.ndarray | None, str | None, dict]:
+    def _one(self, task: _Task, paths: tuple[str, ...], urls: dict) -> tuple[np.ndarray | None, str | None, dict]:
         from adapters.chat import conversation, image_url_part
 
-        for path in (pair.first, pair.second):
+        for path in paths:
             if isinstance(urls[path], Exception):
                 reason = str(urls[path])
                 return None, (reason if path in reason else f"image {path}: {reason}"), {}
-        messages = conversation(self.rendered, [image_url_part(urls[pair.first]), image_url_part(urls[pair.second])])
+        messages = conversation(task.rendered, [image_url_part(urls[p]) for p in paths])
         kwargs = dict(model=self.model, messages=messages, max_completion_tokens=1, temperature=0.0, logprobs=True,
-                      top_logprobs=self.top_logprobs, timeout=self.timeout)
-        if self.extra_body:
-            kwargs["extra_body"] = self.extra_body
+                      top_logprobs=task.top_logprobs, timeout=self.timeout)
+        if task.extra_body:
+            kwargs["extra_body"] = task.extra_body
         info: dict = {}
         try:
             response, info["attempts"] = call_with_retries(
                 lambda: self._client.chat.completions.create(**kwargs), self.retry, rng=self._rng)
             if self.server == "vllm":
-                row = levels_from_token_ids(response, self.levels["ids"])
+                row = levels_from_token_ids(response, task.levels["ids"], task.words)
                 info["level_mass"] = float(np.exp(row).sum())  # as the transformers adapter reports it
                 return row, None, info
-            row, extra = levels_from_strings(response, LEVELS, self.min_prefix)
+            row, extra = levels_from_strings(response, task.words, self.min_prefix)
             info.update(extra)
             return row, None, info
         except PairFailure as exc:

