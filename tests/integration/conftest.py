@@ -22,9 +22,10 @@ API_KEY_ENV = "C2S_IT_VLLM_API_KEY"
 ENGINE_OPTIONS = {"dtype": "float32", "max_model_len": 512, "kv_cache_memory_bytes": 256 * 2**20,
                   "enforce_eager": True}
 #: The random tiny model is re-weighted to be a useful test subject: lm_head rows of the level
-#: words scaled up and all others damped (level probabilities spread over 0.1-0.35 after the
-#: prefill; in generic mode some levels reach the top-20 and others do not), and the attention
-#: outputs scaled up so the answer depends on the images (by ~0.02 between pairs, not ~0.001).
+#: words (the comparison levels and the rating words) scaled up and all others damped (level
+#: probabilities spread over 0.1-0.35 after the prefill; in generic mode some levels reach the
+#: top-20 and others do not), and the attention outputs scaled up so the answer depends on the
+#: images (by ~0.02 between pairs, not ~0.001).
 LEVEL_ROW_SCALE, OTHER_ROW_SCALE, ATTN_OUT_SCALE = 5.0, 0.05, 10.0
 
 
@@ -40,11 +41,12 @@ def vllm_python() -> str:
 
 
 def level_word_ids(tokenizer) -> list[int]:
-    """Ids of every vocabulary token that spells a whole level word (with or without a space)."""
-    from harness.levels import LEVELS
+    """Ids of every vocabulary token that spells a whole level or rating word (with or without a space)."""
+    from harness.levels import LEVELS, RATING_LEVELS
 
+    words = set(LEVELS) | set(RATING_LEVELS)
     return sorted(i for t, i in tokenizer.get_vocab().items()
-                  if tokenizer.convert_tokens_to_string([t]).strip().lower() in LEVELS)
+                  if tokenizer.convert_tokens_to_string([t]).strip().lower() in words)
 
 
 @pytest.fixture(scope="session")

