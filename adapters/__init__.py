@@ -4,6 +4,7 @@ from adapters.base import (  # noqa: F401
     Comparisons,
     Pair,
     compare_batch,
+    comparator_class,
     fingerprint_hash,
     load_comparator,
     parse_spec,

@@ -171,15 +171,20 @@ def parse_spec(spec: str) -> tuple[str, str | None]:
     return backend, (model if sep and model else None)
 
 
-def load_comparator(spec: str, **options: Any) -> Comparator:
-    """Build the adapter a model spec names, e.g. `load_comparator("hf:/models/qwen", batch_size=8)`."""
+def comparator_class(spec: str) -> type:
+    """The adapter class a model spec names, imported but not built (no model is loaded)."""
     backend, model = parse_spec(spec)
-    if backend == PY_BACKEND:
-        target, model = model, options.pop("model", None)
-    else:
-        target = _REGISTRY[backend]
+    target = model if backend == PY_BACKEND else _REGISTRY[backend]
     module_name, _, cls_name = target.partition(":")
     cls = getattr(importlib.import_module(module_name), cls_name, None)
     if cls is None:
         raise ValueError(f"spec {spec!r}: {module_name} has no attribute {cls_name!r}")
-    return cls(model, **options)
+    return cls
+
+
+def load_comparator(spec: str, **options: Any) -> Comparator:
+    """Build the adapter a model spec names, e.g. `load_comparator("hf:/models/qwen", batch_size=8)`."""
+    backend, model = parse_spec(spec)
+    if backend == PY_BACKEND:
+        model = options.pop("model", None)
+    return comparator_class(spec)(model, **options)

@@ -44,14 +44,15 @@ def _torch_dtype(name: str):
 
 
 def checkpoint_identity(model: str) -> dict:
-    """What identifies a local checkpoint cheaply: the config's hash and each weight file's size."""
+    """What identifies a local checkpoint cheaply: the config's hash and each weight file's size and
+    modification time (a checkpoint re-saved into the same folder keeps its sizes, not its times)."""
     path = Path(model)
     if not path.is_dir():
         return {}
     cfg = path / "config.json"
     files = sorted(p for p in path.iterdir() if p.suffix in (".safetensors", ".bin"))
     return {"config_sha256": hashlib.sha256(cfg.read_bytes()).hexdigest() if cfg.is_file() else None,
-            "weight_files": {p.name: p.stat().st_size for p in files}}
+            "weight_files": {p.name: [p.stat().st_size, p.stat().st_mtime_ns] for p in files}}
 
 
 class _Prompted:
@@ -111,6 +112,7 @@ class HFComparator:
         self.processor.tokenizer.padding_side = "left"  # the last position is every row's next token
         self.pair_prompt = _Prompted(self.processor, prompt, LEVELS, 2, level_strategy)
         self._rating_name = rating_prompt
+        self._rating_template = load_prompt(rating_prompt)  # an unknown name fails here, not mid-run
         self._rating: _Prompted | None = None
         if not in_memory:
             model = AutoModelForImageTextToText.from_pretrained(
@@ -166,6 +168,8 @@ class HFComparator:
             "dtype": self.dtype,
             "device_type": str(self.device).split(":")[0],
             "prompt": self.pair_prompt.fingerprint(),
+            # the template decides the rating numbers; its level tokens are resolved on first use
+            "rating_prompt": {**self._rating_template.fingerprint(), "level_strategy": self.level_strategy},
             "order": self.order,
             "preprocessing": {"max_pixels": self.max_pixels, "loader": "harness.images",
                               "image_processor": type(getattr(self.processor, "image_processor", None)).__name__},

@@ -357,9 +357,9 @@ def cmd_datasets(a) -> int:
 
     spec = _dataset_spec(a.name, a.root, a.splits)
     ds, _ = resolve_dataset(spec, drop_bad=True)
-    if a.decode:
-        ds.validate(drop_bad=True, decode=True)
-    problems = ds.report.problems if ds.report else []
+    problems = list(ds.report.problems) if ds.report else []
+    if a.decode:  # the records that passed the header check, decoded in full (finds truncated files)
+        problems += ds.validate(drop_bad=True, decode=True).problems
     print(f"{ds.name}: {len(ds)} images usable, {len(problems)} problem(s)")
     for p in problems[:200]:
         print(f"  - {p}")

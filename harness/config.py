@@ -22,6 +22,7 @@ import re
 from dataclasses import fields
 from pathlib import Path
 
+from harness.run_files import slug
 from harness.runner import AnchorSpec, DatasetSpec, RunConfig
 
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -87,9 +88,12 @@ def configs_from_dict(doc: dict) -> list[RunConfig]:
         extra = set(m) - {"spec", "label", "options"}
         if extra:
             raise ValueError(f"models[{i}]: unknown key(s) {sorted(extra)}")
+        each = dict(common)
+        if each.get("run_id") and len(models) > 1:  # one folder per model, never one overwriting another
+            each["run_id"] = f"{each['run_id']}-{slug(m.get('label') or m['spec'])}"
         try:
             out.append(RunConfig(model=m["spec"], label=m.get("label"), model_options=dict(m.get("options") or {}),
-                                 datasets=datasets, anchors=anchors, **common))
+                                 datasets=datasets, anchors=anchors, **each))
         except TypeError as exc:
             raise ValueError(f"config: {exc}") from None
     return out

@@ -66,3 +66,14 @@ def get_profile(name: str, **overrides) -> Profile:
     if unknown:
         raise ValueError(f"unknown profile setting(s) {sorted(unknown)}")
     return replace(PROFILES[name], **overrides)
+
+
+def profile_label(profile: Profile, order: str = "anchor_first") -> str:
+    """The profile's name plus every setting that differs from that named profile's defaults (and a
+    non-default presentation order), so runs with other settings never share a leaderboard row."""
+    base = PROFILES.get(profile.name)
+    diffs = [f"{k}={v}" for k, v in profile.as_dict().items()
+             if k != "name" and (base is None or getattr(base, k) != v)]
+    if order != "anchor_first":
+        diffs.append(f"order={order}")
+    return profile.name + (f" [{', '.join(diffs)}]" if diffs else "")

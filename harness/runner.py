@@ -14,19 +14,22 @@ from __future__ import annotations
 import json
 import time
 import warnings
+from collections import Counter
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 
-from adapters.base import Pair, compare_batch, fingerprint_hash, load_comparator, parse_spec, rate_batch
+from adapters.base import (Pair, comparator_class, compare_batch, fingerprint_hash, load_comparator, parse_spec,
+                           rate_batch)
 from harness.anchors import AnchorSet, koniq_default, select_anchors
 from harness.cache import PairCache
 from harness.datasets import Dataset, Record, load_dataset, load_official_split
+from harness.images import ImageError, probe_image
 from harness.evaluation import ALL, DatasetRun, evaluate
 from harness.judging import Judged, judge, plan_pairs, prompt_key
-from harness.profiles import MODES, Profile, get_profile
+from harness.profiles import MODES, Profile, get_profile, profile_label
 from harness.run_files import (anchors_manifest, comparison_rows, git_revision, read_datasets, read_judged,
                                short_digest, slug, versions, write_run)
 from harness.scoring import anchor_matrix_needs_model, score_tests
@@ -39,8 +42,9 @@ ORDERS = ("anchor_first", "both")
 @dataclass
 class DatasetSpec:
     """Where a dataset comes from. `name` alone: a registered dataset's official test splits (needs
-    `root`, the folder holding e.g. `koniq/`), or "demo" (the embedded benchmark). With `source`:
-    a manifest (Compare2Score JSON, pyiqa CSV, plain CSV) or a folder."""
+    `root`, the folder holding e.g. `koniq/`), or "demo" (the embedded benchmark, built into `root`
+    or the cache; its splits are the distortion families). With `source`: a manifest (Compare2Score
+    JSON, pyiqa CSV, plain CSV) or a folder."""
 
     name: str
     source: str | None = None
@@ -118,8 +122,8 @@ def resolve_dataset(spec: DatasetSpec, *, drop_bad: bool = False) -> tuple[Datas
     if spec.source is None and spec.name == "demo":
         from harness.demo_data import build_demo_benchmark
 
-        ds = build_demo_benchmark(spec.root)
-        return ds, spec.summary or ALL
+        ds = build_demo_benchmark(spec.root)  # root: where the benchmark is built (default: the cache)
+        return (_keep_splits(ds, spec.splits) if spec.splits else ds), spec.summary or ALL
     if spec.source is not None:
         ds = load_dataset(spec.source, spec.root, name=spec.name, fmt=spec.fmt,
                           higher_is_better=spec.higher_is_better, drop_bad=drop_bad)
@@ -154,7 +158,7 @@ def images_dataset(name: str, images) -> Dataset:
     paths = [str(Path(p).resolve()) for p in images]
     if not paths:
         raise ValueError("no images given")
-    dupes = sorted({p for p in paths if paths.count(p) > 1})
+    dupes = sorted(p for p, n in Counter(paths).items() if n > 1)
     if dupes:
         raise ValueError(f"images given twice: {dupes[:5]}")
     return Dataset(name=name, root=Path("/"), records=[Record(p) for p in paths])
@@ -165,7 +169,7 @@ def _keep_splits(ds: Dataset, splits) -> Dataset:
     missing = wanted - set(ds.splits)
     if missing:
         raise ValueError(f"dataset {ds.name!r} has no split(s) {sorted(missing)}; its splits: {ds.splits}")
-    return replace(ds, records=[r for r in ds.records if r.splits & wanted])
+    return replace(ds, records=[replace(r, splits=r.splits & wanted) for r in ds.records if r.splits & wanted])
 
 
 def resolve_anchors(spec: AnchorSpec, datasets: dict[str, Dataset]) -> AnchorSet:
@@ -213,6 +217,31 @@ def resolve_anchors(spec: AnchorSpec, datasets: dict[str, Dataset]) -> AnchorSet
 
 # --- the two entry points --------------------------------------------------------------------------
 
+def check_before_model_work(config: RunConfig, anchors: AnchorSet, profiles: list[Profile], tests: list[str],
+                            comparator=None) -> None:
+    """Configuration errors stop the run here, before any model is loaded: nothing to score, an
+    unreadable anchor (every image's score depends on it), a fixed anchor matrix the anchor set
+    does not carry, rating mode for an adapter without single-image rating."""
+    if not tests:
+        raise ValueError("no images to score: the datasets are empty (or every item was dropped as bad)")
+    broken = []
+    for img in anchors.images:
+        try:
+            probe_image(img)
+        except ImageError as exc:
+            broken.append(f"  - {img}: {exc.reason}")
+    if broken:
+        raise ValueError(f"{len(broken)} anchor image(s) cannot be used:\n" + "\n".join(broken))
+    for p in profiles:
+        if p.anchor_matrix == "official" and anchors.matrix is None:
+            raise ValueError(f"profile {p.name!r} asks for the official fixed anchor matrix, but the anchor set "
+                             f"{anchors.name!r} carries none; use anchor_matrix comparator or mos")
+    if "rating" in config.modes:
+        rater = comparator if comparator is not None else comparator_class(config.model)
+        if not hasattr(rater, "rate"):
+            raise ValueError(f"mode rating needs a comparator with single-image rating; {config.model!r} has none")
+
+
 def run(config: RunConfig, *, comparator=None, progress: bool = True) -> list[Path]:
     """Judge what the configured runs need once, then score and write one folder per (profile, mode)."""
     timings: dict = {}
@@ -226,6 +255,7 @@ def run(config: RunConfig, *, comparator=None, progress: bool = True) -> list[Pa
     profiles = [get_profile(p, **config.profile_overrides) for p in config.profiles]
     tests = list(dict.fromkeys(p for dr in dsruns for p in dr.paths))
     timings["load_datasets"] = time.perf_counter() - t0
+    check_before_model_work(config, anchors, profiles, tests, comparator)
     overlap = sorted(set(anchors.images) & set(tests))
     if overlap:  # e.g. the KonIQ anchors sit in some official KonIQ test splits (PAPER.md 3.2)
         warnings.warn(f"{len(overlap)} anchor image(s) are also test images and will be compared with themselves: "
@@ -235,8 +265,6 @@ def run(config: RunConfig, *, comparator=None, progress: bool = True) -> list[Pa
     if owned:
         comparator = load_comparator(config.model, **config.model_options)
     try:
-        if "rating" in config.modes and not hasattr(comparator, "rate"):
-            raise ValueError(f"mode rating needs a comparator with single-image rating; {config.model!r} has none")
         fp = comparator.fingerprint()
         fp_hash = fingerprint_hash(fp)
         cache = PairCache(config.cache) if config.cache else None
@@ -295,7 +323,7 @@ def finish_run(run_dir: Path, manifest: dict, dsruns: list[DatasetRun], tests: l
     t0 = time.perf_counter()
     score_rows, metrics = evaluate(dsruns, tests, scored, bootstrap=bootstrap, seed=seed)
     timings["metrics"] = time.perf_counter() - t0
-    failed = np.array([e is not None for e in judged.errors])
+    failed = np.array([e is not None for e in judged.errors], dtype=bool)
     manifest.update({
         "profile": profile.as_dict(), "mode": mode,
         "anchors": anchors_manifest(anchors, scored.anchor_matrix, scored.matrix_source),
@@ -308,9 +336,10 @@ def finish_run(run_dir: Path, manifest: dict, dsruns: list[DatasetRun], tests: l
         "counts": {"pairs_total": len(judged.pairs), "pairs_cached": int(judged.cached.sum()),
                    "pairs_computed": int((~judged.cached & ~failed).sum()), "pairs_failed": int(failed.sum()),
                    "images_total": len(tests), "images_failed": int(sum(e is not None for e in scored.errors))},
-        "map_converged_fraction": scored.converged_frac,
+        "map_converged_fraction": scored.converged_frac, "anchors_unusable": scored.unusable_anchors,
     })
-    metrics_doc = {"run_id": manifest["run_id"], "model_label": manifest["model"]["label"], "profile": profile.name,
+    metrics_doc = {"run_id": manifest["run_id"], "model_label": manifest["model"]["label"],
+                   "profile": profile_label(profile, manifest["order"]),
                    "mode": mode, "datasets": metrics}
     t0 = time.perf_counter()
     write_run(run_dir, manifest, score_rows, comparison_rows(judged, profile, mode), metrics_doc, reports=reports)

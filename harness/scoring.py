@@ -2,7 +2,7 @@
 the anchor block from the anchor set's fixed matrix, from MOS, or from the model's own judgements."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -58,6 +58,8 @@ class Scored:
     anchor_matrix: np.ndarray | None
     matrix_source: str | None
     converged_frac: float | None = None
+    #: anchors left out because every judgement of them in the anchor block failed
+    unusable_anchors: list = field(default_factory=list)
 
 
 def score_tests(tests: list[str], anchors: AnchorSet, lookup: dict, errors: dict, profile: Profile,
@@ -78,15 +80,19 @@ def score_tests(tests: list[str], anchors: AnchorSet, lookup: dict, errors: dict
         b_rev = 1.0 - pair_preference(rev, mode, profile.temperature).reshape(N, m)
         b = _nanmean2(b, b_rev)
     C, source = anchor_matrix_for(profile, mode, anchors, lookup)
-    n_ok = np.isfinite(b).sum(axis=1)
+    # an anchor whose every anchor-block judgement failed is linked to nothing: score without it
+    usable = (np.isfinite(C) & ~np.eye(m, dtype=bool)).any(axis=1) if m > 1 else np.ones(m, dtype=bool)
+    unusable = [anchors.images[k] for k in np.flatnonzero(~usable)]
+    note = f"anchor(s) with no usable anchor-block judgement: {unusable}" if unusable else None
+    n_ok = np.isfinite(b[:, usable]).sum(axis=1)
     converged = None
-    if profile.solver == "official-adam":
+    if profile.solver == "official-adam":  # the official code needs the full matrix: no anchor dropped
         score, latent_all = official_scores(b, C, link=profile.link, steps=profile.steps)
         latent, sd = latent_all[:, -1].astype(np.float64), np.full(N, np.nan)
         score = score.astype(np.float64)
     else:
-        res = score_against_anchors(C, b, link=profile.link, prior_var=profile.prior_var, scale=profile.scale,
-                                    anchor_mos=anchors.mos)
+        res = score_against_anchors(C[np.ix_(usable, usable)], b[:, usable], link=profile.link,
+                                    prior_var=profile.prior_var, scale=profile.scale, anchor_mos=anchors.mos[usable])
         score, latent, sd = res.score, res.latent, res.sd
         converged = float(np.mean(res.converged[~res.failed])) if (~res.failed).any() else None
     errs = []
@@ -95,9 +101,9 @@ def score_tests(tests: list[str], anchors: AnchorSet, lookup: dict, errors: dict
             errs.append(None)
             continue
         reasons = [errors.get(Pair(a, x)) for a in anchors.images] + [errors.get(Pair(x, a)) for a in anchors.images]
-        reasons = [r for r in reasons if r]
+        reasons = [r for r in reasons if r] + ([note] if note else [])
         errs.append(reasons[0] if reasons else "no usable comparison")
-    return Scored(score, latent, sd, n_ok, errs, C, source, converged)
+    return Scored(score, latent, sd, n_ok, errs, C, source, converged, unusable)
 
 
 def _nanmean2(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -43,3 +43,19 @@ def calls(log) -> list[int]:
         return [int(x) for x in open(log).read().split()]
     except FileNotFoundError:
         return []
+
+
+class FailingOnComparator(CountingComparator):
+    """Fails every pair that shows the image `fail_on` (e.g. an API that rejects one file)."""
+
+    def __init__(self, model=None, *, fail_on: str, **kw):
+        super().__init__(model, **kw)
+        self.fail_on = fail_on
+
+    def compare_detailed(self, pairs):
+        res = super().compare_detailed(pairs)
+        for i, p in enumerate(pairs):
+            if self.fail_on in (p.first, p.second):
+                res.logprobs[i] = np.nan
+                res.errors[i] = "HTTP 400: image rejected"
+        return res

@@ -75,3 +75,28 @@ def test_cli_reports_config_errors_without_traceback(tmp_path, capsys):
     assert "unknown key" in err and "Traceback" not in err
     assert main(["run", "--model", "nope:x", "--dataset", "demo"]) == 2
     assert "unknown model backend" in capsys.readouterr().err
+
+
+def test_datasets_check_lists_every_problem_and_decode_adds_truncated_files(tmp_path, capsys):
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for name in ("good.jpg", "cut.jpg"):
+        Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(tmp_path / name)
+    cut = tmp_path / "cut.jpg"
+    cut.write_bytes(cut.read_bytes()[: cut.stat().st_size // 2])  # the header still reads
+    (tmp_path / "d.csv").write_text("path,mos\ngood.jpg,3\ncut.jpg,2\nmissing.jpg,1\n")
+    assert main(["datasets", "check", f"d={tmp_path / 'd.csv'}"]) == 1
+    out = capsys.readouterr().out
+    assert "1 problem" in out and "missing.jpg" in out and "cut.jpg" not in out
+    assert main(["datasets", "check", f"d={tmp_path / 'd.csv'}", "--decode"]) == 1
+    out = capsys.readouterr().out
+    assert "2 problem" in out and "missing.jpg" in out and "cut.jpg" in out
+
+
+def test_run_id_with_several_models_gives_one_folder_each():
+    cfgs = configs_from_dict({"models": ["classical", {"spec": "hf:/m/qwen", "label": "Qwen VL"}],
+                              "datasets": ["demo"], "run_id": "exp1"})
+    assert [c.run_id for c in cfgs] == ["exp1-classical", "exp1-Qwen-VL"]
+    assert configs_from_dict({"models": ["classical"], "datasets": ["demo"], "run_id": "exp1"})[0].run_id == "exp1"

@@ -173,3 +173,12 @@ def test_options_are_checked_and_registry_builds_it(tmp_path_factory):
     c.close()
     with pytest.raises(RuntimeError, match="closed"):
         c.compare([Pair(img, img)])
+
+
+def test_rating_prompt_is_part_of_the_fingerprint(comp):
+    """The runner keys cached ratings on fingerprint()["rating_prompt"]["sha256"]."""
+    from harness.judging import prompt_key
+
+    fp = comp.fingerprint()
+    assert fp["rating_prompt"]["name"] == "rating"
+    assert prompt_key(fp, rating=True) == "rating:" + fp["rating_prompt"]["sha256"]

@@ -212,3 +212,59 @@ def test_official_splits_of_a_registered_dataset(shared_data, tmp_path, monkeypa
     assert s1 > 0.5 and s2 > 0.5  # DMOS handled: a sharper image is better, not worse
     anchors = json.loads((run_dir / "manifest.json").read_text())["anchors"]
     assert anchors["mos"] == sorted(anchors["mos"])
+
+
+def test_configuration_errors_stop_before_any_model_work(bench, tmp_path):
+    import shutil
+
+    log = tmp_path / "calls.log"
+    root = tmp_path / "data"
+    shutil.copytree(bench.parent, root)
+    anchors = tmp_path / "anchors.json"
+    anchors.write_text(json.dumps({"images": ["camera/jpeg_5.png", "missing.png"], "mos": [0.0, 5.0],
+                                   "std": [0.0, 0.0], "root": str(root)}))
+    with pytest.raises(ValueError, match=r"1 anchor image\(s\) cannot be used:\n  - .*missing.png: missing file"):
+        run(_config(root / "manifest.json", tmp_path, anchors=AnchorSpec(str(anchors))), progress=False)
+    anchors.write_text(json.dumps({"images": ["camera/jpeg_5.png", "camera/pristine.png"], "mos": [0.0, 5.0],
+                                   "std": [0.0, 0.0], "root": str(root)}))
+    with pytest.raises(ValueError, match="carries none"):
+        run(_config(root / "manifest.json", tmp_path, anchors=AnchorSpec(str(anchors)),
+                    profile_overrides={"anchor_matrix": "official"}), progress=False)
+    empty = tmp_path / "empty.csv"
+    empty.write_text("path,mos\n")
+    with pytest.raises(ValueError, match="no images to score"):
+        run(_config(empty, tmp_path, anchors=AnchorSpec(str(anchors))), progress=False)
+    assert calls(log) == []
+
+
+def test_an_anchor_that_always_fails_is_left_out_not_fatal(bench, tmp_path):
+    (first,) = run(_config(bench, tmp_path), progress=False)
+    victim = json.loads((first / "manifest.json").read_text())["anchors"]["images"][2]
+    cfg = _config(bench, tmp_path, model="py:tests.runner_support:FailingOnComparator",
+                  model_options={"log": str(tmp_path / "f.log"), "fail_on": victim}, cache=str(tmp_path / "f.sqlite"))
+    (run_dir,) = run(cfg, progress=False)
+    m = json.loads((run_dir / "manifest.json").read_text())
+    assert m["anchors_unusable"] == [victim] and m["counts"]["pairs_failed"] > 0
+    with open(run_dir / "scores.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert all(r["status"] == "ok" and r["n_anchors_ok"] == "4" for r in rows if r["path"] != victim)
+    assert json.loads((run_dir / "metrics.json").read_text())["datasets"]["bench"]["splits"]["all"]["srcc"] > 0.7
+
+
+def test_split_filter_keeps_only_the_requested_splits(tmp_path):
+    from harness.datasets import Dataset, Record
+    from harness.runner import _keep_splits
+
+    ds = Dataset("d", tmp_path, [Record("a.png", 1.0, None, frozenset({"a", "b"})),
+                                 Record("b.png", 2.0, None, frozenset({"b"}))])
+    kept = _keep_splits(ds, ["a"])
+    assert [r.path for r in kept.records] == ["a.png"] and kept.splits == ["a"]
+
+
+def test_overridden_settings_get_their_own_leaderboard_row(bench, tmp_path):
+    from harness.leaderboard import build_leaderboard
+
+    (paper,) = run(_config(bench, tmp_path), progress=False)
+    logit = rescore(paper, reports=False, link="logit", temperature=5.0)
+    lb = build_leaderboard([paper, logit])  # no conflict: two rows
+    assert sorted(r.profile for r in lb.rows) == ["paper", "paper [link=logit, temperature=5.0]"]
