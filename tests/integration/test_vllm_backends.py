@@ -278,3 +278,23 @@ def test_generic_mode_rating_maps_topk_to_rating_words(vllm_server, pair_images)
             partial += bool(res.meta[i]["levels_missing"]) and missing > 0.01
     assert judged >= len(pair_images), "generic-mode rating judged too few images to mean anything"
     assert partial > 0, "no image exercised the missing-level accounting"
+
+
+def test_rating_runs_through_the_runner_and_its_cache(vllm_server, pair_images, tmp_path):
+    from harness.runner import AnchorSpec, DatasetSpec, RunConfig, run
+
+    csv, anchors = write_dataset(tmp_path, pair_images)
+    options = {"base_url": vllm_server.base_url, "server": "vllm", "api_key_env": vllm_server.api_key_env,
+               "tokenizer": vllm_server.model, "timeout": 30.0}
+
+    def rating_run(label):
+        config = RunConfig(model=f"openai:{vllm_server.model}", model_options=options, label=label, modes=["rating"],
+                           datasets=[DatasetSpec(name="it", source=str(csv))], anchors=AnchorSpec(source=str(anchors)),
+                           out_dir=str(tmp_path / "runs"), cache=str(tmp_path / "cache.sqlite"), reports=False)
+        [folder] = run(config, progress=False)
+        return json.loads((folder / "manifest.json").read_text())
+
+    first, again = rating_run("rating"), rating_run("rating-again")
+    assert first["mode"] == "rating" and first["counts"]["pairs_total"] == 3  # one judgement per test image
+    assert first["counts"]["pairs_failed"] == 0 and first["counts"]["pairs_cached"] == 0
+    assert again["counts"]["pairs_cached"] == 3  # the rating cache key holds across runs
