@@ -102,6 +102,7 @@ class VLLMComparator:
         return self.compare_detailed(pairs).logprobs
 
     def compare_detailed(self, pairs: Sequence[Pair]) -> Comparisons:
+        """Per-pair log-probs, all pairs in one `chat` call (see `_judge`)."""
         return self._judge([(p.first, p.second) for p in pairs], self.rendered, self.levels.ids, LEVELS)
 
     def rate(self, images: Sequence) -> np.ndarray:
@@ -109,6 +110,8 @@ class VLLMComparator:
         return self.rate_detailed(images).logprobs
 
     def rate_detailed(self, images: Sequence) -> Comparisons:
+        """Per-image log-probs, all images in one `chat` call (see `_judge`); the rating words'
+        token ids are resolved at the first call (ValueError if they are not single tokens)."""
         if self._rating_levels is None:
             from adapters.level_tokens import resolve_level_tokens
 
