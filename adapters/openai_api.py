@@ -315,7 +315,7 @@ class OpenAIComparator:
 
     def __init__(self, model: str | None, *, base_url: str | None = None, server: str | None = None,
                  api_key_env: str | None = "OPENAI_API_KEY", prompt: str | None = None,
-                 rating_prompt: str = "rating", tokenizer: str | None = None,
+                 rating_prompt: str | None = None, tokenizer: str | None = None,
                  level_token_ids: Sequence[int] | None = None, rating_token_ids: Sequence[int] | None = None,
                  level_strategy: str = "single", top_logprobs: int = MAX_TOP_LOGPROBS, min_prefix: int = 3,
                  concurrency: int = 8, timeout: float = 60.0, max_attempts: int = 6, base_delay: float = 0.5,
@@ -347,7 +347,9 @@ class OpenAIComparator:
         self._tokenizer = None
         pair_ids = _given_ids(level_token_ids, LEVELS, "level_token_ids")
         self._rating_ids = _given_ids(rating_token_ids, RATING_LEVELS, "rating_token_ids")
-        self._rating_prompt = self._load(rating_prompt, 1, "a rating")  # checked now, its tokens at the first rate
+        # checked now, its tokens at the first rate; generic mode's default names the rating words
+        self._rating_prompt = self._load(rating_prompt or ("rating" if server == "vllm" else "generic_rating"), 1,
+                                         "a rating")
         self._rating: _Task | None = None
         self._pairs = self._task(*self._load(prompt or ("official" if server == "vllm" else "generic"), 2,
                                              "a comparison"), LEVELS, pair_ids, "level_token_ids")

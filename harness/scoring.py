@@ -90,6 +90,8 @@ def score_tests(tests: list[str], anchors: AnchorSet, lookup: dict, errors: dict
         score, latent_all = official_scores(b, C, link=profile.link, steps=profile.steps)
         latent, sd = latent_all[:, -1].astype(np.float64), np.full(N, np.nan)
         score = score.astype(np.float64)
+    elif not usable.any():  # every anchor judgement failed: every image fails, with its pairs' reasons
+        score, latent, sd = np.full(N, np.nan), np.full(N, np.nan), np.full(N, np.nan)
     else:
         res = score_against_anchors(C[np.ix_(usable, usable)], b[:, usable], link=profile.link,
                                     prior_var=profile.prior_var, scale=profile.scale, anchor_mos=anchors.mos[usable])

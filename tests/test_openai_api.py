@@ -636,3 +636,12 @@ def test_vllm_subprocess_job_runs_pairs_and_ratings(monkeypatch, tmp_path):
     job.write_text(json.dumps({"model": "m", "options": {}, "rating_batches": [["a"]]}))  # a rating-only job
     vllm_mod.main([str(job), str(answer)])
     assert json.loads(answer.read_text())["batches"] == []
+
+
+def test_generic_mode_rates_with_a_wording_that_names_the_rating_words():
+    """An API that cannot continue the assistant turn must be told the answer vocabulary."""
+    comp = OpenAIComparator("gpt-x", server="generic", client=FakeClient(lambda **kw: None, 0.0))
+    assert comp.fingerprint()["rating_prompt"]["name"] == "generic_rating"
+    exact = OpenAIComparator("served", server="vllm", client=FakeClient(lambda **kw: None, 0.0),
+                             level_token_ids=LEVEL_IDS)
+    assert exact.fingerprint()["rating_prompt"]["name"] == "rating"

@@ -10,11 +10,16 @@ from prompts import list_prompts, load_prompt
 
 
 def test_bundled_prompts():
-    assert set(list_prompts()) >= {"paper", "official", "generic", "rating"}
+    assert set(list_prompts()) >= {"paper", "official", "generic", "rating", "generic_rating"}
     for name in list_prompts():
         p = load_prompt(name)
         assert p.sha256 == hashlib.sha256(p.text.encode()).hexdigest()
-        assert p.n_images == (1 if name == "rating" else 2)
+        assert p.n_images == (1 if "rating" in name else 2)
+
+
+def test_generic_rating_names_the_rating_words():
+    text = load_prompt("generic_rating").render().segments[-1]
+    assert "bad, poor, fair, good or excellent?" in text and "one word" in text
 
 
 def test_official_wording_exactly():

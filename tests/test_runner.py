@@ -268,3 +268,12 @@ def test_overridden_settings_get_their_own_leaderboard_row(bench, tmp_path):
     logit = rescore(paper, reports=False, link="logit", temperature=5.0)
     lb = build_leaderboard([paper, logit])  # no conflict: two rows
     assert sorted(r.profile for r in lb.rows) == ["paper", "paper [link=logit, temperature=5.0]"]
+
+
+def test_a_run_where_every_pair_fails_completes_with_every_image_failed(bench, tmp_path):
+    cfg = _config(bench, tmp_path, model="py:tests.test_base:FixedComparator", model_options={"fail": "HTTP 503"})
+    (run_dir,) = run(cfg, progress=False)
+    m = json.loads((run_dir / "manifest.json").read_text())
+    assert m["counts"]["images_failed"] == m["counts"]["images_total"] == 52
+    with open(run_dir / "scores.csv") as f:
+        assert all(r["status"] == "failed" and "HTTP 503" in r["error"] for r in csv.DictReader(f))

@@ -263,7 +263,8 @@ def test_generic_mode_rating_maps_topk_to_rating_words(vllm_server, pair_images)
     judged = partial = 0
     for k in (20, 3):
         comp = OpenAIComparator(vllm_server.model, base_url=vllm_server.base_url, server="generic",
-                                api_key_env=vllm_server.api_key_env, top_logprobs=k, concurrency=4)
+                                api_key_env=vllm_server.api_key_env, top_logprobs=k, concurrency=4,
+                                rating_prompt="rating")  # the wording the expected views were read with
         res = rate_batch(comp, pair_images)
         for i, (top_ids, exact_lp) in enumerate(views):
             probs, missing = expected_generic(top_ids, exact_lp, rating_ids, k)
