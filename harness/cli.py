@@ -299,15 +299,11 @@ def cmd_anchors(a) -> int:
     import numpy as np
 
     from harness.anchors import matrix_from_comparator, matrix_from_mos, selection_report
-    from harness.runner import resolve_dataset
+    from harness.runner import resolve_dataset, selection_inputs
 
     if a.action == "select":
         ds, _ = resolve_dataset(_dataset_spec(a.dataset, a.root, None))
-        if not ds.has_scores:
-            raise ValueError(f"dataset {ds.name!r} has no MOS to select anchors from")
-        mos = np.array([r.mos for r in ds.records])
-        q = mos if ds.higher_is_better else -mos
-        std = np.array([0.0 if r.std is None else r.std for r in ds.records])
+        q, std = selection_inputs(ds)
         rep = selection_report(q, std, a.alpha, a.beta)
         doc = {"name": f"{ds.name} Eqn. 4 (alpha={a.alpha}, beta={a.beta})", "root": str(ds.root),
                "images": [ds.records[i].path for i in rep.indices], "mos": q[rep.indices].tolist(),

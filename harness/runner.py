@@ -172,6 +172,16 @@ def _keep_splits(ds: Dataset, splits) -> Dataset:
     return replace(ds, records=[replace(r, splits=r.splits & wanted) for r in ds.records if r.splits & wanted])
 
 
+def selection_inputs(ds: Dataset) -> tuple[np.ndarray, np.ndarray]:
+    """MOS oriented so that higher is better (anchors go in ascending QUALITY order; a DMOS dataset
+    is negated) and std (0 where a record has none), for Eqn. 4 selection."""
+    if not ds.has_scores:
+        raise ValueError(f"cannot select anchors from {ds.name!r}: it has no MOS")
+    mos = np.array([r.mos for r in ds.records], dtype=np.float64)
+    std = np.array([0.0 if r.std is None else r.std for r in ds.records], dtype=np.float64)
+    return (mos if ds.higher_is_better else -mos), std
+
+
 def resolve_anchors(spec: AnchorSpec, datasets: dict[str, Dataset]) -> AnchorSet:
     """An anchor set whose images are absolute paths."""
     if spec.source == "koniq":
@@ -190,15 +200,9 @@ def resolve_anchors(spec: AnchorSpec, datasets: dict[str, Dataset]) -> AnchorSet
         if name not in datasets:
             raise ValueError(f"anchors.source=select needs anchors.dataset, one of {sorted(datasets)}")
         ds = datasets[name]
-        if not ds.has_scores:
-            raise ValueError(f"cannot select anchors from {name!r}: it has no MOS")
-        recs = ds.records
-        mos = np.array([r.mos for r in recs], dtype=np.float64)
-        if not ds.higher_is_better:  # anchors go in ascending QUALITY order
-            mos = -mos
-        std = np.array([0.0 if r.std is None else r.std for r in recs], dtype=np.float64)
+        mos, std = selection_inputs(ds)
         idx = select_anchors(mos, std, spec.alpha, spec.beta)
-        return AnchorSet(images=[str(ds.abspath(recs[i])) for i in idx], mos=mos[idx], std=std[idx],
+        return AnchorSet(images=[str(ds.abspath(ds.records[i])) for i in idx], mos=mos[idx], std=std[idx],
                          name=f"{name} Eqn. 4 (alpha={spec.alpha}, beta={spec.beta})"
                               + ("" if ds.higher_is_better else "; MOS = -DMOS so that higher is better"),
                          source=f"selected from dataset {name!r}")

@@ -194,18 +194,25 @@ def test_generic_mode_maps_topk_and_accounts_missing_mass(vllm_server, pair_imag
     for k in (20, 3):
         comp = OpenAIComparator(vllm_server.model, base_url=vllm_server.base_url, server="generic",
                                 api_key_env=vllm_server.api_key_env, top_logprobs=k)
-        res = compare_batch(comp, pairs)
-        for i, (top_ids, exact_lp) in enumerate(views):
-            probs, missing = expected_generic(top_ids, exact_lp, level_ids, k)
-            if probs is None:
-                assert res.errors[i] and "no level word among the top" in res.errors[i]
-                continue
-            assert res.errors[i] is None, res.errors[i]
-            np.testing.assert_allclose(np.exp(res.logprobs[i]), probs, atol=1e-5)
-            assert res.meta[i]["missing_mass"] == pytest.approx(missing, abs=1e-5)
-            assert res.meta[i]["levels_missing"] == [w for w, p in zip(LEVELS, probs) if p == 0]
-            partial += bool(res.meta[i]["levels_missing"]) and missing > 0.01
+        partial += check_generic(compare_batch(comp, pairs), views, level_ids, LEVELS, k)[1]
     assert partial > 0, "no pair exercised the missing-level accounting"
+
+
+def check_generic(res, views, ids, words, k) -> tuple[int, int]:
+    """Check generic-mode results against the exact views: (items judged, items with missing mass)."""
+    judged = partial = 0
+    for i, (top_ids, exact_lp) in enumerate(views):
+        probs, missing = expected_generic(top_ids, exact_lp, ids, k)
+        if probs is None:
+            assert res.errors[i] and "no level word among the top" in res.errors[i]
+            continue
+        assert res.errors[i] is None, res.errors[i]
+        np.testing.assert_allclose(np.exp(res.logprobs[i]), probs, atol=1e-5)
+        assert res.meta[i]["missing_mass"] == pytest.approx(missing, abs=1e-5)
+        assert res.meta[i]["levels_missing"] == [w for w, p in zip(words, probs) if p == 0]
+        judged += 1
+        partial += bool(res.meta[i]["levels_missing"]) and missing > 0.01
+    return judged, partial
 
 
 # --------------------------------------------------------------------------- single-image rating
@@ -265,18 +272,8 @@ def test_generic_mode_rating_maps_topk_to_rating_words(vllm_server, pair_images)
         comp = OpenAIComparator(vllm_server.model, base_url=vllm_server.base_url, server="generic",
                                 api_key_env=vllm_server.api_key_env, top_logprobs=k, concurrency=4,
                                 rating_prompt="rating")  # the wording the expected views were read with
-        res = rate_batch(comp, pair_images)
-        for i, (top_ids, exact_lp) in enumerate(views):
-            probs, missing = expected_generic(top_ids, exact_lp, rating_ids, k)
-            if probs is None:
-                assert res.errors[i] and "no level word among the top" in res.errors[i]
-                continue
-            assert res.errors[i] is None, res.errors[i]
-            np.testing.assert_allclose(np.exp(res.logprobs[i]), probs, atol=1e-5)
-            assert res.meta[i]["missing_mass"] == pytest.approx(missing, abs=1e-5)
-            assert res.meta[i]["levels_missing"] == [w for w, p in zip(RATING_LEVELS, probs) if p == 0]
-            judged += 1
-            partial += bool(res.meta[i]["levels_missing"]) and missing > 0.01
+        n_judged, n_partial = check_generic(rate_batch(comp, pair_images), views, rating_ids, RATING_LEVELS, k)
+        judged, partial = judged + n_judged, partial + n_partial
     assert judged >= len(pair_images), "generic-mode rating judged too few images to mean anything"
     assert partial > 0, "no image exercised the missing-level accounting"
 
