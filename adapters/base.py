@@ -1,7 +1,7 @@
 """One pairwise-comparison interface for every backend (see DESIGN.md, "The comparator interface").
 
 A comparator turns image pairs into level log-probabilities, shape (n, 5), in the shared level
-order (`harness.levels.LEVELS`): the verdict on the SECOND image relative to the FIRST.
+order (`harness.core.levels.LEVELS`): the verdict on the SECOND image relative to the FIRST.
 Adapters do not schedule, cache, retry across runs or compute metrics: the runner does.
 """
 from __future__ import annotations
@@ -15,24 +15,10 @@ from typing import Any, Protocol, Sequence, Union, runtime_checkable
 
 import numpy as np
 
-from harness.levels import N_LEVELS
+from harness.core.levels import N_LEVELS
+from harness.core.pairs import Pair
 
 ImageRef = Union[str, "os.PathLike[str]"]
-
-
-@dataclass(frozen=True)
-class Pair:
-    """Two image references; the verdict is on `second` relative to `first`."""
-
-    first: str
-    second: str
-
-    def __post_init__(self):
-        object.__setattr__(self, "first", os.fspath(self.first))
-        object.__setattr__(self, "second", os.fspath(self.second))
-
-    def swapped(self) -> "Pair":
-        return Pair(self.second, self.first)
 
 
 @runtime_checkable
@@ -98,7 +84,7 @@ def compare_batch(comparator: Comparator, pairs: Sequence[Pair]) -> Comparisons:
 
 def rate_batch(comparator, images: Sequence[ImageRef]) -> Comparisons:
     """`compare_batch` for the single-image rating baseline (`comparator.rate(images)`, levels
-    `harness.levels.RATING_LEVELS`; `rate_detailed` where the adapter knows why an image failed),
+    `harness.core.levels.RATING_LEVELS`; `rate_detailed` where the adapter knows why an image failed),
     with the same failure recording."""
     images = [os.fspath(i) for i in images]
     if hasattr(comparator, "rate_detailed"):

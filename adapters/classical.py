@@ -34,8 +34,8 @@ from scipy.special import log_ndtr
 from skimage.measure import blur_effect
 
 from adapters.base import Comparisons, Pair, normalize_logprobs
-from harness.images import ImageError, ImageStore, default_store
-from harness.levels import LEVELS, N_LEVELS
+from harness.data.images import ImageError, ImageStore, default_store
+from harness.core.levels import LEVELS, N_LEVELS
 
 VERSION = 1
 _LUMA = np.array([0.299, 0.587, 0.114])
@@ -198,6 +198,6 @@ class ClassicalComparator:
             "sigma": self.sigma,
             "measures": {k: [m.baseline, m.step] for k, m in MEASURES.items()},
             "levels": list(LEVELS),
-            "preprocessing": "harness.images.load_image (8-bit RGB), BT.601 luma",
+            "preprocessing": "harness.data.images.load_image (8-bit RGB), BT.601 luma",
             "versions": {"numpy": np.__version__, "scipy": scipy.__version__, "scikit-image": skimage.__version__},
         }

@@ -6,7 +6,7 @@ reusable virtual environment once (an explicit step: it downloads packages); the
 starts `adapters/c2s_worker.py` under that environment's python and speaks the line-delimited
 JSON protocol documented in that file over the worker's stdin/stdout.
 
-Images are decoded here by the harness's one loader (`harness.images`) and sent as raw RGB, so
+Images are decoded here by the harness's one loader (`harness.data.images`) and sent as raw RGB, so
 the worker sees exactly what every other adapter sees; each distinct image of a request is
 preprocessed once there. A worker that dies or stops answering raises a clear error naming the
 exit code and the end of its stderr; it never hangs the run.
@@ -31,7 +31,7 @@ import numpy as np
 from adapters.base import Comparisons, Pair
 from adapters.chat import fold_orders, plan_orders
 from adapters.hf import checkpoint_identity
-from harness.levels import LEVELS
+from harness.core.levels import LEVELS
 from prompts import load_prompt
 
 DEFAULT_MODEL = "q-future/Compare2Score"
@@ -192,7 +192,7 @@ class Compare2ScoreComparator:
         self.prompt = load_prompt("official")
         self.prompt_text = mplug_prompt("official")
         if image_store is None:
-            from harness.images import default_store
+            from harness.data.images import default_store
 
             image_store = default_store()
         self.store = image_store
@@ -255,7 +255,7 @@ class Compare2ScoreComparator:
                        "level_tokens": {"ids": info["level_ids"], "strings": info["level_strings"],
                                         "strategy": "first_subtoken"}},
             "order": self.order,
-            "preprocessing": {"loader": "harness.images", "pad_to_square": info["background"],
+            "preprocessing": {"loader": "harness.data.images", "pad_to_square": info["background"],
                               "image_size": info["image_size"], "image_mean": info["image_mean"],
                               "image_std": info["image_std"]},
             "versions": {"torch": info["torch"], "transformers": info["transformers"],

@@ -25,7 +25,7 @@ import numpy as np
 from adapters.base import Comparisons, Pair
 from adapters.chat import IMAGE_PART, chat_template_kwargs, conversation, fold_orders, plan_orders
 from adapters.level_tokens import resolve_level_tokens
-from harness.levels import LEVELS, N_LEVELS, RATING_LEVELS
+from harness.core.levels import LEVELS, N_LEVELS, RATING_LEVELS
 from prompts import load_prompt
 
 DTYPES = ("float32", "bfloat16", "float16")
@@ -120,7 +120,7 @@ class HFComparator:
         self.model = model.to(device).eval()
         self._keep_last = "logits_to_keep" in inspect.signature(self.model.forward).parameters
         if image_store is None:
-            from harness.images import default_store
+            from harness.data.images import default_store
 
             image_store = default_store()
         self.store = image_store
@@ -171,7 +171,7 @@ class HFComparator:
             # the template decides the rating numbers; its level tokens are resolved on first use
             "rating_prompt": {**self._rating_template.fingerprint(), "level_strategy": self.level_strategy},
             "order": self.order,
-            "preprocessing": {"max_pixels": self.max_pixels, "loader": "harness.images",
+            "preprocessing": {"max_pixels": self.max_pixels, "loader": "harness.data.images",
                               "image_processor": type(getattr(self.processor, "image_processor", None)).__name__},
             "versions": self._versions,
         }
@@ -242,7 +242,7 @@ class HFComparator:
             try:
                 for path in items[i]:
                     self._image(path)
-            except (ValueError, OSError) as exc:  # harness.images.ImageError is a ValueError
+            except (ValueError, OSError) as exc:  # harness.data.images.ImageError is a ValueError
                 failed[i] = f"{type(exc).__name__}: {exc}"
                 continue
             ok.append(i)

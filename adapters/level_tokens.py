@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
-from harness.levels import LEVELS
+from harness.core.levels import LEVELS
 
 STRATEGIES = ("single", "first_subtoken")
 

@@ -10,7 +10,7 @@ Two server modes, because only vLLM can return the exact five level log-probs:
     left outside the seen levels is recorded per pair; a pair with no level seen, or with no
     log-probs at all (reasoning models), fails with its reason.
 
-The single-image rating baseline (`rate`, levels `harness.levels.RATING_LEVELS`, the `rating_prompt`
+The single-image rating baseline (`rate`, levels `harness.core.levels.RATING_LEVELS`, the `rating_prompt`
 wording) goes through the same request, retry and mapping code as pairs, one request per image:
 exact rating-word log-probs in vLLM mode, the one-word answer's top-k in generic mode.
 
@@ -39,7 +39,7 @@ from urllib.parse import urlsplit, urlunsplit
 import numpy as np
 
 from adapters.base import Comparisons, Pair
-from harness.levels import LEVELS, N_LEVELS, RATING_LEVELS
+from harness.core.levels import LEVELS, N_LEVELS, RATING_LEVELS
 
 SERVER_MODES = ("vllm", "generic")
 #: the chat API caps top_logprobs at 20
@@ -321,7 +321,7 @@ class OpenAIComparator:
                  concurrency: int = 8, timeout: float = 60.0, max_attempts: int = 6, base_delay: float = 0.5,
                  max_delay: float = 30.0, max_side: int = 2048, max_bytes: int = 8 * 1024 * 1024,
                  seed: int | None = None, client: Any = None, image_store: Any = None):
-        from harness.images import default_store
+        from harness.data.images import default_store
 
         if not model:
             raise ValueError("openai adapter: give the model name, e.g. openai:gpt-4o or openai:/models/served-path")

@@ -6,7 +6,7 @@ prefilled (`continue_final_message`), and `logprob_token_ids` returns exactly th
 log-probs (`allowed_token_ids` would not: the returned log-probs stay unrestricted). The first
 image of a pair (the shared anchor, by the planner's convention) comes first in the prompt, so
 vLLM's prefix cache can reuse its tokens across test images; `prefix_cache_stats()` measures it.
-The single-image rating baseline (`rate`, levels `harness.levels.RATING_LEVELS`, the `rating_prompt`
+The single-image rating baseline (`rate`, levels `harness.core.levels.RATING_LEVELS`, the `rating_prompt`
 wording) takes the same path: one `chat` call per batch of images.
 
 vLLM's engine spawns processes: code that creates `VLLMComparator` must sit under
@@ -31,7 +31,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from adapters.base import Comparisons, Pair
-from harness.levels import LEVELS, N_LEVELS, RATING_LEVELS
+from harness.core.levels import LEVELS, N_LEVELS, RATING_LEVELS
 
 #: engine options passed straight to `vllm.LLM` when given (None = vLLM's default)
 ENGINE_OPTIONS = ("dtype", "max_model_len", "tensor_parallel_size", "gpu_memory_utilization",
@@ -48,7 +48,7 @@ class VLLMComparator:
                  level_strategy: str = "single",
                  dtype: str = "auto", limit_mm_per_prompt: dict | None = None, image_store: Any = None,
                  engine_options: dict | None = None, **options: Any):
-        from harness.images import default_store
+        from harness.data.images import default_store
         from prompts import load_prompt
 
         if not model:
@@ -94,7 +94,7 @@ class VLLMComparator:
                 "rating_prompt": {**self.rating_template.fingerprint(), "prefill": self.rating_rendered.prefill,
                                   "words": list(RATING_LEVELS), "strategy": self.level_strategy},
                 "engine": {k: v for k, v in self.engine_options.items() if k not in _MEMORY_OPTIONS},
-                "images": "harness.images RGB, the model's own processor",
+                "images": "harness.data.images RGB, the model's own processor",
                 "versions": {"vllm": vllm.__version__, "torch": torch.__version__,
                              "transformers": transformers.__version__}}
 
@@ -133,7 +133,7 @@ class VLLMComparator:
         for i, paths in enumerate(items):
             try:
                 images = [self._store.get(p) for p in paths]
-            except ValueError as exc:  # harness.images.ImageError names the file and the reason
+            except ValueError as exc:  # harness.data.images.ImageError names the file and the reason
                 errors[i] = str(exc)
                 continue
             convs.append(conversation(rendered, [{"type": "image_pil", "image_pil": im} for im in images]))

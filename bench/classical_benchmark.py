@@ -25,10 +25,11 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from adapters.base import Pair, compare_batch, load_comparator  # noqa: E402
-from harness.anchors import matrix_from_comparator, selection_report  # noqa: E402
-from harness.demo_data import DEFAULT_SIZE, DEFAULT_SOURCES, FAMILIES, build_demo_benchmark  # noqa: E402
-from harness.metrics import correlations  # noqa: E402
-from harness.scaling import preference, score_against_anchors  # noqa: E402
+from harness.core.anchors import selection_report  # noqa: E402
+from harness.run.judging import matrix_from_comparator  # noqa: E402
+from harness.data.demo_data import DEFAULT_SIZE, DEFAULT_SOURCES, FAMILIES, build_demo_benchmark  # noqa: E402
+from harness.core.metrics import correlations  # noqa: E402
+from harness.core.scaling import preference, score_against_anchors  # noqa: E402
 
 
 def _row(label: str, pred, mos) -> str:

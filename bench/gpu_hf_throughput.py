@@ -31,7 +31,7 @@ from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor 
 
 from adapters.base import Pair  # noqa: E402
 from adapters.hf import HFComparator  # noqa: E402
-from harness.tiny_vlm import build_tiny_vlm  # noqa: E402
+from harness.tools.tiny_vlm import build_tiny_vlm  # noqa: E402
 
 #: Qwen2.5-VL-7B-Instruct's published shapes
 QWEN25_VL_7B_TEXT = dict(hidden_size=3584, intermediate_size=18944, num_hidden_layers=28, num_attention_heads=28,

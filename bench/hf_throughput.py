@@ -28,9 +28,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from adapters.base import Pair  # noqa: E402
 from adapters.hf import HFComparator  # noqa: E402
-from harness.images import ImageStore  # noqa: E402
-from harness.levels import LEVELS  # noqa: E402
-from harness.tiny_vlm import FAMILIES, build_tiny_vlm  # noqa: E402
+from harness.data.images import ImageStore  # noqa: E402
+from harness.core.levels import LEVELS  # noqa: E402
+from harness.tools.tiny_vlm import FAMILIES, build_tiny_vlm  # noqa: E402
 
 QUESTION = " Compared with the first image, what is your quality rating for second image?"
 PREFILL = "The quality of the second image is"

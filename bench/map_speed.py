@@ -17,9 +17,9 @@ import time
 
 import numpy as np
 
-from harness.anchors import koniq_default
-from harness.official import official_scores, official_scores_torch
-from harness.scaling import build_matrices, map_gradient, score_against_anchors
+from harness.core.anchors import koniq_default
+from harness.core.official import official_scores, official_scores_torch
+from harness.core.scaling import build_matrices, map_gradient, score_against_anchors
 
 
 def _timed(fn, repeats=1):

@@ -8,7 +8,7 @@ default: a ~30 M-parameter text model, so the forward weighs something; `tiny`: 
 model, whose forward is negligible next to any preprocessing), a fresh
 pair cache (every pair is judged), the paper profile, reports and plots. The adapter is timed
 from outside by wrapping its methods (the adapter itself carries no timing code): decode (each
-image's one decode in the harness.images store) and preprocessing (the processor) run on the
+image's one decode in the harness.data.images store) and preprocessing (the processor) run on the
 adapter's helper thread, overlapping the forward of the previous batch; "outside the forward"
 is the run's wall time minus the forward's; the runner's own stages come from the manifest.
 Goal (issue 6): everything outside the model's forward at most 10% of the wall time at batch >= 8.
@@ -32,7 +32,7 @@ sys.path.insert(0, str(REPO))
 def build_model(family: str, size: str, work: Path) -> Path:
     """The tiny random model, or a `small` one (same family, processor and tokenizer; a wider and
     deeper text model, ~30 M parameters) so the forward weighs more like a real model's."""
-    from harness.tiny_vlm import build_tiny_vlm
+    from harness.tools.tiny_vlm import build_tiny_vlm
 
     tiny = work / f"tiny-{family}"
     if not (tiny / "config.json").is_file():
@@ -54,10 +54,10 @@ def build_model(family: str, size: str, work: Path) -> Path:
 
 
 def one_run(n_sources: int, batch_size: int, family: str, size: str, work: Path) -> dict:
-    import harness.images
+    import harness.data.images
     from adapters.hf import HFComparator
-    from harness.demo_data import DEFAULT_SOURCES, build_demo_benchmark
-    from harness.runner import AnchorSpec, DatasetSpec, RunConfig, run
+    from harness.data.demo_data import DEFAULT_SOURCES, build_demo_benchmark
+    from harness.run.runner import AnchorSpec, DatasetSpec, RunConfig, run
 
     ds = build_demo_benchmark(work / "bench", sources=list(DEFAULT_SOURCES[:n_sources]))
     model_dir = build_model(family, size, work)
@@ -74,7 +74,7 @@ def one_run(n_sources: int, batch_size: int, family: str, size: str, work: Path)
                 timers[name] += time.perf_counter() - t0
         return wrapper
 
-    harness.images.load_image = timed("decode", harness.images.load_image)  # the store's decodes only
+    harness.data.images.load_image = timed("decode", harness.data.images.load_image)  # the store's decodes only
     comp.processor = timed("preprocess", comp.processor)
     comp._forward = timed("forward", comp._forward)
 

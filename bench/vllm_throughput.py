@@ -30,8 +30,8 @@ from adapters.base import Pair, compare_batch  # noqa: E402
 from adapters.hf import HFComparator  # noqa: E402
 from adapters.openai_api import OpenAIComparator  # noqa: E402
 from adapters.vllm import VLLMServer, run_in_env  # noqa: E402
-from harness.images import ImageStore  # noqa: E402
-from harness.tiny_vlm import build_tiny_vlm  # noqa: E402
+from harness.data.images import ImageStore  # noqa: E402
+from harness.tools.tiny_vlm import build_tiny_vlm  # noqa: E402
 
 IMAGE_SIZE = 256
 BLOCK = 32  # vLLM CPU attention needs a multiple of 32

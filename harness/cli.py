@@ -188,7 +188,7 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("check-parity", formatter_class=fmt, help="same model, several backends: same probabilities?",
                        epilog="example:\n  c2s check-parity /models/SmolVLM-256M --backends hf,vllm")
     p.add_argument("model_path")
-    p.add_argument("rest", nargs=argparse.REMAINDER, help="options passed to `python -m harness.parity`")
+    p.add_argument("rest", nargs=argparse.REMAINDER, help="options passed to `python -m harness.tools.parity`")
 
     p = sub.add_parser("setup", formatter_class=fmt, help="create an isolated environment for a backend",
                        epilog="example:\n  c2s setup compare2score   # transformers 4.37 worker env for mPLUG-Owl2")
@@ -198,7 +198,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _dataset_spec(text: str, root, splits):
-    from harness.runner import DatasetSpec
+    from harness.run.runner import DatasetSpec
 
     name, sep, source = text.partition("=")
     return DatasetSpec(name=name, source=source or None, root=root,
@@ -206,8 +206,8 @@ def _dataset_spec(text: str, root, splits):
 
 
 def cmd_run(a) -> int:
-    from harness.config import load_config
-    from harness.runner import AnchorSpec, RunConfig, run
+    from harness.run.config import load_config
+    from harness.run.runner import AnchorSpec, RunConfig, run
 
     if a.config:
         configs = load_config(a.config)
@@ -246,7 +246,7 @@ def _print_run(run_dir: Path) -> None:
 def cmd_score(a) -> int:
     import csv
 
-    from harness.runner import AnchorSpec, DatasetSpec, RunConfig, run
+    from harness.run.runner import AnchorSpec, DatasetSpec, RunConfig, run
 
     images = a.images
     if len(images) == 1 and Path(images[0]).is_dir():
@@ -273,8 +273,8 @@ def cmd_score(a) -> int:
 
 def cmd_compare(a) -> int:
     from adapters.base import Pair, compare_batch, load_comparator
-    from harness.levels import LEVELS
-    from harness.scaling import preference
+    from harness.core.levels import LEVELS
+    from harness.core.scaling import preference
 
     comp = load_comparator(a.model, **_kv(a.model_option))
     try:
@@ -298,8 +298,9 @@ def cmd_compare(a) -> int:
 def cmd_anchors(a) -> int:
     import numpy as np
 
-    from harness.anchors import matrix_from_comparator, matrix_from_mos, selection_report
-    from harness.runner import resolve_dataset, selection_inputs
+    from harness.core.anchors import matrix_from_mos, selection_report
+    from harness.run.judging import matrix_from_comparator
+    from harness.run.runner import resolve_dataset, selection_inputs
 
     if a.action == "select":
         ds, _ = resolve_dataset(_dataset_spec(a.dataset, a.root, None))
@@ -334,7 +335,7 @@ def cmd_anchors(a) -> int:
 
 
 def cmd_datasets(a) -> int:
-    from harness import dataset_registry as reg
+    from harness.data import registry as reg
 
     if a.action == "list":
         print(f"{'name':10s} {'display name':15s} {'direction':17s} {'std':4s} {'scores':13s} layout")
@@ -349,7 +350,7 @@ def cmd_datasets(a) -> int:
         dest = reg.fetch_official_splits(a.dest)
         print(f"official splits in {dest}")
         return 0
-    from harness.runner import resolve_dataset
+    from harness.run.runner import resolve_dataset
 
     spec = _dataset_spec(a.name, a.root, a.splits)
     ds, _ = resolve_dataset(spec, drop_bad=True)
@@ -363,7 +364,7 @@ def cmd_datasets(a) -> int:
 
 
 def cmd_rescore(a) -> int:
-    from harness.runner import rescore
+    from harness.run.runner import rescore
 
     run_dir = rescore(a.run_dir, profile=a.profile, mode=a.mode, out_dir=a.out, reports=not a.no_report,
                       **_overrides(a))
@@ -386,7 +387,7 @@ def _run_dirs(paths) -> list[Path]:
 
 
 def cmd_leaderboard(a) -> int:
-    from harness.leaderboard import build_leaderboard, write_leaderboard
+    from harness.report.leaderboard import build_leaderboard, write_leaderboard
 
     lb = build_leaderboard(_run_dirs(a.runs), keep_latest=a.keep_latest)
     written = write_leaderboard(lb, a.out, formats=tuple(f.strip() for f in a.formats.split(",")))
@@ -398,14 +399,14 @@ def cmd_leaderboard(a) -> int:
 
 
 def cmd_demo(a) -> int:
-    from harness.demo import run_demo
+    from harness.tools.demo import run_demo
 
     run_demo(Path(a.out), with_lmm=not a.no_lmm)
     return 0
 
 
 def cmd_check_parity(a) -> int:
-    from harness.parity import main as parity_main
+    from harness.tools.parity import main as parity_main
 
     return parity_main([a.model_path, *a.rest])
 

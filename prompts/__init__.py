@@ -8,7 +8,7 @@ go into every comparator's fingerprint. One template defines both halves of the 
 
 `image(k)` marks where the k-th image goes (templates may interleave text and images); the
 `prefill` block is the start of the assistant's answer, continued by the level word. Variables
-available to templates: `levels` and `rating_levels` (harness.levels); rendering is strict, so a
+available to templates: `levels` and `rating_levels` (harness.core.levels); rendering is strict, so a
 misspelt variable is an error, not an empty string.
 """
 from __future__ import annotations
@@ -20,7 +20,7 @@ from pathlib import Path
 
 import jinja2
 
-from harness.levels import LEVELS, RATING_LEVELS
+from harness.core.levels import LEVELS, RATING_LEVELS
 
 _DIR = Path(__file__).resolve().parent
 _SLOT = "\x00image:{}\x00"

@@ -7,9 +7,10 @@ import pytest
 from scipy.stats import norm
 
 from adapters.base import Pair
-from harness.anchors import (AnchorSet, anchor_pairs, koniq_default, matrix_from_comparator,
+from harness.core.anchors import (AnchorSet, anchor_pairs, koniq_default,
                              matrix_from_logprobs, matrix_from_mos, select_anchors, selection_report)
-from harness.levels import LEVEL_WEIGHTS
+from harness.core.levels import LEVEL_WEIGHTS
+from harness.run.judging import matrix_from_comparator
 
 
 def test_koniq_default_is_the_papers_anchor_set(shared_data):
@@ -150,7 +151,7 @@ class MosComparator:
         self.mos, self.fail = mos, set(fail)
 
     def compare(self, pairs):
-        from harness.levels import level_from_mos
+        from harness.core.levels import level_from_mos
         out = np.full((len(pairs), 5), -8.0)
         for i, pr in enumerate(pairs):
             if (pr.first, pr.second) in self.fail:
@@ -178,8 +179,8 @@ def test_matrix_from_comparator_agrees_with_mos_order():
 
 
 def test_matrix_from_preferences_takes_hard_verdicts_too():
-    from harness.anchors import matrix_from_preferences
-    from harness.scaling import hard_preference
+    from harness.core.anchors import matrix_from_preferences
+    from harness.core.scaling import hard_preference
     images = ["a", "b"]
     pairs = [Pair("a", "b"), Pair("b", "a"), Pair("a", "b")]
     # b judged better when shown second twice, "similar" when shown first

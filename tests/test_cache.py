@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness.cache import PairCache
+from harness.run.cache import PairCache
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -35,7 +35,7 @@ value_for = _ns["value_for"]
 # A child that writes batches into one cache. argv: path, fingerprint, JSON spec.
 WRITER_SRC = VALUE_SRC + '''
 import json, sys, time, os
-from harness.cache import PairCache
+from harness.run.cache import PairCache
 path, fp, spec = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
 print("ready", flush=True)
 while spec.get("go") and not os.path.exists(spec["go"]):

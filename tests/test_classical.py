@@ -17,9 +17,9 @@ from adapters.classical import (
     level_logprobs,
     noise_sigma,
 )
-from harness.demo_data import FAMILIES, build_demo_benchmark, manifest_items
-from harness.images import ImageStore
-from harness.levels import level_from_mos
+from harness.data.demo_data import FAMILIES, build_demo_benchmark, manifest_items
+from harness.data.images import ImageStore
+from harness.core.levels import level_from_mos
 
 
 @pytest.fixture(scope="module")

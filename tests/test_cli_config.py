@@ -5,7 +5,7 @@ import sys
 import pytest
 
 from harness.cli import _parser, main
-from harness.config import configs_from_dict, expand_env, load_config
+from harness.run.config import configs_from_dict, expand_env, load_config
 
 COMMANDS = ["run", "score", "compare", "anchors", "datasets", "rescore", "leaderboard", "demo", "check-parity", "setup"]
 

@@ -23,7 +23,7 @@ from adapters import c2s_worker  # noqa: E402
 from adapters.base import Pair, compare_batch, load_comparator  # noqa: E402
 from adapters.compare2score import (  # noqa: E402
     Compare2ScoreComparator, WorkerError, _WorkerProcess, mplug_prompt, setup_worker_env)
-from harness.levels import LEVELS  # noqa: E402
+from harness.core.levels import LEVELS  # noqa: E402
 from tests.conftest import noise_pngs
 
 BUILD = Path(__file__).parent / "c2s_double" / "build.py"

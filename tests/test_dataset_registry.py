@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 from scipy.stats import spearmanr
 
-from harness import dataset_registry as reg
-from harness.dataset_registry import DATASETS, fetch_official_splits, get_dataset_info, split_file
+from harness.data import registry as reg
+from harness.data.registry import DATASETS, fetch_official_splits, get_dataset_info, split_file
 
 NINE = {"LIVE", "CSIQ", "KADID-10k", "BID", "LIVE Challenge", "KonIQ-10k", "SPAQ", "TID2013", "AGIQA-3K"}
 
@@ -154,7 +154,7 @@ def test_nothing_downloads_at_import():
     code = ("import urllib.request, socket\n"
             "def boom(*a, **k): raise SystemExit('network used at import')\n"
             "urllib.request.urlopen = boom; socket.create_connection = boom\n"
-            "import harness.dataset_registry, harness.datasets, harness.demo_data, harness.images, adapters.classical\n")
+            "import harness.data.registry, harness.data.datasets, harness.data.demo_data, harness.data.images, adapters.classical\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
 

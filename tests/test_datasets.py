@@ -6,8 +6,8 @@ import json
 import pytest
 from PIL import Image
 
-from harness.dataset_registry import DATASETS
-from harness.datasets import (
+from harness.data.registry import DATASETS
+from harness.data.datasets import (
     DatasetError,
     Record,
     load_compare2score_json,

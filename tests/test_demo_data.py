@@ -7,15 +7,15 @@ import json
 import numpy as np
 import pytest
 
-from harness import demo_data
-from harness.demo_data import (
+from harness.data import demo_data
+from harness.data.demo_data import (
     FAMILIES,
     available_sources,
     build_demo_benchmark,
     manifest_items,
     skimage_data_dir,
 )
-from harness.images import load_image
+from harness.data.images import load_image
 
 SMALL = dict(size=96, sources=["astronaut", "coins", "rocket"])
 

@@ -14,8 +14,8 @@ from PIL import Image  # noqa: E402
 
 from adapters.base import Pair, compare_batch, fingerprint_hash, load_comparator  # noqa: E402
 from adapters.hf import HFComparator  # noqa: E402
-from harness.levels import LEVELS, RATING_LEVELS  # noqa: E402
-from harness.tiny_vlm import FAMILIES, build_tiny_vlm  # noqa: E402
+from harness.core.levels import LEVELS, RATING_LEVELS  # noqa: E402
+from harness.tools.tiny_vlm import FAMILIES, build_tiny_vlm  # noqa: E402
 from tests.conftest import noise_pngs
 
 #: the official wording as chat content: image, " ", image, " Compared ..."
@@ -177,7 +177,7 @@ def test_options_are_checked_and_registry_builds_it(tmp_path_factory):
 
 def test_rating_prompt_is_part_of_the_fingerprint(comp):
     """The runner keys cached ratings on fingerprint()["rating_prompt"]["sha256"]."""
-    from harness.judging import prompt_key
+    from harness.run.judging import prompt_key
 
     fp = comp.fingerprint()
     assert fp["rating_prompt"]["name"] == "rating"

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from harness.images import (
+from harness.data.images import (
     ImageError,
     ImageStore,
     content_hash,

@@ -11,7 +11,7 @@ import xml.etree.ElementTree as ET
 import numpy as np
 import pytest
 
-from harness.leaderboard import RowKey, build_leaderboard, write_leaderboard
+from harness.report.leaderboard import RowKey, build_leaderboard, write_leaderboard
 from tests.test_reports import assert_md_tables_well_formed, corr, make_run
 
 

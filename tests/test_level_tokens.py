@@ -8,7 +8,7 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers  # 
 from transformers import PreTrainedTokenizerFast  # noqa: E402
 
 from adapters.level_tokens import LevelTokens, resolve_level_tokens  # noqa: E402
-from harness.levels import LEVELS, RATING_LEVELS  # noqa: E402
+from harness.core.levels import LEVELS, RATING_LEVELS  # noqa: E402
 
 PREFILL = "The quality of the second image is"
 

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from harness.levels import LEVEL_WEIGHTS, LEVELS, level_from_mos
+from harness.core.levels import LEVEL_WEIGHTS, LEVELS, level_from_mos
 
 
 def test_shared_order_and_weights_unchanged():

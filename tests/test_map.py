@@ -5,7 +5,7 @@ import pytest
 from scipy import optimize, stats
 from scipy.special import expit
 
-from harness.scaling import build_matrices, score_against_anchors, solve_map
+from harness.core.scaling import build_matrices, score_against_anchors, solve_map
 
 SIZES = [2, 3, 5, 6, 10, 25, 50]
 
@@ -183,7 +183,7 @@ def test_all_half_gives_the_anchors_centre():
         assert abs(res.latent[0] - res.anchor_latent[0].mean()) < 1e-10
         assert res.score[0] == pytest.approx(mos.mean(), abs=1e-9)
     # any anchor set: the test lands between the anchors, at (nearly) their mean latent
-    from harness.anchors import koniq_default
+    from harness.core.anchors import koniq_default
     K = koniq_default().matrix
     res = score_against_anchors(K, np.full(5, 0.5))
     lat = res.anchor_latent[0]
@@ -194,7 +194,7 @@ def test_all_half_gives_the_anchors_centre():
 def test_speed_shape_10000_problems():
     """Correctness at the benchmark's size (speed itself is measured in bench/map_speed.py)."""
     rng = np.random.default_rng(0)
-    from harness.anchors import koniq_default
+    from harness.core.anchors import koniq_default
     res = score_against_anchors(koniq_default().matrix, rng.uniform(size=(10000, 5)))
     assert res.converged.all() and res.max_grad.max() < 1e-8
 
@@ -257,7 +257,7 @@ def test_map_gradient_matches_the_reference_gradient(link):
     C = random_matrix(rng, 6)
     obs = random_mask(rng, 6)
     s = rng.normal(size=6)
-    from harness.scaling import map_gradient
+    from harness.core.scaling import map_gradient
     assert np.allclose(map_gradient(C, s, obs, link=link)[0], Reference(C, obs, link).grad(s), atol=1e-12)
     opt = solve_map(C, obs, link=link).scores
     assert np.max(np.abs(map_gradient(C, opt, obs, link=link))) < 1e-8

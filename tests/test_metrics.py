@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from harness.metrics import aggregate, bootstrap_ci, correlations, fit_logistic
+from harness.core.metrics import aggregate, bootstrap_ci, correlations, fit_logistic
 
 RNG = np.random.default_rng(21)
 
@@ -105,7 +105,7 @@ def test_aggregate_over_splits():
 
 
 def test_constant_ground_truth_defines_no_metric():
-    from harness.metrics import correlations
+    from harness.core.metrics import correlations
 
     out = correlations([0.1, 0.5, 0.9], [3.0, 3.0, 3.0])
     assert not out["logistic_ok"] and "constant" in out["logistic_message"]

@@ -7,9 +7,9 @@ import sys
 import numpy as np
 import pytest
 
-from harness.anchors import koniq_default
-from harness.official import official_scores, official_scores_torch, torch_rand
-from harness.scaling import score_against_anchors
+from harness.core.anchors import koniq_default
+from harness.core.official import official_scores, official_scores_torch, torch_rand
+from harness.core.scaling import score_against_anchors
 
 VARIANTS = [("logit_50", "logit", 50), ("logit_100", "logit", 100), ("probit_100", "probit", 100)]
 
@@ -60,8 +60,8 @@ def test_numpy_replica_equals_torch_adam_loop(link):
 
 
 def test_official_profile_does_not_import_torch():
-    code = ("import sys, numpy as np; from harness.official import official_scores; "
-            "from harness.anchors import koniq_default; "
+    code = ("import sys, numpy as np; from harness.core.official import official_scores; "
+            "from harness.core.anchors import koniq_default; "
             "official_scores(np.full((2, 5), 0.5), koniq_default().matrix); "
             "assert 'torch' not in sys.modules, 'torch was imported'")
     subprocess.run([sys.executable, "-c", code], check=True)

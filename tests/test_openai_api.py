@@ -314,7 +314,7 @@ def test_configuration_errors_are_specific():
 # (harness/parity.py and adapters/vllm.py pieces that need no vLLM; the real runs are in tests/integration)
 def test_parity_report_flags_deviations_and_one_sided_failures():
     from adapters.base import Comparisons
-    from harness.parity import compare_backends
+    from harness.tools.parity import compare_backends
 
     ref_p = np.array([[0.1, 0.2, 0.3, 0.2, 0.2], [0.5, 0.1, 0.1, 0.1, 0.2], [0.2] * 5])
     near = ref_p + np.array([0.0004, -0.0004, 0.0, 0.0, 0.0])
@@ -335,7 +335,7 @@ def test_parity_report_flags_deviations_and_one_sided_failures():
 
 
 def test_check_parity_refuses_bad_requests_before_any_model_work(tmp_path):
-    from harness.parity import check_parity
+    from harness.tools.parity import check_parity
 
     with pytest.raises(ValueError, match="unknown backend"):
         check_parity(str(tmp_path), backends=("hf", "tgi"))
@@ -411,7 +411,7 @@ def stand_in_vllm_comparator(monkeypatch):
 
     from adapters.level_tokens import LevelTokens
     from adapters.vllm import VLLMComparator
-    from harness.images import ImageStore
+    from harness.data.images import ImageStore
     from prompts import load_prompt
 
     monkeypatch.setitem(sys.modules, "vllm", SimpleNamespace(SamplingParams=lambda **kw: kw))
@@ -455,7 +455,7 @@ def test_token_id_mode_names_missing_rating_words():
 
 
 def test_generic_mode_maps_rating_words_and_only_them():
-    from harness.levels import RATING_LEVELS
+    from harness.core.levels import RATING_LEVELS
 
     top = [("Good", math.log(0.30)), (" good", math.log(0.10)), ("Better", math.log(0.25)), ("exc", math.log(0.05)),
            ("FAIR", math.log(0.20)), ("The", math.log(0.05))]
@@ -515,7 +515,7 @@ def test_generic_mode_rating_asks_for_one_word_and_accounts_missing_mass(images)
 def test_rating_words_are_resolved_once_at_the_first_rate_and_keep_the_cache_key(images, monkeypatch):
     import transformers
 
-    from harness.judging import prompt_key
+    from harness.run.judging import prompt_key
     from prompts import load_prompt
 
     tok, loads = WordTokenizer(), []
@@ -542,7 +542,7 @@ def test_rating_words_are_resolved_once_at_the_first_rate_and_keep_the_cache_key
 
 
 def test_rating_configuration_errors_and_fingerprint(images, tmp_path):
-    from harness.judging import prompt_key
+    from harness.run.judging import prompt_key
 
     comp = OpenAIComparator("remote", base_url="http://127.0.0.1:9/v1", level_token_ids=LEVEL_IDS,
                             api_key_env=None)  # pair-only use needs no tokenizer

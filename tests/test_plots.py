@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from harness.metrics import fit_logistic
-import harness.plots as plots
-from harness.plots import scatter_plot, write_plots
+from harness.core.metrics import fit_logistic
+import harness.report.plots as plots
+from harness.report.plots import scatter_plot, write_plots
 from tests.test_reports import make_run, synthetic_dataset
 
 CURVE_RGB = np.array([0xD6, 0x27, 0x28])

@@ -14,14 +14,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness.metrics import correlations
-from harness.reports import read_run, read_scores, write_report
+from harness.core.metrics import correlations
+from harness.report.reports import read_run, read_scores, write_report
 
 SCORE_FIELDS = ["dataset", "split", "image", "mos", "score", "latent", "sd", "n_anchors_ok", "status", "error"]
 
 
 def corr(srcc, plcc_logistic, n=100, n_dropped=0, **more):
-    """A split's correlation dict as `harness.metrics.correlations` returns it."""
+    """A split's correlation dict as `harness.core.metrics.correlations` returns it."""
     return {"srcc": srcc, "krcc": srcc * 0.8, "plcc": plcc_logistic - 0.01, "plcc_logistic": plcc_logistic,
             "rmse_logistic": 0.4, "n": n, "n_dropped": n_dropped, "logistic_ok": True, **more}
 
@@ -30,7 +30,7 @@ def synthetic_dataset(seed, n_images=60, splits=("1", "2", "3"), n_failed=0, hig
                       summary_over=None):
     """Scores.csv rows and the metrics.json entry of one dataset, both made the runner's way: one
     scores row per image and named split it belongs to (or "all" when in none); "all" in `splits`
-    is the whole-dataset group; correlations from `harness.metrics`."""
+    is the whole-dataset group; correlations from `harness.core.metrics`."""
     rng = np.random.default_rng(seed)
     mos = rng.uniform(1.0, 5.0, n_images)
     latent = (mos - 3.0) + rng.normal(0.0, 0.6, n_images)
@@ -266,8 +266,8 @@ def test_bad_summary_over_is_rejected(tmp_path):
 def test_report_of_a_real_runner_output_matches_its_summary(tmp_path):
     """End to end on the runner's own files (classical comparator, embedded demo benchmark): the
     headline numbers the report shows are the runner's summary (`metrics.aggregate`) of the same splits."""
-    from harness.reports import METRIC_COLUMNS, dataset_summary
-    from harness.runner import AnchorSpec, DatasetSpec, RunConfig, run
+    from harness.report.reports import METRIC_COLUMNS, dataset_summary
+    from harness.run.runner import AnchorSpec, DatasetSpec, RunConfig, run
 
     (run_dir,) = run(RunConfig(model="classical", datasets=[DatasetSpec("demo")],
                                anchors=AnchorSpec(source="select", dataset="demo"), out_dir=str(tmp_path / "runs"),

@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness.demo_data import build_demo_benchmark
-from harness.runner import AnchorSpec, DatasetSpec, RunConfig, rescore, run
+from harness.data.demo_data import build_demo_benchmark
+from harness.run.runner import AnchorSpec, DatasetSpec, RunConfig, rescore, run
 from tests.runner_support import calls
 
 REPO = Path(__file__).resolve().parents[1]
@@ -252,8 +252,8 @@ def test_an_anchor_that_always_fails_is_left_out_not_fatal(bench, tmp_path):
 
 
 def test_split_filter_keeps_only_the_requested_splits(tmp_path):
-    from harness.datasets import Dataset, Record
-    from harness.runner import _keep_splits
+    from harness.data.datasets import Dataset, Record
+    from harness.run.runner import _keep_splits
 
     ds = Dataset("d", tmp_path, [Record("a.png", 1.0, None, frozenset({"a", "b"})),
                                  Record("b.png", 2.0, None, frozenset({"b"}))])
@@ -262,7 +262,7 @@ def test_split_filter_keeps_only_the_requested_splits(tmp_path):
 
 
 def test_overridden_settings_get_their_own_leaderboard_row(bench, tmp_path):
-    from harness.leaderboard import build_leaderboard
+    from harness.report.leaderboard import build_leaderboard
 
     (paper,) = run(_config(bench, tmp_path), progress=False)
     logit = rescore(paper, reports=False, link="logit", temperature=5.0)

@@ -1,10 +1,10 @@
-"""Preferences, hard verdicts, matrix assembly and the runner's anchor scoring (harness.scaling)."""
+"""Preferences, hard verdicts, matrix assembly and the runner's anchor scoring (harness.core.scaling)."""
 import numpy as np
 import pytest
 from scipy.special import softmax
 
-from harness.levels import LEVEL_WEIGHTS
-from harness.scaling import (build_matrices, hard_preference, preference, score_against_anchors,
+from harness.core.levels import LEVEL_WEIGHTS
+from harness.core.scaling import (build_matrices, hard_preference, preference, score_against_anchors,
                              solve_map)
 
 RNG = np.random.default_rng(7)

@@ -8,8 +8,8 @@ torch = pytest.importorskip("torch")
 from transformers import AutoModelForImageTextToText, AutoProcessor  # noqa: E402
 
 from adapters.level_tokens import resolve_level_tokens  # noqa: E402
-from harness.levels import LEVELS, RATING_LEVELS  # noqa: E402
-from harness.tiny_vlm import FAMILIES, build_tiny_vlm  # noqa: E402
+from harness.core.levels import LEVELS, RATING_LEVELS  # noqa: E402
+from harness.tools.tiny_vlm import FAMILIES, build_tiny_vlm  # noqa: E402
 
 
 @pytest.mark.parametrize("family", FAMILIES)

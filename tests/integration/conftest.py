@@ -42,7 +42,7 @@ def vllm_python() -> str:
 
 def level_word_ids(tokenizer) -> list[int]:
     """Ids of every vocabulary token that spells a whole level or rating word (with or without a space)."""
-    from harness.levels import LEVELS, RATING_LEVELS
+    from harness.core.levels import LEVELS, RATING_LEVELS
 
     words = set(LEVELS) | set(RATING_LEVELS)
     return sorted(i for t, i in tokenizer.get_vocab().items()
@@ -56,7 +56,7 @@ def tiny_model(tmp_path_factory) -> Path:
     from safetensors.torch import load_file, save_file
     from transformers import AutoTokenizer
 
-    from harness.tiny_vlm import build_tiny_vlm
+    from harness.tools.tiny_vlm import build_tiny_vlm
 
     path = build_tiny_vlm("idefics3", tmp_path_factory.mktemp("tiny") / "idefics3", seed=0)
     weights = load_file(path / "model.safetensors")

@@ -20,9 +20,9 @@ import pytest
 from adapters.base import Comparisons, Pair, compare_batch, rate_batch
 from adapters.chat import conversation, image_url_part
 from adapters.openai_api import OpenAIComparator, image_data_url, level_of
-from harness.images import load_image
-from harness.levels import LEVELS, RATING_LEVELS
-from harness.parity import check_parity, compare_backends
+from harness.data.images import load_image
+from harness.core.levels import LEVELS, RATING_LEVELS
+from harness.tools.parity import check_parity, compare_backends
 from prompts import load_prompt
 
 from .conftest import ENGINE_OPTIONS
@@ -111,7 +111,7 @@ def write_dataset(folder: Path, images: list[str]) -> tuple[Path, Path]:
 
 
 def test_runs_complete_through_a_failing_proxy_and_never_write_the_key(vllm_server, pair_images, tmp_path):
-    from harness.runner import AnchorSpec, DatasetSpec, RunConfig, run
+    from harness.run.runner import AnchorSpec, DatasetSpec, RunConfig, run
 
     csv, anchors = write_dataset(tmp_path, pair_images)
     out, cache = tmp_path / "runs", tmp_path / "cache.sqlite"
@@ -229,7 +229,7 @@ class Replayed:
 def test_rating_parity_hf_offline_engine_server(vllm_python, vllm_server, pair_images, capsys):
     from adapters.hf import HFComparator
     from adapters.vllm import run_in_env
-    from harness.judging import prompt_key
+    from harness.run.judging import prompt_key
 
     images = pair_images + [str(Path(pair_images[0]).with_name("missing.png"))]
     hf = HFComparator(vllm_server.model, dtype="float32")
@@ -279,7 +279,7 @@ def test_generic_mode_rating_maps_topk_to_rating_words(vllm_server, pair_images)
 
 
 def test_rating_runs_through_the_runner_and_its_cache(vllm_server, pair_images, tmp_path):
-    from harness.runner import AnchorSpec, DatasetSpec, RunConfig, run
+    from harness.run.runner import AnchorSpec, DatasetSpec, RunConfig, run
 
     csv, anchors = write_dataset(tmp_path, pair_images)
     options = {"base_url": vllm_server.base_url, "server": "vllm", "api_key_env": vllm_server.api_key_env,

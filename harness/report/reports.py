@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
-from harness.metrics import aggregate
+from harness.core.metrics import aggregate
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 
@@ -128,7 +128,7 @@ def summary_splits(ds: dict) -> list[str]:
 
 
 def dataset_summary(ds: dict, key: str) -> dict:
-    """`harness.metrics.aggregate` of one metric over the dataset's summary splits (median, sd, n, ...).
+    """`harness.core.metrics.aggregate` of one metric over the dataset's summary splits (median, sd, n, ...).
 
     A split missing the metric counts as non-finite (in `n_dropped`), never as a value.
     """
@@ -237,7 +237,7 @@ def report_context(run: RunRecord, scores: pd.DataFrame, plots: dict) -> dict:
 def write_report(run_dir) -> tuple[Path, Path]:
     """Write `report.md` and `report.html` (with the scatter plots) into a run folder."""
     # imported here: plots needs this module's readers, and matplotlib only loads when plotting
-    from harness.plots import dataset_plots
+    from harness.report.plots import dataset_plots
 
     run_dir = Path(run_dir)
     run = read_run(run_dir)

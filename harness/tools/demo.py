@@ -11,7 +11,7 @@ import shutil
 import time
 from pathlib import Path
 
-from harness.runner import AnchorSpec, DatasetSpec, RunConfig, run
+from harness.run.runner import AnchorSpec, DatasetSpec, RunConfig, run
 
 TINY_FAMILY = "idefics3"
 TINY_LABEL = "tiny-random-idefics3 (random weights: LMM path check, scores meaningless)"
@@ -20,7 +20,7 @@ CLASSICAL_LABEL = "classical (weight-free NR index)"
 
 def tiny_model(folder: Path) -> Path:
     """The demo's tiny random LMM, built once (deterministic, seed 0)."""
-    from harness.tiny_vlm import build_tiny_vlm
+    from harness.tools.tiny_vlm import build_tiny_vlm
 
     if not (folder / "config.json").is_file():
         shutil.rmtree(folder, ignore_errors=True)
@@ -40,7 +40,7 @@ def demo_configs(out: Path, with_lmm: bool = True) -> list[RunConfig]:
 
 
 def run_demo(out: Path, with_lmm: bool = True) -> list[Path]:
-    from harness.leaderboard import build_leaderboard, write_leaderboard
+    from harness.report.leaderboard import build_leaderboard, write_leaderboard
 
     t0 = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)

@@ -9,7 +9,7 @@ CSIQ, KADID-10k and TID2013; generator for AGIQA-3K).
 
 The split files are the official repository's playground/data/test_jsons/{1..10}. They are
 downloaded only by an explicit call (`fetch_official_splits`, or
-`python -m harness.dataset_registry fetch`), checked against the sha256 sums shipped in
+`python -m harness.data.registry fetch`), checked against the sha256 sums shipped in
 harness/data/official_splits_sha256.json, into a cache folder (`default_splits_dir`).
 """
 from __future__ import annotations
@@ -161,7 +161,7 @@ def split_file(name: str, split, splits_dir=None, *, must_exist: bool = True) ->
     if must_exist and not path.is_file():
         raise FileNotFoundError(
             f"official split file not found: {path}. Download the splits once with "
-            f"`c2s datasets fetch` (or `python -m harness.dataset_registry fetch`; or pass splits_dir=)"
+            f"`c2s datasets fetch` (or `python -m harness.data.registry fetch`; or pass splits_dir=)"
         )
     return path
 
@@ -215,7 +215,7 @@ def fetch_official_splits(dest=None, *, base_url: str = OFFICIAL_BASE_URL, revis
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m harness.dataset_registry",
+    parser = argparse.ArgumentParser(prog="python -m harness.data.registry",
                                      description="The paper's nine IQA datasets and their official test splits.")
     sub = parser.add_subparsers(dest="cmd", required=True)
     f = sub.add_parser("fetch", help="download the ten official test splits into the cache")

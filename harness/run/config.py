@@ -22,8 +22,8 @@ import re
 from dataclasses import fields
 from pathlib import Path
 
-from harness.run_files import slug
-from harness.runner import AnchorSpec, DatasetSpec, RunConfig
+from harness.run.record import slug
+from harness.run.runner import AnchorSpec, DatasetSpec, RunConfig
 
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _RUN_KEYS = {f.name for f in fields(RunConfig)} - {"model", "model_options", "label", "datasets", "anchors"}

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from harness.reports import dataset_summary, read_run, summary_splits, summary_text, template_env
+from harness.report.reports import dataset_summary, read_run, summary_splits, summary_text, template_env
 
 FORMATS = ("md", "html", "csv", "json")
 #: decimals shown; "best" is decided on the shown values so ties in print are ties in bold

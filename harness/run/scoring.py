@@ -7,16 +7,16 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from adapters.base import Pair
-from harness.anchors import (
+from harness.core.anchors import (
     AnchorSet,
     anchor_pairs,
     matrix_from_mos,
     matrix_from_preferences,
 )
-from harness.levels import N_LEVELS
-from harness.official import official_scores
-from harness.profiles import Profile
-from harness.scaling import hard_preference, preference, score_against_anchors
+from harness.core.levels import N_LEVELS
+from harness.core.official import official_scores
+from harness.core.profiles import Profile
+from harness.core.scaling import hard_preference, preference, score_against_anchors
 
 
 def pair_preference(lp: np.ndarray, mode: str, temperature: float) -> np.ndarray:

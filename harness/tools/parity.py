@@ -2,7 +2,7 @@
 must give the same level probabilities (to `tol`) before any leaderboard built on one backend is
 trusted. A user command as well as a test:
 
-    python -m harness.parity /models/my-vlm --vllm-python .venv-vllm/bin/python \
+    python -m harness.tools.parity /models/my-vlm --vllm-python .venv-vllm/bin/python \
         --option dtype=float32 --option max_model_len=4096
 
 The reference is the first backend (transformers by default); each other backend's figure is the
@@ -168,7 +168,7 @@ def synthetic_pairs(folder: Path, n: int = 4, size: int = 96) -> list[Pair]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m harness.parity", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m harness.tools.parity", description=__doc__.split("\n\n")[0])
     ap.add_argument("model", help="a local model folder (every backend loads the same files)")
     ap.add_argument("--backends", default=",".join(BACKENDS), help=f"comma-separated, first = reference ({','.join(BACKENDS)})")
     ap.add_argument("--images", nargs="*", help="images to compare in every ordered pair (default: synthetic ones)")

@@ -17,8 +17,8 @@ import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from harness.dataset_registry import N_SPLITS, DatasetInfo, get_dataset_info, identify, split_file
-from harness.images import DEFAULT_MAX_PIXELS, ImageError, load_image, probe_image
+from harness.data.registry import N_SPLITS, DatasetInfo, get_dataset_info, identify, split_file
+from harness.data.images import DEFAULT_MAX_PIXELS, ImageError, load_image, probe_image
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif")
 #: How many problems a DatasetError message spells out; all of them are in `.problems`.

@@ -30,9 +30,9 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
-from harness.dataset_registry import cache_root
-from harness.datasets import Dataset, load_compare2score_json
-from harness.images import load_image
+from harness.data.registry import cache_root
+from harness.data.datasets import Dataset, load_compare2score_json
+from harness.data.images import load_image
 
 #: Bump whenever the generated pixels or the manifest would change.
 GENERATOR_VERSION = 2

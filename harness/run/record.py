@@ -16,13 +16,13 @@ import numpy as np
 
 from adapters.base import Pair
 from harness import __version__
-from harness.anchors import AnchorSet
-from harness.datasets import Dataset, Record
-from harness.evaluation import ALL, DatasetRun
-from harness.judging import Judged
-from harness.levels import LEVELS, N_LEVELS
-from harness.profiles import Profile
-from harness.scoring import pair_preference
+from harness.core.anchors import AnchorSet
+from harness.data.datasets import Dataset, Record
+from harness.run.evaluation import ALL, DatasetRun
+from harness.run.judging import Judged
+from harness.core.levels import LEVELS, N_LEVELS
+from harness.core.profiles import Profile
+from harness.run.scoring import pair_preference
 
 
 def slug(text: str) -> str:
@@ -44,7 +44,7 @@ def versions() -> dict:
 
 
 def git_revision() -> str | None:
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     try:
         rev = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
                              timeout=5).stdout.strip()
@@ -93,7 +93,7 @@ def write_run(run_dir: Path, manifest: dict, score_rows: list[dict], comp_rows: 
     # the manifest goes after the data: a folder with a manifest is a complete run
     (run_dir / "manifest.json").write_text(json.dumps(manifest, indent=1, default=_json_default))
     if reports:
-        from harness.reports import write_report
+        from harness.report.reports import write_report
 
         t0 = time.perf_counter()
         write_report(run_dir)

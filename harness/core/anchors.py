@@ -13,9 +13,9 @@ from importlib import resources
 import numpy as np
 from scipy.special import ndtr
 
-from adapters.base import Pair, compare_batch
-from harness.levels import LEVEL_WEIGHTS
-from harness.scaling import preference
+from harness.core.pairs import Pair
+from harness.core.levels import LEVEL_WEIGHTS
+from harness.core.scaling import preference
 
 
 @dataclass
@@ -194,11 +194,3 @@ def matrix_from_preferences(pairs, prefs, images) -> np.ndarray:
         C = wins / seen
     np.fill_diagonal(C, 0.5)
     return C
-
-
-def matrix_from_comparator(comparator, images, temperature: float = 1.0,
-                           weights=LEVEL_WEIGHTS) -> np.ndarray:
-    """Judge every ordered anchor pair with a comparator and combine both orders (see above)."""
-    pairs = anchor_pairs(images)
-    result = compare_batch(comparator, pairs)
-    return matrix_from_logprobs(pairs, result.logprobs, images, temperature, weights)

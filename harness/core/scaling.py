@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.special import log_ndtr
 
-from harness.levels import LEVEL_WEIGHTS, N_LEVELS
+from harness.core.levels import LEVEL_WEIGHTS, N_LEVELS
 
 LINKS = ("probit", "logit")
 SCALES = ("latent", "minmax", "mos")

@@ -14,12 +14,12 @@ import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from harness.metrics import fit_logistic
-from harness.reports import ALL, PLOTS_DIR, RunRecord, read_run, read_scores
+from harness.core.metrics import fit_logistic
+from harness.report.reports import ALL, PLOTS_DIR, RunRecord, read_run, read_scores
 
 
 def scatter_plot(pred, mos, fit, title: str, out_png) -> Path:
-    """Predicted score vs MOS, with `fit` (a `harness.metrics.LogisticFit`) drawn when it succeeded.
+    """Predicted score vs MOS, with `fit` (a `harness.core.metrics.LogisticFit`) drawn when it succeeded.
 
     A failed fit is said on the plot rather than drawn, so a flat or wrong curve never passes
     for a result.

@@ -23,16 +23,16 @@ import numpy as np
 
 from adapters.base import (Pair, comparator_class, compare_batch, fingerprint_hash, load_comparator, parse_spec,
                            rate_batch)
-from harness.anchors import AnchorSet, koniq_default, select_anchors
-from harness.cache import PairCache
-from harness.datasets import Dataset, Record, load_dataset, load_official_split
-from harness.images import ImageError, probe_image
-from harness.evaluation import ALL, DatasetRun, evaluate
-from harness.judging import Judged, judge, plan_pairs, prompt_key
-from harness.profiles import MODES, Profile, get_profile, profile_label
-from harness.run_files import (anchors_manifest, comparison_rows, git_revision, read_datasets, read_judged,
+from harness.core.anchors import AnchorSet, koniq_default, select_anchors
+from harness.run.cache import PairCache
+from harness.data.datasets import Dataset, Record, load_dataset, load_official_split
+from harness.data.images import ImageError, probe_image
+from harness.run.evaluation import ALL, DatasetRun, evaluate
+from harness.run.judging import Judged, judge, plan_pairs, prompt_key
+from harness.core.profiles import MODES, Profile, get_profile, profile_label
+from harness.run.record import (anchors_manifest, comparison_rows, git_revision, read_datasets, read_judged,
                                short_digest, slug, versions, write_run)
-from harness.scoring import anchor_matrix_needs_model, score_tests
+from harness.run.scoring import anchor_matrix_needs_model, score_tests
 
 ORDERS = ("anchor_first", "both")
 
@@ -120,7 +120,7 @@ def resolve_dataset(spec: DatasetSpec, *, drop_bad: bool = False) -> tuple[Datas
     if spec.images is not None:
         return images_dataset(spec.name, spec.images), ALL
     if spec.source is None and spec.name == "demo":
-        from harness.demo_data import build_demo_benchmark
+        from harness.data.demo_data import build_demo_benchmark
 
         ds = build_demo_benchmark(spec.root)  # root: where the benchmark is built (default: the cache)
         return (_keep_splits(ds, spec.splits) if spec.splits else ds), spec.summary or ALL
@@ -134,7 +134,7 @@ def resolve_dataset(spec: DatasetSpec, *, drop_bad: bool = False) -> tuple[Datas
     if spec.root is None:
         raise ValueError(f"dataset {spec.name!r}: give `source` (a manifest or folder) or `root` (the folder "
                          "holding the images of a registered dataset, for its official splits)")
-    from harness.dataset_registry import N_SPLITS
+    from harness.data.registry import N_SPLITS
 
     splits = spec.splits or [str(k) for k in range(1, N_SPLITS + 1)]
     # the union of the splits is checked once, so one error lists every problem of every split

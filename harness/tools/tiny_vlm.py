@@ -14,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
-from harness.levels import LEVELS, RATING_LEVELS
+from harness.core.levels import LEVELS, RATING_LEVELS
 
 FAMILIES: tuple[str, ...] = (
     "idefics3", "qwen2_vl", "qwen2_5_vl", "llava", "llava_onevision", "internvl", "gemma3",

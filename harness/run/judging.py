@@ -7,11 +7,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from adapters.base import Pair
-from harness.anchors import anchor_pairs
-from harness.cache import PairCache
-from harness.images import ImageError, content_hash
-from harness.levels import N_LEVELS
+from adapters.base import Pair, compare_batch
+from harness.core.anchors import anchor_pairs, matrix_from_logprobs
+from harness.core.levels import LEVEL_WEIGHTS
+from harness.run.cache import PairCache
+from harness.data.images import ImageError, content_hash
+from harness.core.levels import N_LEVELS
 
 
 @dataclass
@@ -130,3 +131,11 @@ def prompt_key(fp: dict, rating: bool = False) -> str:
     entry = fp.get("rating_prompt" if rating else "prompt")
     sha = entry.get("sha256") if isinstance(entry, dict) else None
     return ("rating:" if rating else "") + (sha or "no-prompt")
+
+
+def matrix_from_comparator(comparator, images, temperature: float = 1.0,
+                           weights=LEVEL_WEIGHTS) -> np.ndarray:
+    """Judge every ordered anchor pair with a comparator and combine both orders (see above)."""
+    pairs = anchor_pairs(images)
+    result = compare_batch(comparator, pairs)
+    return matrix_from_logprobs(pairs, result.logprobs, images, temperature, weights)

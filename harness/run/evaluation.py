@@ -5,9 +5,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from harness.datasets import Dataset
-from harness.metrics import aggregate, bootstrap_ci, correlations
-from harness.scoring import Scored
+from harness.data.datasets import Dataset
+from harness.core.metrics import aggregate, bootstrap_ci, correlations
+from harness.run.scoring import Scored
 
 SUMMARY_METRICS = ("srcc", "krcc", "plcc", "plcc_logistic", "rmse_logistic")
 ALL = "all"

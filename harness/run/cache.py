@@ -20,7 +20,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from harness.levels import N_LEVELS
+from harness.core.levels import N_LEVELS
 
 #: seconds a connection waits for another process's write lock before giving up
 BUSY_TIMEOUT_S = 60.0
