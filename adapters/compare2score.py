@@ -48,7 +48,9 @@ _STAMP = "c2s-worker-env.json"
 
 
 def default_env_dir() -> Path:
-    return Path(os.environ.get("C2S_WORKER_ENV", Path.home() / ".cache" / "c2s-harness" / "c2s-worker-env"))
+    from harness.core import home
+
+    return home.worker_env_dir()
 
 
 def worker_python(env_dir) -> Path:

@@ -38,13 +38,27 @@ def _add_model(p, required=True):
                         "openai: -o base_url=http://127.0.0.1:8000/v1 -o api_key_env=MY_KEY)")
 
 
+def _given(**values) -> dict:
+    """The keyword arguments the user gave (None: leave the RunConfig default)."""
+    return {k: v for k, v in values.items() if v is not None}
+
+
+def _run_default(name: str):
+    """A RunConfig field's default: the CLI never restates one."""
+    from harness.run.runner import RunConfig
+
+    return RunConfig.__dataclass_fields__[name].default
+
+
 def _add_profile(p):
-    p.add_argument("--link", choices=["probit", "logit"], help="MAP link (paper: probit; official: logit)")
+    from harness.core.vocabulary import LINKS, MATRIX_SOURCES, SCALES
+
+    p.add_argument("--link", choices=LINKS, help="MAP link (paper: probit; official: logit)")
     p.add_argument("--temperature", type=float, help="temperature on the test-vs-anchor level logits (official: 100)")
     p.add_argument("--anchor-temperature", type=float, help="temperature on the anchor block")
     p.add_argument("--steps", type=int, help="Adam steps of the official solver (50 or 100)")
-    p.add_argument("--scale", choices=["latent", "minmax", "mos"], help="output scale of the exact solver")
-    p.add_argument("--anchor-matrix", choices=["auto", "comparator", "mos", "official"],
+    p.add_argument("--scale", choices=SCALES, help="output scale of the exact solver")
+    p.add_argument("--anchor-matrix", choices=MATRIX_SOURCES,
                    help="anchor block: judged by the model, Thurstone from MOS, or the official fixed matrix")
 
 
@@ -54,6 +68,10 @@ def _overrides(a) -> dict:
 
 
 def _parser() -> argparse.ArgumentParser:
+    from harness.core.profiles import DEFAULT_PROFILE, PROFILES
+    from harness.core.vocabulary import MODES, ORDERS
+
+    profiles = sorted(PROFILES)
     fmt = argparse.RawDescriptionHelpFormatter
     ap = argparse.ArgumentParser(prog="c2s", formatter_class=fmt, epilog=MAIN_EPILOG,
                                  description="Compare2Score evaluation harness: LMM pairwise comparisons -> exact MAP "
@@ -83,15 +101,15 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--anchors-dataset", help="with --anchors select: the dataset to select from")
     p.add_argument("--alpha", type=int, default=5, help="Eqn. 4: number of MOS intervals")
     p.add_argument("--beta", type=int, default=1, help="Eqn. 4: anchors per interval")
-    p.add_argument("--profile", action="append", choices=["paper", "official"], help="scoring profile(s)")
+    p.add_argument("--profile", action="append", choices=profiles, help="scoring profile(s)")
     _add_profile(p)
-    p.add_argument("--mode", action="append", choices=["soft", "count", "rating"],
+    p.add_argument("--mode", action="append", choices=MODES,
                    help="soft (the paper), count (hard verdicts, Table 3) or rating (single-image baseline)")
-    p.add_argument("--order", choices=["anchor_first", "both"], default="anchor_first",
-                   help="show the anchor first (official), or both orders averaged")
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--out", default="results/runs", help="where run folders go")
-    p.add_argument("--cache", default="results/cache/pairs.sqlite", help="the pair cache (SQLite)")
+    p.add_argument("--order", choices=ORDERS, default=_run_default("order"),
+                   help="show the anchor first (official), or both orders, folded by the runner (docs/method.md)")
+    p.add_argument("--batch-size", type=int, default=_run_default("batch_size"), help="pairs per comparator call")
+    p.add_argument("--out", default=_run_default("out_dir"), help="where run folders go")
+    p.add_argument("--cache", help="the pair cache (SQLite; default: pairs.sqlite in the home folder, $C2S_HOME)")
     p.add_argument("--run-id", help="run folder name (default: derived from the configuration)")
     p.add_argument("--drop-bad", action="store_true", help="go on without broken dataset items (they are listed)")
     p.add_argument("--bootstrap", type=int, default=0, metavar="N", help="bootstrap CIs with N resamples")
@@ -110,10 +128,11 @@ def _parser() -> argparse.ArgumentParser:
                                                         "demo benchmark) | koniq | anchors.json")
     p.add_argument("--anchors-root", help="folder holding the anchor images")
     p.add_argument("--anchors-dataset", default="demo")
-    p.add_argument("--profile", choices=["paper", "official"], default="paper")
+    p.add_argument("--profile", choices=profiles, default=DEFAULT_PROFILE,
+                   help="scoring profile")
     _add_profile(p)
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--cache", default="results/cache/pairs.sqlite")
+    p.add_argument("--batch-size", type=int, default=_run_default("batch_size"), help="pairs per comparator call")
+    p.add_argument("--cache", help="the pair cache (SQLite; default: pairs.sqlite in the home folder, $C2S_HOME)")
 
     p = sub.add_parser("compare", formatter_class=fmt, help="judge one pair and print the level distribution",
                        epilog="example:\n  c2s compare --model classical reference.png distorted.png")
@@ -162,8 +181,8 @@ def _parser() -> argparse.ArgumentParser:
                               "  c2s rescore results/runs/<run-id> --profile official\n"
                               "  c2s rescore results/runs/<run-id> --anchor-matrix mos --scale mos")
     p.add_argument("run_dir")
-    p.add_argument("--profile", choices=["paper", "official"])
-    p.add_argument("--mode", choices=["soft", "count"])
+    p.add_argument("--profile", choices=profiles, help="score under this profile (default: the run's own)")
+    p.add_argument("--mode", choices=[m for m in MODES if m != "rating"], help="soft or count (default: the run's)")
     _add_profile(p)
     p.add_argument("--out", help="parent folder of the new run (default: beside the old one)")
     p.add_argument("--no-report", action="store_true")
@@ -220,8 +239,8 @@ def cmd_run(a) -> int:
             datasets=[_dataset_spec(d, a.root, a.splits) for d in a.dataset],
             anchors=AnchorSpec(source=anchors, root=a.anchors_root, dataset=a.anchors_dataset, alpha=a.alpha,
                                beta=a.beta),
-            profiles=a.profile or ["paper"], profile_overrides={k: v for k, v in _overrides(a).items() if v is not None},
-            modes=a.mode or ["soft"], order=a.order, batch_size=a.batch_size, out_dir=a.out, cache=a.cache,
+            **_given(profiles=a.profile, modes=a.mode),
+            profile_overrides={k: v for k, v in _overrides(a).items() if v is not None}, order=a.order, batch_size=a.batch_size, out_dir=a.out, cache=a.cache,
             run_id=a.run_id, drop_bad=a.drop_bad, bootstrap=a.bootstrap, reports=not a.no_report)]
     for cfg in configs:
         for run_dir in run(cfg):
@@ -246,6 +265,7 @@ def _print_run(run_dir: Path) -> None:
 def cmd_score(a) -> int:
     import csv
 
+    from harness.core import home
     from harness.run.runner import AnchorSpec, DatasetSpec, RunConfig, run
 
     images = a.images
@@ -256,7 +276,7 @@ def cmd_score(a) -> int:
     cfg = RunConfig(model=a.model, model_options=_kv(a.model_option), datasets=[spec],
                     anchors=AnchorSpec(source=a.anchors, root=a.anchors_root, dataset=a.anchors_dataset),
                     profiles=[a.profile], profile_overrides={k: v for k, v in _overrides(a).items() if v is not None},
-                    batch_size=a.batch_size, cache=a.cache, out_dir=str(Path(a.out).resolve().parent / ".c2s-score"),
+                    batch_size=a.batch_size, cache=a.cache, out_dir=str(home.score_runs_dir()),
                     reports=False)
     (run_dir,) = run(cfg)
     n_failed = 0

@@ -1,7 +1,10 @@
 """Shared test fixtures. Tests never download anything (HF_HUB_OFFLINE=1)."""
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -9,6 +12,9 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# the harness's home folder (pair cache, demo benchmark, downloads): one per test session, never the user's
+os.environ["C2S_HOME"] = tempfile.mkdtemp(prefix="c2s-test-home-")
+atexit.register(shutil.rmtree, os.environ["C2S_HOME"], ignore_errors=True)
 
 REPO = Path(__file__).resolve().parents[1]
 #: ../shared beside the project's root (read-only reference data; never copied into the repo)

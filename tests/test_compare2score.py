@@ -201,7 +201,7 @@ def test_fingerprint_and_registry(comp):
 
 
 def test_missing_worker_environment_is_a_clear_error(tmp_path, monkeypatch):
-    monkeypatch.setenv("C2S_WORKER_ENV", str(tmp_path / "none"))
+    monkeypatch.setenv("C2S_HOME", str(tmp_path / "none"))
     with pytest.raises(ValueError, match="setup_worker_env"):
         Compare2ScoreComparator()
     with pytest.raises(ValueError, match="does not exist"):

@@ -32,7 +32,7 @@ def test_nine_datasets_and_lookup_by_alias():
 
 
 def test_split_file_paths_and_errors(tmp_path, monkeypatch):
-    monkeypatch.setenv("C2S_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("C2S_HOME", str(tmp_path / "cache"))
     assert reg.default_splits_dir() == tmp_path / "cache" / "compare2score_splits"
     p = split_file("tid", 4, must_exist=False)
     assert p == tmp_path / "cache" / "compare2score_splits" / "4" / "tid_testing_set.json"
@@ -41,7 +41,7 @@ def test_split_file_paths_and_errors(tmp_path, monkeypatch):
     for bad in (0, 11, "x", 1.5, True):
         with pytest.raises(ValueError, match="split must be an integer 1..10"):
             split_file("tid", bad, must_exist=False)
-    monkeypatch.delenv("C2S_CACHE")
+    monkeypatch.delenv("C2S_HOME")
     assert str(reg.default_splits_dir()).endswith(".cache/c2s/compare2score_splits")
 
 

@@ -186,7 +186,7 @@ def test_official_splits_of_a_registered_dataset(shared_data, tmp_path, monkeypa
 
     from PIL import Image
 
-    monkeypatch.setenv("C2S_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("C2S_HOME", str(tmp_path / "cache"))
     for k in ("1", "2"):
         dst = tmp_path / "cache" / "compare2score_splits" / k
         dst.mkdir(parents=True)

@@ -19,7 +19,8 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import erf
 
-from harness.core.scaling import LINKS, build_matrices, minmax_0_100
+from harness.core.scaling import build_matrices, minmax_0_100
+from harness.core.vocabulary import LINKS
 
 CLAMP = np.float32(1e-6)
 BETA1, BETA2, EPS = 0.9, 0.999, 1e-8

@@ -9,11 +9,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
 
-LINKS = ("probit", "logit")
-SOLVERS = ("exact", "official-adam")
-SCALES = ("latent", "minmax", "mos")
-MATRIX_SOURCES = ("auto", "comparator", "mos", "official")
-MODES = ("soft", "count", "rating")
+from harness.core.vocabulary import LINKS, MATRIX_SOURCES, SCALES, SOLVERS
+
 
 
 @dataclass(frozen=True)
@@ -49,6 +46,9 @@ class Profile:
     def as_dict(self) -> dict:
         return asdict(self)
 
+
+#: the profile a run uses unless told otherwise
+DEFAULT_PROFILE = "paper"
 
 PROFILES: dict[str, Profile] = {
     "paper": Profile("paper"),

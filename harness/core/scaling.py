@@ -18,9 +18,8 @@ import numpy as np
 from scipy.special import log_ndtr
 
 from harness.core.levels import LEVEL_WEIGHTS, N_LEVELS
+from harness.core.vocabulary import LINKS, SCALES
 
-LINKS = ("probit", "logit")
-SCALES = ("latent", "minmax", "mos")
 _LOG_SQRT_2PI = 0.5 * np.log(2.0 * np.pi)
 
 

@@ -30,7 +30,7 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
-from harness.data.registry import cache_root
+from harness.core import home
 from harness.data.datasets import Dataset, load_compare2score_json
 from harness.data.images import load_image
 
@@ -163,7 +163,7 @@ def _is_current(folder: Path, config: dict) -> bool:
 
 def build_demo_benchmark(cache_dir=None, *, size: int = DEFAULT_SIZE, sources=None) -> Dataset:
     """The embedded benchmark as a `Dataset` (name "demo", higher is better, scores 0..5), built
-    into `cache_dir` (default: <cache root>/demo) unless an up-to-date copy is already there.
+    into `cache_dir` (default: the home folder's demo/, see harness.core.home) unless an up-to-date copy is already there.
 
     Per-family subsets: `ds.in_split("jpeg")` (pristine images included in every family).
     """
@@ -174,7 +174,7 @@ def build_demo_benchmark(cache_dir=None, *, size: int = DEFAULT_SIZE, sources=No
         raise ValueError(f"sources must be distinct photo names, got {sources!r}")
     config = _config(size, sources)  # also refuses unknown or absent sources
     key = hashlib.sha256(json.dumps([size, sources]).encode()).hexdigest()[:10]
-    base = Path(cache_dir) if cache_dir is not None else cache_root() / "demo"
+    base = Path(cache_dir) if cache_dir is not None else home.demo_dir()
     folder = base / f"demo-{size}px-{key}"
     if not _is_current(folder, config):
         base.mkdir(parents=True, exist_ok=True)

@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+from harness.core import home
+
 N_SPLITS = 10
 OFFICIAL_REPOSITORY = "https://github.com/Q-Future/Compare2Score"
 OFFICIAL_REVISION = "main"
@@ -132,14 +134,8 @@ def identify(paths) -> DatasetInfo | None:
     return hits[0] if len(hits) == 1 else None
 
 
-def cache_root() -> Path:
-    """$C2S_CACHE, else ~/.cache/c2s: where downloads and generated data live."""
-    env = os.environ.get("C2S_CACHE")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "c2s"
-
-
 def default_splits_dir() -> Path:
-    return cache_root() / "compare2score_splits"
+    return home.splits_dir()
 
 
 def _check_split(split) -> int:

@@ -15,7 +15,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from harness.core.metrics import fit_logistic
-from harness.report.reports import ALL, PLOTS_DIR, RunRecord, read_run, read_scores
+from harness.core.vocabulary import ALL
+from harness.report.reports import PLOTS_DIR, RunRecord, read_run, read_scores
 
 
 def scatter_plot(pred, mos, fit, title: str, out_png) -> Path:

@@ -17,6 +17,7 @@ import pandas as pd
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 from harness.core.metrics import aggregate
+from harness.core.vocabulary import ALL
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 
@@ -25,7 +26,6 @@ METRICS = "metrics.json"
 SCORES = "scores.csv"
 PLOTS_DIR = "plots"
 #: the split name of a whole dataset (and of a dataset without splits)
-ALL = "all"
 
 _MANIFEST_KEYS = ("run_id", "created", "model", "profile", "mode", "anchors", "datasets", "counts")
 _METRICS_KEYS = ("run_id", "model_label", "profile", "mode", "datasets")

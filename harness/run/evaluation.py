@@ -7,10 +7,10 @@ import numpy as np
 
 from harness.data.datasets import Dataset
 from harness.core.metrics import aggregate, bootstrap_ci, correlations
+from harness.core.vocabulary import ALL
 from harness.run.scoring import Scored
 
 SUMMARY_METRICS = ("srcc", "krcc", "plcc", "plcc_logistic", "rmse_logistic")
-ALL = "all"
 
 
 @dataclass

@@ -18,7 +18,8 @@ from adapters.base import Pair
 from harness import __version__
 from harness.core.anchors import AnchorSet
 from harness.data.datasets import Dataset, Record
-from harness.run.evaluation import ALL, DatasetRun
+from harness.core.vocabulary import ALL
+from harness.run.evaluation import DatasetRun
 from harness.run.judging import Judged
 from harness.core.levels import LEVELS, N_LEVELS
 from harness.core.profiles import Profile

@@ -23,19 +23,18 @@ import numpy as np
 
 from adapters.base import (Pair, comparator_class, compare_batch, fingerprint_hash, load_comparator, parse_spec,
                            rate_batch)
+from harness.core import home
 from harness.core.anchors import AnchorSet, koniq_default, select_anchors
 from harness.run.cache import PairCache
 from harness.data.datasets import Dataset, Record, load_dataset, load_official_split
 from harness.data.images import ImageError, probe_image
-from harness.run.evaluation import ALL, DatasetRun, evaluate
+from harness.run.evaluation import DatasetRun, evaluate
 from harness.run.judging import Judged, judge, plan_pairs, prompt_key
-from harness.core.profiles import MODES, Profile, get_profile, profile_label
+from harness.core.profiles import DEFAULT_PROFILE, Profile, get_profile, profile_label
+from harness.core.vocabulary import ALL, MODES, ORDERS, SUMMARIES
 from harness.run.record import (anchors_manifest, comparison_rows, git_revision, read_datasets, read_judged,
                                short_digest, slug, versions, write_run)
 from harness.run.scoring import anchor_matrix_needs_model, score_tests
-
-ORDERS = ("anchor_first", "both")
-
 
 # --- configuration ------------------------------------------------------------------------------
 
@@ -57,6 +56,11 @@ class DatasetSpec:
     #: explicit image files to score (no MOS), instead of a manifest or folder
     images: list[str] | None = None
 
+    def __post_init__(self):
+        if self.summary is not None and self.summary not in SUMMARIES:
+            raise ValueError(f"dataset {self.name!r}: summary must be one of {', '.join(SUMMARIES)}, "
+                             f"got {self.summary!r}")
+
 
 @dataclass
 class AnchorSpec:
@@ -77,13 +81,14 @@ class RunConfig:
     model_options: dict = field(default_factory=dict)
     label: str | None = None
     anchors: AnchorSpec = field(default_factory=AnchorSpec)
-    profiles: list[str] = field(default_factory=lambda: ["paper"])
+    profiles: list[str] = field(default_factory=lambda: [DEFAULT_PROFILE])
     profile_overrides: dict = field(default_factory=dict)
     modes: list[str] = field(default_factory=lambda: ["soft"])
     order: str = "anchor_first"
     batch_size: int = 16
     out_dir: str = "results/runs"
-    cache: str = "results/cache/pairs.sqlite"
+    #: the SQLite pair cache; None: the home folder's (harness.core.home.pair_cache_path), "" for none
+    cache: str | None = None
     run_id: str | None = None
     drop_bad: bool = False
     bootstrap: int = 0
@@ -99,6 +104,8 @@ class RunConfig:
             raise ValueError(f"modes must be among {MODES}, got {self.modes}")
         if self.order not in ORDERS:
             raise ValueError(f"order must be one of {ORDERS}, got {self.order!r}")
+        if self.cache is None:
+            self.cache = str(home.pair_cache_path())
         if int(self.batch_size) < 1:
             raise ValueError("batch_size must be >= 1")
         names = [d.name for d in self.datasets]

@@ -1,0 +1,24 @@
+"""The harness's words, defined once: every module, the YAML config and the CLI's choices use these.
+
+Why one place: a new profile, link or mode added here is selectable everywhere (the CLI derives its
+`choices=` from these tuples and from `harness.core.profiles.PROFILES`), and no two modules can
+disagree on a spelling. See docs/method.md for what each one means.
+"""
+from __future__ import annotations
+
+#: Thurstone Case V link between latent quality difference and preference probability
+LINKS = ("probit", "logit")
+#: how the MAP problem is solved: exactly (Newton), or the official code's 100 seeded Adam steps
+SOLVERS = ("exact", "official-adam")
+#: the scale scores are reported on: latent MAP, min-max 0-100 over anchors + test, or anchors' MOS
+SCALES = ("latent", "minmax", "mos")
+#: where the anchor-vs-anchor block comes from
+MATRIX_SOURCES = ("auto", "comparator", "mos", "official")
+#: soft (the paper), count (hard verdicts), rating (single-image baseline)
+MODES = ("soft", "count", "rating")
+#: presentation order: the anchor first (the official code), or both orders folded by the runner
+ORDERS = ("anchor_first", "both")
+#: the tag of the group holding every image of a dataset (beside its named splits)
+ALL = "all"
+#: what a dataset's headline aggregates: the median over its splits (the paper), or all images at once
+SUMMARIES = ("splits", ALL)
