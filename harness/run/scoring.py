@@ -65,7 +65,11 @@ class Scored:
 def score_tests(tests: list[str], anchors: AnchorSet, lookup: dict, errors: dict, profile: Profile,
                 mode: str, order: str) -> Scored:
     """Scores for every test image from the judged pairs; an image with no usable pair is NaN
-    and carries the first reason one of its pairs failed."""
+    and carries the first reason one of its pairs failed.
+
+    `order == "both"` is THE place where the two presentation orders meet (no adapter folds them):
+    b[x, a] = mean over the orders judged of P(x better), the swapped pair (x shown first)
+    contributing 1 - P(a better) (docs/method.md, "Presentation order")."""
     N, m = len(tests), len(anchors.images)
     if mode == "rating":
         lp = np.array([lookup.get(Pair(x, x), np.full(N_LEVELS, np.nan)) for x in tests]).reshape(N, N_LEVELS)
