@@ -15,9 +15,10 @@ wording) goes through the same request, retry and mapping code as pairs, one req
 exact rating-word log-probs in vLLM mode, the one-word answer's top-k in generic mode.
 
 Requests run on a bounded thread pool; transient failures (429, 408, 5xx, timeouts, connection
-errors) are retried with exponential backoff and jitter, honouring Retry-After. The API key is
-read from an environment variable whose NAME is an option; its value is kept only inside the
-client object (never in the fingerprint, reprs, errors or logs).
+errors) are retried (tenacity) with exponential backoff and jitter, honouring Retry-After, within a
+total deadline per request. The API key is read from an environment variable whose NAME is an
+option; its value is kept only inside the client object (never in the fingerprint, reprs, errors
+or logs).
 """
 from __future__ import annotations
 
@@ -37,6 +38,7 @@ from typing import Any, Callable, Sequence
 from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
+import tenacity
 
 from adapters.base import Comparisons, Pair
 from harness.core.levels import LEVELS, N_LEVELS, RATING_LEVELS
@@ -57,19 +59,23 @@ class PairFailure(Exception):
 # --------------------------------------------------------------------------- retries
 @dataclass(frozen=True)
 class RetryPolicy:
-    """Exponential backoff with jitter: attempt k (0-based) waits uniformly in
-    [cap/2, cap], cap = min(max_delay, base_delay * 2**k), or Retry-After if the server asks
-    for longer (a request to wait beyond `max_delay` is not honoured: the pair fails)."""
+    """When to try a request again. Attempt k (0-based) is followed by a wait drawn uniformly in
+    [cap/2, cap], cap = min(max_delay, base_delay * 2**k), or by the server's Retry-After when that is
+    longer (a Retry-After beyond `max_delay` is not honoured: the item fails). `deadline` bounds the
+    whole request, every attempt and wait together: a wait that would pass it is not taken."""
 
     max_attempts: int = 6
     base_delay: float = 0.5
     max_delay: float = 30.0
+    deadline: float = 300.0
 
     def __post_init__(self):
         if self.max_attempts < 1:
             raise ValueError(f"max_attempts must be >= 1, got {self.max_attempts}")
         if not (0 <= self.base_delay <= self.max_delay):
             raise ValueError(f"need 0 <= base_delay <= max_delay, got {self.base_delay}, {self.max_delay}")
+        if not self.deadline > 0:
+            raise ValueError(f"deadline must be > 0 seconds, got {self.deadline}")
 
     def delay(self, attempt: int, retry_after: float | None, rng: random.Random) -> float:
         cap = min(self.max_delay, self.base_delay * 2.0 ** attempt)
@@ -119,23 +125,46 @@ def classify_error(exc: BaseException) -> tuple[bool, float | None, str]:
 
 
 def call_with_retries(send: Callable[[], Any], policy: RetryPolicy, *, rng: random.Random,
-                      sleep: Callable[[float], None] = time.sleep) -> tuple[Any, int]:
-    """Run `send()` until it succeeds or fails permanently; returns (result, attempts).
-    Raises PairFailure with the last reason and the number of attempts."""
-    for attempt in range(policy.max_attempts):
-        try:
-            return send(), attempt + 1
-        except Exception as exc:  # noqa: BLE001 - classified, then retried or reported
-            retryable, retry_after, reason = classify_error(exc)
-            if not retryable:
-                raise PairFailure(f"{reason} (attempt {attempt + 1}, not retryable)") from exc
-            if attempt + 1 == policy.max_attempts:
-                raise PairFailure(f"{reason} (gave up after {policy.max_attempts} attempts)") from exc
-            if retry_after is not None and retry_after > policy.max_delay:
-                raise PairFailure(f"{reason}; server asked to retry after {retry_after:.0f} s, "
-                                  f"more than max_delay={policy.max_delay:g} s") from exc
-            sleep(policy.delay(attempt, retry_after, rng))
-    raise AssertionError("unreachable")  # pragma: no cover
+                      sleep: Callable[[float], None] = time.sleep,
+                      clock: Callable[[], float] = time.monotonic) -> tuple[Any, int]:
+    """Run `send()` until it succeeds or `policy` says stop; returns (result, attempts).
+
+    tenacity drives the loop; this function only says which errors are transient (`classify_error`),
+    how long to wait and when to stop. Raises PairFailure with the last reason and why it stopped
+    (not retryable, attempts used up, a Retry-After beyond max_delay, or the deadline). `sleep` and
+    `clock` are injectable so that tests wait for nothing."""
+    start = clock()
+    attempts = 0
+    stopped: list[str] = []  # why `stop` ended the retries
+
+    def attempt():
+        nonlocal attempts
+        attempts += 1
+        return send()
+
+    def wait(state: tenacity.RetryCallState) -> float:
+        return policy.delay(state.attempt_number - 1, classify_error(state.outcome.exception())[1], rng)
+
+    def stop(state: tenacity.RetryCallState) -> bool:
+        asked, elapsed = classify_error(state.outcome.exception())[1], clock() - start
+        if attempts >= policy.max_attempts:
+            stopped.append(f"gave up after {attempts} attempts")
+        elif asked is not None and asked > policy.max_delay:
+            stopped.append(f"server asked to retry after {asked:.0f} s, more than max_delay={policy.max_delay:g} s")
+        elif elapsed + state.upcoming_sleep > policy.deadline:
+            stopped.append(f"deadline of {policy.deadline:g} s reached: {attempts} attempt(s) in {elapsed:.1f} s, "
+                           f"the next wait of {state.upcoming_sleep:.1f} s would pass it")
+        return bool(stopped)
+
+    retrying = tenacity.Retrying(retry=tenacity.retry_if_exception(lambda exc: classify_error(exc)[0]),
+                                 wait=wait, stop=stop, sleep=sleep)
+    try:
+        return retrying(attempt), attempts
+    except tenacity.RetryError as err:
+        exc = err.last_attempt.exception()
+        raise PairFailure(f"{classify_error(exc)[2]} ({stopped[-1]})") from exc
+    except Exception as exc:  # noqa: BLE001 - not retryable: reported with its reason
+        raise PairFailure(f"{classify_error(exc)[2]} (attempt {attempts}, not retryable)") from exc
 
 
 def _short(text: str, limit: int = 200) -> str:
@@ -505,7 +534,8 @@ class OpenAIComparator:
 
 
 def _make_client(base_url: str | None, api_key_env: str | None, timeout: float):
-    """An `openai.OpenAI` with its own retries off (ours honour Retry-After with jitter)."""
+    """An `openai.OpenAI` with the SDK's own retries off: `call_with_retries` does them, within the
+    request's total deadline (the SDK's would add waits no deadline bounds); `timeout` is per attempt."""
     import openai
 
     if api_key_env is None:

@@ -21,7 +21,7 @@ from PIL import Image
 
 from adapters.base import Pair, compare_batch, rate_batch
 from adapters.openai_api import (UNSEEN_LEVEL_LOGPROB, ImageEncoding, OpenAIComparator, PairFailure, RetryPolicy,
-                                 call_with_retries, image_data_url, level_of, levels_from_strings,
+                                 _make_client, call_with_retries, image_data_url, level_of, levels_from_strings,
                                  levels_from_token_ids, parse_retry_after, redact_url)
 
 try:  # the transport the installed openai client is built on
@@ -64,6 +64,9 @@ def test_backoff_grows_with_jitter_and_honours_retry_after():
     assert all(pol.delay(0, 7.0, rng) >= 7.0 for _ in range(50))
     with pytest.raises(ValueError, match="max_attempts"):
         RetryPolicy(max_attempts=0)
+    for bad in (0.0, -1.0, math.nan):
+        with pytest.raises(ValueError, match="deadline must be > 0"):
+            RetryPolicy(deadline=bad)
 
 
 def test_parse_retry_after_forms():
@@ -75,18 +78,35 @@ def test_parse_retry_after_forms():
     assert parse_retry_after({}) is None and parse_retry_after(None) is None
 
 
-def run_faults(faults, policy=RetryPolicy(max_attempts=4, base_delay=0.01, max_delay=5.0)):
-    """Drive call_with_retries through a scripted sequence of exceptions; record the sleeps."""
-    calls, sleeps = [], []
+class FakeClock:
+    """Time that moves only when the test says: each attempt costs `attempt_s`, each sleep its length."""
+
+    def __init__(self, attempt_s: float = 0.0):
+        self.now, self.attempt_s, self.sleeps = 0.0, attempt_s, []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(float(seconds))
+        self.now += seconds
+
+
+def run_faults(faults, policy=RetryPolicy(max_attempts=4, base_delay=0.01, max_delay=5.0), clock=None):
+    """Drive call_with_retries through a scripted sequence of exceptions on a fake clock (no real
+    waiting); returns ((result, attempts), the sleeps asked for)."""
+    clock = clock or FakeClock()
+    calls = []
 
     def send():
-        calls.append(1)
+        calls.append(clock.now)
+        clock.now += clock.attempt_s
         if len(calls) <= len(faults):
             raise faults[len(calls) - 1]
         return "ok"
 
-    result = call_with_retries(send, policy, rng=random.Random(1), sleep=sleeps.append)
-    return result, sleeps
+    result = call_with_retries(send, policy, rng=random.Random(1), sleep=clock.sleep, clock=clock)
+    return result, clock.sleeps
 
 
 def test_transient_errors_are_retried_and_retry_after_is_waited():
@@ -95,15 +115,56 @@ def test_transient_errors_are_retried_and_retry_after_is_waited():
     (result, attempts), sleeps = run_faults(faults)
     assert (result, attempts) == ("ok", 4)
     assert len(sleeps) == 3 and sleeps[0] >= 2.0 and all(s < 1.0 for s in sleeps[1:])
+    # every retryable kind: 408, 409, 429, 5xx, connection errors; retry-after-ms is read too
+    faults = [status_error(408), status_error(409), status_error(503, {"retry-after-ms": "1500"}),
+              openai.APIConnectionError(request=req)]
+    (result, attempts), sleeps = run_faults(faults, RetryPolicy(max_attempts=5, base_delay=0.01, max_delay=5.0))
+    assert (result, attempts) == ("ok", 5) and sleeps[2] >= 1.5 and max(sleeps[:2] + sleeps[3:]) < 0.1
 
 
 def test_permanent_errors_fail_at_once_and_retries_give_up():
-    with pytest.raises(PairFailure, match=r"HTTP 400.*not retryable"):
-        run_faults([status_error(400)])
+    for status in (400, 401, 403, 404, 422):
+        with pytest.raises(PairFailure, match=rf"HTTP {status}.*\(attempt 1, not retryable\)"):
+            run_faults([status_error(status)])
+    with pytest.raises(PairFailure, match="ValueError: bad reply.*not retryable"):
+        run_faults([ValueError("bad reply")])
     with pytest.raises(PairFailure, match=r"HTTP 500.*gave up after 4 attempts"):
         run_faults([status_error(500)] * 10)
     with pytest.raises(PairFailure, match="retry after 600 s, more than max_delay"):
         run_faults([status_error(429, {"retry-after": "600"})])
+
+
+def test_the_deadline_bounds_all_attempts_and_waits_together():
+    policy = RetryPolicy(max_attempts=100, base_delay=1.0, max_delay=8.0, deadline=30.0)
+    clock = FakeClock(attempt_s=2.0)
+    with pytest.raises(PairFailure, match=r"HTTP 503.*deadline of 30 s reached: \d+ attempt\(s\)") as failed:
+        run_faults([status_error(503)] * 100, policy, clock)
+    assert clock.now <= 30.0, "a wait past the deadline was taken"
+    n = int(re.search(r"reached: (\d+) attempt", str(failed.value)).group(1))
+    assert len(clock.sleeps) == n - 1 and n * 2.0 + sum(clock.sleeps) == pytest.approx(clock.now)
+    assert 30.0 - clock.now < 2.0 + 8.0, "stopped although the next attempt could still fit"
+    # a Retry-After that would end past the deadline is not waited for: the item fails at once
+    clock = FakeClock(attempt_s=3.0)
+    with pytest.raises(PairFailure, match=r"HTTP 429.*deadline of 10 s reached: 1 attempt\(s\) in 3\.0 s, "
+                                          r"the next wait of 8\.\d s would pass it"):
+        run_faults([status_error(429, {"retry-after": "8"})], RetryPolicy(max_delay=9.0, deadline=10.0), clock)
+    assert clock.sleeps == []
+    # one that fits is waited for, and the request then succeeds
+    clock = FakeClock(attempt_s=3.0)
+    (result, attempts), sleeps = run_faults([status_error(429, {"retry-after": "4"})],
+                                            RetryPolicy(max_delay=9.0, deadline=10.0), clock)
+    assert (result, attempts) == ("ok", 2) and sleeps[0] >= 4.0
+    # an attempt that itself ends past the deadline is the last one
+    clock = FakeClock(attempt_s=12.0)
+    req = httpx.Request("POST", "http://127.0.0.1:9/v1/chat/completions")
+    with pytest.raises(PairFailure, match=r"request timed out \(deadline of 10 s reached: 1 attempt\(s\)"):
+        run_faults([openai.APITimeoutError(request=req)], RetryPolicy(deadline=10.0), clock)
+
+
+def test_the_client_leaves_retries_to_the_policy_and_keeps_its_per_attempt_timeout(monkeypatch):
+    monkeypatch.setenv("C2S_TEST_KEY", "sk-test-key-123456")
+    client = _make_client("http://127.0.0.1:9/v1", "C2S_TEST_KEY", 7.5)
+    assert client.max_retries == 0 and client.timeout == 7.5
 
 
 # --------------------------------------------------------------------------- log-probs
