@@ -239,11 +239,15 @@ def test_redact_url_drops_credentials():
 
 # --------------------------------------------------------------------------- the adapter
 class FakeClient:
-    """Stands in for openai.OpenAI: answers from `reply(pair_index)`, tracks requests in flight."""
+    """Stands in for openai.OpenAI: answers from `reply(request kwargs)`, tracks requests in flight.
 
-    def __init__(self, reply, delay=0.02):
-        self.reply, self.delay = reply, delay
+    With `gate=n` no request is answered until n are in flight at once (then all pass): a test of
+    bounded concurrency sees exactly n in flight however slowly the threads are scheduled."""
+
+    def __init__(self, reply, gate: int = 1):
+        self.reply, self.gate = reply, gate
         self.lock = threading.Lock()
+        self.open = threading.Event()
         self.in_flight = self.max_in_flight = 0
         self.requests = []
         self.chat = self
@@ -254,8 +258,11 @@ class FakeClient:
             self.in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
             self.requests.append(kw)
+            if self.in_flight >= self.gate:
+                self.open.set()
         try:
-            time.sleep(self.delay)
+            # the bound only guards against a hang: a pool smaller than the gate fails the test's assert
+            self.open.wait(timeout=120)
             return self.reply(kw)
         finally:
             with self.lock:
@@ -286,7 +293,7 @@ def test_vllm_mode_requests_exact_levels_bounded_concurrency_and_per_pair_failur
             raise status_error(400)
         return completion([(f"token_id:{i}", -1.0 - j * k) for j, i in enumerate(LEVEL_IDS)])
 
-    fake = FakeClient(reply)
+    fake = FakeClient(reply, gate=3)
     comp = OpenAIComparator("served", server="vllm", client=fake, level_token_ids=LEVEL_IDS, concurrency=3,
                             max_attempts=2, base_delay=0.0)
     pairs = [Pair(images[0], images[k]) for k in (1, 2, 3, 4)] * 3 + [Pair(images[0], images[0] + ".missing")]
@@ -314,7 +321,7 @@ def test_generic_mode_sends_no_prefill_and_fails_pairs_without_levels(images):
         k = second_image_index(kw)
         return completion([("better", -0.5), ("The", -1.5)] if k % 2 else [("The", -0.1)])
 
-    comp = OpenAIComparator("gpt-x", server="generic", client=FakeClient(reply, 0.0))
+    comp = OpenAIComparator("gpt-x", server="generic", client=FakeClient(reply))
     res = comp.compare_detailed([Pair(images[0], images[1]), Pair(images[0], images[2])])
     req_msgs = comp._client.requests[0]["messages"]
     assert [m["role"] for m in req_msgs] == ["user"] and "one word" in req_msgs[0]["content"][-1]["text"]
@@ -346,7 +353,7 @@ def test_failure_reasons_never_carry_the_key(images, monkeypatch):
                                          response=resp, body=None)
 
     comp = OpenAIComparator("m", base_url="http://127.0.0.1:9/v1", server="generic", api_key_env="C2S_TEST_KEY")
-    comp._client = FakeClient(reply, 0.0)
+    comp._client = FakeClient(reply)
     comp._client.api_key = secret
     res = comp.compare_detailed([Pair(images[0], images[1])])
     assert "HTTP 401" in res.errors[0] and "Incorrect API key" in res.errors[0]
@@ -534,7 +541,7 @@ def test_vllm_mode_rates_one_image_per_request_with_the_rating_prefill(images):
             raise status_error(400)
         return completion([(f"token_id:{i}", -1.0 - j * k) for j, i in enumerate(RATING_IDS)])
 
-    fake = FakeClient(reply)
+    fake = FakeClient(reply, gate=2)
     comp = OpenAIComparator("served", server="vllm", client=fake, level_token_ids=LEVEL_IDS,
                             rating_token_ids=RATING_IDS, concurrency=2, max_attempts=2, base_delay=0.0)
     res = rate_batch(comp, images + [images[0] + ".missing"])
@@ -562,7 +569,7 @@ def test_generic_mode_rating_asks_for_one_word_and_accounts_missing_mass(images)
         k = shown_index(kw)
         return completion([("good", -0.4), ("Fair", -2.0), ("The", -1.5)] if k % 2 else [("better", -0.1)])
 
-    comp = OpenAIComparator("gpt-x", server="generic", client=FakeClient(reply, 0.0), top_logprobs=7)
+    comp = OpenAIComparator("gpt-x", server="generic", client=FakeClient(reply), top_logprobs=7)
     res = comp.rate_detailed(images[:2])
     kw = comp._client.requests[0]
     assert [m["role"] for m in kw["messages"]] == ["user"] and "extra_body" not in kw and kw["top_logprobs"] == 7
@@ -589,7 +596,7 @@ def test_rating_words_are_resolved_once_at_the_first_rate_and_keep_the_cache_key
         return completion([(f"token_id:{i}", -1.0) for i in ids])
 
     comp = OpenAIComparator("served", base_url="http://127.0.0.1:9/v1", tokenizer="/tok", api_key_env=None,
-                            client=FakeClient(reply, 0.0))
+                            client=FakeClient(reply))
     fp = comp.fingerprint()
     encodes = tok.encodes
     assert comp._rating is None and loads == ["/tok"]
@@ -623,7 +630,7 @@ def test_rating_configuration_errors_and_fingerprint(images, tmp_path):
         OpenAIComparator("m", base_url="http://127.0.0.1:9/v1", level_token_ids=LEVEL_IDS, rating_prompt=str(no_prefill),
                          api_key_env=None)
     # generic mode takes it (no prefill is sent there); its text and hash reach the request and the key
-    fake = FakeClient(lambda kw: completion([("good", -0.1)]), 0.0)
+    fake = FakeClient(lambda kw: completion([("good", -0.1)]))
     custom = OpenAIComparator("gpt-x", server="generic", rating_prompt=str(no_prefill), client=fake)
     default = OpenAIComparator("gpt-x", server="generic", client=fake)
     fp = custom.fingerprint()
@@ -701,8 +708,8 @@ def test_vllm_subprocess_job_runs_pairs_and_ratings(monkeypatch, tmp_path):
 
 def test_generic_mode_rates_with_a_wording_that_names_the_rating_words():
     """An API that cannot continue the assistant turn must be told the answer vocabulary."""
-    comp = OpenAIComparator("gpt-x", server="generic", client=FakeClient(lambda **kw: None, 0.0))
+    comp = OpenAIComparator("gpt-x", server="generic", client=FakeClient(lambda **kw: None))
     assert comp.fingerprint()["rating_prompt"]["name"] == "generic_rating"
-    exact = OpenAIComparator("served", server="vllm", client=FakeClient(lambda **kw: None, 0.0),
+    exact = OpenAIComparator("served", server="vllm", client=FakeClient(lambda **kw: None),
                              level_token_ids=LEVEL_IDS)
     assert exact.fingerprint()["rating_prompt"]["name"] == "rating"
