@@ -1,10 +1,11 @@
 """A fault-injecting HTTP proxy for the integration tests: 127.0.0.1 only, and it stops by itself.
 
 It sits in front of the real vLLM server and, request by request, follows a plan of actions:
-"pass" (forward unchanged), "429" (Too Many Requests with Retry-After), "500", "stall" (hold the
-request past the client's timeout, then hang up) or "drop" (hang up at once). Every request is
-logged with its arrival time and action, so tests can check what the client did (how many
-retries, how long it waited after a 429).
+"pass" (forward unchanged), "429" (Too Many Requests with Retry-After), "500", "stall" (never
+answer: the request is held until the proxy stops, so only the client's own timeout can end it,
+however slow the machine) or "drop" (hang up at once). Every request is logged with its arrival
+time and action, so tests can check what the client did (how many retries, how long it waited
+after a 429).
 """
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ class FaultProxy:
     point a client at `proxy.url`. A plan without `repeat` passes everything after its end."""
 
     def __init__(self, upstream: str, plan: Sequence[str], *, repeat: bool = False, retry_after: int = 1,
-                 stall_s: float = 5.0, lifetime_s: float = 600.0, upstream_timeout: float = 120.0):
+                 lifetime_s: float = 600.0, upstream_timeout: float = 120.0):
         parts = urlsplit(upstream)
         if parts.hostname not in LOOPBACK or not parts.port:
             raise ValueError(f"FaultProxy forwards to loopback addresses only (host:port), got {upstream!r}")
@@ -36,7 +37,7 @@ class FaultProxy:
             raise ValueError(f"plan actions must be among {ACTIONS}, got {list(plan)}")
         self.upstream = (parts.hostname, parts.port)
         self.plan, self.repeat = list(plan), repeat
-        self.retry_after, self.stall_s = int(retry_after), float(stall_s)
+        self.retry_after = int(retry_after)
         self.lifetime_s, self.upstream_timeout = float(lifetime_s), float(upstream_timeout)
         self.log: list[tuple[float, str, str]] = []  # (monotonic arrival time, action, path)
         self._lock = threading.Lock()
@@ -135,9 +136,9 @@ class FaultProxy:
                                 b'{"error": {"message": "rate limited (fault proxy)", "type": "rate_limit"}}')
                 elif action == "500":
                     self._reply(500, json_type, b'{"error": {"message": "injected failure (fault proxy)"}}')
-                else:  # "stall" holds the request (bounded), "drop" hangs up at once
+                else:  # "stall" holds the request until the proxy stops, "drop" hangs up at once
                     if action == "stall":
-                        proxy._stopping.wait(proxy.stall_s)
+                        proxy._stopping.wait()
                     self.close_connection = True
 
             do_GET = do_POST = _handle
