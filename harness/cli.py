@@ -244,28 +244,34 @@ def cmd_run(a) -> int:
             run_id=a.run_id, drop_bad=a.drop_bad, bootstrap=a.bootstrap, reports=not a.no_report)]
     for cfg in configs:
         for run_dir in run(cfg):
-            _print_run(run_dir)
+            _print_run(run_dir, report=cfg.reports)
     return 0
 
 
-def _print_run(run_dir: Path) -> None:
-    m = json.loads((run_dir / "manifest.json").read_text())
-    metrics = json.loads((run_dir / "metrics.json").read_text())
-    c = m["counts"]
-    print(f"{run_dir}  [{m['model']['label']} | {m['profile']['name']} | {m['mode']}]  pairs {c['pairs_total']} "
-          f"(cached {c['pairs_cached']}, computed {c['pairs_computed']}, failed {c['pairs_failed']}), "
-          f"images failed {c['images_failed']}")
-    for name, d in metrics["datasets"].items():
-        s = d.get("summary") or {}
-        if s:
-            print(f"    {name:24s} SRCC {s['srcc']['median']:.4f}  PLCC {s['plcc_logistic']['median']:.4f}"
-                  f"  (over {d['summary_over']}; {d['n_failed']} of {d['n_images']} images failed)")
+def _print_run(run_dir: Path, *, report: bool) -> None:
+    """Write the run's report (if asked) and print its headline numbers."""
+    from harness.run.record import read_run
+
+    if report:
+        from harness.report.reports import write_report
+
+        write_report(run_dir)
+    rec = read_run(run_dir)
+    m, c = rec.manifest, rec.manifest.counts
+    print(f"{run_dir}  [{m.model.label} | {m.profile.name} | {m.mode}]  pairs {c.pairs_total} "
+          f"(cached {c.pairs_cached}, computed {c.pairs_computed}, failed {c.pairs_failed}), "
+          f"images failed {c.images_failed}")
+    for name, d in rec.metrics.datasets.items():
+        if d.summary:
+            print(f"    {name:24s} SRCC {d.summary['srcc'].median:.4f}  PLCC {d.summary['plcc_logistic'].median:.4f}"
+                  f"  (over {d.summary_over}; {d.n_failed} of {d.n_images} images failed)")
 
 
 def cmd_score(a) -> int:
     import csv
 
     from harness.core import home
+    from harness.run.record import read_run
     from harness.run.runner import AnchorSpec, DatasetSpec, RunConfig, run
 
     images = a.images
@@ -279,14 +285,12 @@ def cmd_score(a) -> int:
                     batch_size=a.batch_size, cache=a.cache, out_dir=str(home.score_runs_dir()),
                     reports=False)
     (run_dir,) = run(cfg)
-    n_failed = 0
-    with open(run_dir / "scores.csv", newline="") as f, open(a.out, "w", newline="") as g:
-        w = csv.writer(g)
+    rows = read_run(run_dir).scores
+    n_failed = sum(r.status != "ok" for r in rows)
+    with open(a.out, "w", newline="") as g:
+        w = csv.writer(g)  # floats as repr: the same text as the run's own scores.csv
         w.writerow(["image", "score", "latent", "sd", "n_anchors_ok", "status", "error"])
-        for row in csv.DictReader(f):
-            n_failed += row["status"] != "ok"
-            w.writerow([row["path"], row["score"], row["latent"], row["sd"], row["n_anchors_ok"], row["status"],
-                        row["error"]])
+        w.writerows([r.path, r.score, r.latent, r.sd, r.n_anchors_ok, r.status, r.error] for r in rows)
     print(f"wrote {a.out} ({n_failed} failed; full run in {run_dir})")
     return 0
 
@@ -386,19 +390,20 @@ def cmd_datasets(a) -> int:
 def cmd_rescore(a) -> int:
     from harness.run.runner import rescore
 
-    run_dir = rescore(a.run_dir, profile=a.profile, mode=a.mode, out_dir=a.out, reports=not a.no_report,
-                      **_overrides(a))
-    _print_run(run_dir)
+    run_dir = rescore(a.run_dir, profile=a.profile, mode=a.mode, out_dir=a.out, **_overrides(a))
+    _print_run(run_dir, report=not a.no_report)
     return 0
 
 
 def _run_dirs(paths) -> list[Path]:
+    from harness.run.record import is_run_dir, run_dirs_in
+
     out = []
     for p in map(Path, paths):
-        if (p / "manifest.json").is_file():
+        if is_run_dir(p):
             out.append(p)
         elif p.is_dir():
-            out += sorted(q for q in p.iterdir() if (q / "manifest.json").is_file())
+            out += run_dirs_in(p)
         else:
             raise ValueError(f"{p} is neither a run folder nor a folder of runs")
     if not out:

@@ -53,9 +53,9 @@ def test_rows_merge_and_cells_hold_medians_over_splits(runs):
     assert lb.rows == [a, b] and lb.datasets == ["LIVE", "CSIQ", "KonIQ"]
     assert lb.cell(b, "CSIQ") is None
     live = lb.cell(a, "LIVE")
-    assert math.isclose(live.stats["srcc"]["median"], statistics.median(v["a_live_s"]), abs_tol=1e-12)
-    assert math.isclose(live.stats["srcc"]["sd"], statistics.stdev(v["a_live_s"]), abs_tol=1e-12)
-    assert math.isclose(live.stats["plcc_logistic"]["median"], statistics.median(v["a_live_p"]), abs_tol=1e-12)
+    assert math.isclose(live.stats["srcc"].median, statistics.median(v["a_live_s"]), abs_tol=1e-12)
+    assert math.isclose(live.stats["srcc"].sd, statistics.stdev(v["a_live_s"]), abs_tol=1e-12)
+    assert math.isclose(live.stats["plcc_logistic"].median, statistics.median(v["a_live_p"]), abs_tol=1e-12)
     assert (live.n_failed, live.n_dropped, live.n_splits, live.run_id) == (3, 2, 10, "a-1")
     assert lb.cell(a, "KonIQ").run_id == "a-2"
     # best per column: B on LIVE SRCC, A on LIVE PLCC; KonIQ SRCC 0.81 vs 0.8104 tie at 3 decimals
@@ -117,7 +117,7 @@ def test_duplicate_row_and_dataset(runs, tmp_path):
     a = RowKey("Model A", "paper", "soft")
     for order in (dirs + [newer, older], [older, newer] + dirs):
         cell = build_leaderboard(order, keep_latest=True).cell(a, "CSIQ")
-        assert cell.run_id == "a-3" and cell.stats["srcc"]["median"] == pytest.approx(0.6)
+        assert cell.run_id == "a-3" and cell.stats["srcc"].median == pytest.approx(0.6)
     same_time = make_run(tmp_path, "a-4", {"CSIQ": _dataset([0.5], [0.6])}, label="Model A",
                          created="2026-11-26T06:00:00")          # no zone: read as UTC
     with pytest.raises(ValueError, match="cannot tell which is newer"):

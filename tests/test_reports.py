@@ -4,7 +4,6 @@
 """
 from __future__ import annotations
 
-import csv
 import json
 import re
 import statistics
@@ -15,9 +14,11 @@ import numpy as np
 import pytest
 
 from harness.core.metrics import correlations
-from harness.report.reports import read_run, read_scores, write_report
-
-SCORE_FIELDS = ["dataset", "split", "image", "mos", "score", "latent", "sd", "n_anchors_ok", "status", "error"]
+from harness.core.profiles import Profile
+from harness.report.reports import summary_text, write_report
+from harness.run.evaluation import summarise
+from harness.run.record import (AnchorsInfo, Counts, DatasetInfo, Manifest, Metrics, ModelInfo, RunFolderError,
+                                ScoreRow, Seeds, read_run, write_run)
 
 
 def corr(srcc, plcc_logistic, n=100, n_dropped=0, **more):
@@ -51,8 +52,8 @@ def synthetic_dataset(seed, n_images=60, splits=("1", "2", "3"), n_failed=0, hig
         bad = i in failed
         for split in [s for s in splits if s != "all" and i in members[s]] or ["all"]:
             rows.append({"split": split, "image": f"img_{i:03d}.png", "mos": mos[i],
-                         "score": "" if bad else score[i], "latent": "" if bad else latent[i],
-                         "sd": "" if bad else 0.3, "n_anchors_ok": 3 if bad else 5,
+                         "score": np.nan if bad else score[i], "latent": np.nan if bad else latent[i],
+                         "sd": np.nan if bad else 0.3, "n_anchors_ok": 3 if bad else 5,
                          "status": "failed" if bad else "ok",
                          "error": f"ImageError: img_{i:03d}.png: truncated file" if bad else ""})
     return rows, entry
@@ -60,37 +61,43 @@ def synthetic_dataset(seed, n_images=60, splits=("1", "2", "3"), n_failed=0, hig
 
 def make_run(root, run_id, datasets, *, label="tiny-model", profile="paper", mode="soft",
              created="2026-11-26T06:00:00+00:00", scores=None, counts=None) -> Path:
-    """Write manifest.json, metrics.json and scores.csv of one run folder.
+    """Write a run folder through the run record's writer.
 
-    datasets: name -> metrics.json entry; scores: name -> scores.csv rows (without the dataset field).
+    datasets: name -> metrics.json entry (summary_over "splits" unless given; the summary over
+    splits is computed the runner's way); scores: name -> scores.csv rows (without dataset, path).
     """
-    run_dir = Path(root) / run_id
-    run_dir.mkdir(parents=True)
-    manifest = {
-        "run_id": run_id, "created": created,
-        "model": {"spec": f"hf:/models/{label}", "label": label, "fingerprint": {"backend": "hf", "dtype": "float32"},
-                  "fingerprint_hash": "0123456789abcdef"},
-        "profile": {"name": profile, "link": "probit", "temperature": 1.0, "solver": "exact", "scale": "latent"},
-        "mode": mode,
-        "anchors": {"name": "koniq-default", "images": ["a1.jpg", "a2.jpg", "a3.jpg"], "mos": [1.5, 2.75, 4.0],
-                    "std": [0.2, 0.3, 0.25], "digest": "feedbeef", "matrix_source": "comparator"},
-        "datasets": [{"name": n, "n_images": d["n_images"], "higher_is_better": d["higher_is_better"],
-                      "splits": list(d["splits"])} for n, d in datasets.items()],
-        "versions": {"numpy": np.__version__, "torch": "2.14.1"}, "git_revision": "abc1234",
-        "seeds": {"official_adam": 0},
-        "timings": {"plan": 0.01, "compare": 12.5, "solve": 0.2},
-        "counts": counts or {"pairs_total": 1000, "pairs_cached": 400, "pairs_computed": 600, "pairs_failed": 0,
-                             "images_failed": 0},
-    }
-    metrics = {"run_id": run_id, "model_label": label, "profile": profile, "mode": mode, "datasets": datasets}
-    (run_dir / "manifest.json").write_text(json.dumps(manifest))
-    (run_dir / "metrics.json").write_text(json.dumps(metrics))
-    with (run_dir / "scores.csv").open("w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=SCORE_FIELDS)
-        w.writeheader()
-        for name, rows in (scores or {}).items():
-            w.writerows({"dataset": name, **r} for r in rows)
-    return run_dir
+    entries = {}
+    for name, d in datasets.items():
+        d = {"summary_over": "splits", **d}
+        entries[name] = {**d, "summary": summarise(d["splits"], d["summary_over"]) if d["splits"] else {}}
+    rows = [ScoreRow(dataset=name, path=f"/data/{r['image']}", **r) for name, rs in (scores or {}).items() for r in rs]
+    manifest = Manifest(
+        run_id=run_id, created=created,
+        model=ModelInfo(spec=f"hf:/models/{label}", label=label, options={},
+                        fingerprint={"backend": "hf", "dtype": "float32"}, fingerprint_hash="0123456789abcdef"),
+        order="anchor_first", batch_size=16, anchors_in_test=[], datasets_config=[], anchors_config={},
+        seeds=Seeds(bootstrap=0, official_adam=0), bootstrap=0, cache=None, profile=Profile(profile), mode=mode,
+        anchors=AnchorsInfo(name="koniq-default", source="koniq", images=["a1.jpg", "a2.jpg", "a3.jpg"],
+                            mos=[1.5, 2.75, 4.0], std=[0.2, 0.3, 0.25], digest="feedbeef", fixed_matrix=None,
+                            matrix_source="comparator", matrix=None),
+        datasets=[DatasetInfo(name=n, root="/data", n_images=d["n_images"], higher_is_better=d["higher_is_better"],
+                              splits=list(d["splits"]), summary_over=d["summary_over"], dropped=[])
+                  for n, d in entries.items()],
+        versions={"numpy": np.__version__, "torch": "2.14.1"}, git_revision="abc1234",
+        timings={"plan": 0.01, "compare": 12.5, "solve": 0.2},
+        counts=Counts(**{"pairs_total": 1000, "pairs_cached": 400, "pairs_computed": 600, "pairs_failed": 0,
+                         "images_total": sum(d["n_images"] for d in entries.values()), "images_failed": 0,
+                         **(counts or {})}),
+        map_converged_fraction=1.0, anchors_unusable=[])
+    metrics = Metrics(run_id=run_id, model_label=label, profile=profile, mode=mode, datasets=entries)
+    return write_run(Path(root) / run_id, manifest, metrics, rows, [])
+
+
+def edit_json(path: Path, change) -> None:
+    """Rewrite a JSON file of a run folder by hand (to make it malformed)."""
+    doc = json.loads(path.read_text())
+    change(doc)
+    path.write_text(json.dumps(doc))
 
 
 def _f3(x):
@@ -194,41 +201,26 @@ def test_dataset_with_every_image_failed_is_reported_without_plot(tmp_path):
     assert "10 failed image(s):" in md and "| BID | 10 | **10** | all | n/a (1 undefined split) |" in md
 
 
-def test_bad_run_folders_raise_clear_errors(tmp_path):
-    with pytest.raises(ValueError, match="run folder not found"):
-        read_run(tmp_path / "nope")
+def test_a_malformed_run_folder_gets_no_report(tmp_path):
+    """The report reads through the run record: a bad folder is one error naming file and field."""
     rows, ds = synthetic_dataset(7, splits=("all",))
     run_dir = make_run(tmp_path, "r", {"LIVE": ds}, scores={"LIVE": rows})
-    (run_dir / "metrics.json").write_text(json.dumps({**json.loads((run_dir / "metrics.json").read_text()),
-                                                      "run_id": "other"}))
-    with pytest.raises(ValueError, match="rescore"):
-        read_run(run_dir)
-    (run_dir / "metrics.json").write_text("{not json")
-    with pytest.raises(ValueError, match="not valid JSON"):
-        read_run(run_dir)
-    (run_dir / "manifest.json").unlink()
-    with pytest.raises(ValueError, match="missing manifest.json"):
-        read_run(run_dir)
-    (run_dir / "scores.csv").write_text("dataset,split,image,mos,score,latent,sd,n_anchors_ok,status,error\n"
-                                        "LIVE,all,a.png,1,2,3,0.1,5,maybe,\n")
-    with pytest.raises(ValueError, match="status must be"):
-        read_scores(run_dir)
-    (run_dir / "scores.csv").write_text("dataset,image\nLIVE,a.png\n")
-    with pytest.raises(ValueError, match=r"missing column\(s\)"):
-        read_scores(run_dir)
+    edit_json(run_dir / "manifest.json", lambda m: m["counts"].pop("pairs_total"))
+    with pytest.raises(RunFolderError, match=r"manifest.json: field 'counts.pairs_total': missing"):
+        write_report(run_dir)
+    assert not (run_dir / "report.md").exists()
+    with pytest.raises(RunFolderError, match="run folder not found"):
+        write_report(tmp_path / "nope")
 
 
-def test_scores_csv_keeps_image_names_as_text_and_parses_numbers(tmp_path):
-    rows, ds = synthetic_dataset(8, splits=("all",))
+def test_image_names_stay_text_in_the_report(tmp_path):
+    """Image names such as "NA" or "null" are names, not missing values."""
+    rows, ds = synthetic_dataset(8, n_images=12, splits=("all",), n_failed=2)
+    failed = [r for r in rows if r["status"] == "failed"]
+    failed[0]["image"], failed[1]["image"] = "NA", "null"
     run_dir = make_run(tmp_path, "r", {"LIVE": ds}, scores={"LIVE": rows})
-    header = ",".join(SCORE_FIELDS)
-    (run_dir / "scores.csv").write_text(f"{header}\nLIVE,all,NA,1.5,nan,,0.1,5,ok,\nLIVE,all,null,2,,,,3,failed,x\n")
-    df = read_scores(run_dir)
-    assert df["image"].tolist() == ["NA", "null"] and df["error"].tolist() == ["", "x"]
-    assert df["mos"].tolist() == [1.5, 2.0] and np.isnan(df["score"]).all() and df["sd"].iloc[0] == 0.1
-    (run_dir / "scores.csv").write_text(f"{header}\nLIVE,all,a.png,1.5,high,,0.1,5,ok,\n")
-    with pytest.raises(ValueError, match="column 'score' holds a non-number"):
-        read_scores(run_dir)
+    md = write_report(run_dir)[0].read_text()
+    assert "| LIVE | NA | ImageError:" in md and "| LIVE | null | ImageError:" in md
 
 
 def test_runner_style_summary_over_splits_or_all(tmp_path):
@@ -253,30 +245,36 @@ def test_runner_style_summary_over_splits_or_all(tmp_path):
 
 
 def test_bad_summary_over_is_rejected(tmp_path):
-    _, ds = synthetic_dataset(13, splits=("1", "2"), summary_over="median")
+    _, ds = synthetic_dataset(13, splits=("1", "2"))
     run_dir = make_run(tmp_path, "r", {"LIVE": ds})
-    with pytest.raises(ValueError, match="dataset 'LIVE': summary_over must be 'splits' or 'all'"):
+    edit_json(run_dir / "metrics.json", lambda m: m["datasets"]["LIVE"].update(summary_over="median"))
+    with pytest.raises(RunFolderError, match=r"metrics.json: field 'datasets.LIVE.summary_over': Input should be "
+                                             r"'splits' or 'all' \(got 'median'\)"):
         read_run(run_dir)
-    _, ds = synthetic_dataset(13, splits=("1", "2"), summary_over="all")
-    run_dir = make_run(tmp_path, "r2", {"LIVE": ds})
-    with pytest.raises(ValueError, match="no 'all' split"):
+    edit_json(run_dir / "metrics.json", lambda m: m["datasets"]["LIVE"].update(summary_over="all"))
+    with pytest.raises(RunFolderError, match=r"field 'datasets.LIVE': the summary is over the whole dataset but "
+                                             r"there is no 'all' split"):
         read_run(run_dir)
 
 
-def test_report_of_a_real_runner_output_matches_its_summary(tmp_path):
+def test_report_of_a_real_runner_output_shows_its_summary(tmp_path):
     """End to end on the runner's own files (classical comparator, embedded demo benchmark): the
-    headline numbers the report shows are the runner's summary (`metrics.aggregate`) of the same splits."""
-    from harness.report.reports import METRIC_COLUMNS, dataset_summary
+    headline numbers the report shows are the median and sd over the splits the runner measured."""
+    from harness.report.reports import METRIC_COLUMNS
     from harness.run.runner import AnchorSpec, DatasetSpec, RunConfig, run
 
     (run_dir,) = run(RunConfig(model="classical", datasets=[DatasetSpec("demo")],
                                anchors=AnchorSpec(source="select", dataset="demo"), out_dir=str(tmp_path / "runs"),
-                               cache=str(tmp_path / "cache.sqlite"), reports=False), progress=False)
+                               cache=str(tmp_path / "cache.sqlite")), progress=False)
+    assert not (run_dir / "report.md").exists()  # the caller writes reports, the runner does not
     md_path, html_path = write_report(run_dir)
     ET.fromstring(html_path.read_text())
-    assert_md_tables_well_formed(md_path.read_text())
-    for name, ds in read_run(run_dir).metrics["datasets"].items():
+    md = md_path.read_text()
+    assert_md_tables_well_formed(md)
+    for name, ds in read_run(run_dir).metrics.datasets.items():
+        row = next(line for line in md.splitlines() if line.startswith(f"| {name} |"))
         for key, _ in METRIC_COLUMNS:
-            mine, theirs = dataset_summary(ds, key), ds["summary"][key]
-            assert mine["n"] == theirs["n"] and mine["median"] == pytest.approx(theirs["median"], abs=0, nan_ok=True)
+            values = [getattr(ds.splits[s], key) for s in ds.over]
+            assert ds.summary[key].median == statistics.median(values)
+            assert f" {summary_text(ds.summary[key])} |" in row
     assert (run_dir / "plots" / "scatter_demo_all.png").stat().st_size > 0

@@ -105,11 +105,11 @@ def _config(bench, tmp_path, **kw) -> RunConfig:
 def test_rescore_is_bit_for_bit_and_follows_the_link(bench, tmp_path):
     (paper, official) = run(_config(bench, tmp_path, profiles=["paper", "official"]), progress=False)
     for run_dir in (paper, official):
-        same = rescore(run_dir, reports=False)
+        same = rescore(run_dir)
         assert (same / "metrics.json").read_text().split('"datasets"')[1] == \
             (run_dir / "metrics.json").read_text().split('"datasets"')[1]
         assert scores(same) == scores(run_dir)
-    logit = rescore(paper, reports=False, link="logit")
+    logit = rescore(paper, link="logit")
     a = json.loads((paper / "metrics.json").read_text())["datasets"]["bench"]["splits"]["all"]
     b = json.loads((logit / "metrics.json").read_text())["datasets"]["bench"]["splits"]["all"]
     assert a["plcc"] != b["plcc"]
@@ -265,7 +265,7 @@ def test_overridden_settings_get_their_own_leaderboard_row(bench, tmp_path):
     from harness.report.leaderboard import build_leaderboard
 
     (paper,) = run(_config(bench, tmp_path), progress=False)
-    logit = rescore(paper, reports=False, link="logit", temperature=5.0)
+    logit = rescore(paper, link="logit", temperature=5.0)
     lb = build_leaderboard([paper, logit])  # no conflict: two rows
     assert sorted(r.profile for r in lb.rows) == ["paper", "paper [link=logit, temperature=5.0]"]
 

@@ -11,10 +11,11 @@ import csv
 import json
 import math
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 
-from harness.report.reports import dataset_summary, read_run, summary_splits, summary_text, template_env
+from harness.report.reports import summary_text, template_env
+from harness.run.record import Aggregate, DatasetMetrics, RunRecord, read_run
 
 FORMATS = ("md", "html", "csv", "json")
 #: decimals shown; "best" is decided on the shown values so ties in print are ties in bold
@@ -42,7 +43,7 @@ class RowKey:
 
 @dataclass
 class Cell:
-    """One (row, dataset) result. `stats` maps a metric key to its split summary (median, sd, n)."""
+    """One (row, dataset) result. `stats` maps a metric key to its summary over splits (median, sd, n)."""
 
     run_id: str
     run_dir: str
@@ -52,7 +53,7 @@ class Cell:
     #: the most images left out of any one split's correlations
     n_dropped: int
     n_splits: int
-    stats: dict
+    stats: dict[str, Aggregate]
     best: dict = field(default_factory=dict)
 
     def text(self, key: str) -> str:
@@ -84,7 +85,7 @@ class Leaderboard:
                 rec = {**asdict(row), "dataset": ds}
                 for key, _ in CELL_METRICS:
                     s = c.stats[key]
-                    rec.update({f"{key}_median": s["median"], f"{key}_sd": s["sd"], f"{key}_n_splits": s["n"],
+                    rec.update({f"{key}_median": s.median, f"{key}_sd": s.sd, f"{key}_n_splits": s.n,
                                 f"{key}_best": c.best[key]})
                 rec.update({"n_splits": c.n_splits, "n_images": c.n_images, "n_failed": c.n_failed,
                             "n_dropped_max_per_split": c.n_dropped, "run_id": c.run_id, "run_dir": c.run_dir,
@@ -93,28 +94,18 @@ class Leaderboard:
         return out
 
 
-def _created(run) -> datetime:
-    """The run's creation time; a time without zone is taken as UTC so all runs compare."""
-    try:
-        when = datetime.fromisoformat(str(run.manifest["created"]).replace("Z", "+00:00"))
-    except ValueError as exc:
-        raise ValueError(f"{run.run_dir}: manifest 'created' is not an ISO time: {run.manifest['created']!r}") from exc
-    return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
-
-
-def _cell(run, name: str, ds: dict) -> Cell:
-    over = summary_splits(ds)
-    dropped = [int(ds["splits"][s].get("n_dropped") or 0) for s in over]
-    return Cell(run_id=run.metrics["run_id"], run_dir=str(run.run_dir), created=str(run.manifest["created"]),
-                n_images=int(ds["n_images"]), n_failed=int(ds["n_failed"]), n_dropped=max(dropped),
-                n_splits=len(over), stats={key: dataset_summary(ds, key) for key, _ in CELL_METRICS})
+def _cell(run: RunRecord, name: str, ds: DatasetMetrics) -> Cell:
+    dropped = [ds.splits[s].n_dropped for s in ds.over]
+    return Cell(run_id=run.metrics.run_id, run_dir=str(run.run_dir), created=run.manifest.created,
+                n_images=ds.n_images, n_failed=ds.n_failed, n_dropped=max(dropped), n_splits=len(ds.over),
+                stats={key: ds.summary[key] for key, _ in CELL_METRICS})
 
 
 def _mark_best(lb: Leaderboard) -> None:
     for ds in lb.datasets:
         cells = [c for (_, d), c in lb.cells.items() if d == ds]
         for key, _ in CELL_METRICS:
-            shown = [round(c.stats[key]["median"], DIGITS) for c in cells]
+            shown = [round(c.stats[key].median, DIGITS) for c in cells]
             top = max((v for v in shown if math.isfinite(v)), default=None)
             for c, v in zip(cells, shown):
                 c.best[key] = v == top
@@ -137,12 +128,12 @@ def build_leaderboard(run_dirs, keep_latest: bool = False) -> Leaderboard:
     for run_dir in run_dirs:
         run = read_run(run_dir)
         m = run.metrics
-        row = RowKey(str(m["model_label"]), str(m["profile"]), str(m["mode"]))
-        when = _created(run)
+        row = RowKey(m.model_label, m.profile, m.mode)
+        when = run.manifest.created_at
         if row not in rows:
             rows.append(row)
-        for name, ds in m["datasets"].items():
-            if not ds["splits"]:
+        for name, ds in m.datasets.items():
+            if not ds.splits:
                 unranked.append((row, name))
                 continue
             if name not in datasets:

@@ -10,13 +10,15 @@ import re
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from harness.core.metrics import fit_logistic
 from harness.core.vocabulary import ALL
-from harness.report.reports import PLOTS_DIR, RunRecord, read_run, read_scores
+from harness.run.record import RunRecord, SplitMetrics, read_run
+
+#: the folder of a run folder the plots go into
+PLOTS_DIR = "plots"
 
 
 def scatter_plot(pred, mos, fit, title: str, out_png) -> Path:
@@ -66,31 +68,35 @@ def plot_split(splits: dict) -> str:
     return ALL if ALL in splits else next(iter(splits))
 
 
-def _title(run: RunRecord, name: str, split: str, corr: dict) -> str:
+def _title(run: RunRecord, name: str, split: str, corr: SplitMetrics) -> str:
     m = run.metrics
 
-    def num(key):
-        v = corr.get(key)
-        return "n/a" if v is None or not math.isfinite(v) else f"{v:.3f}"
+    def num(v):
+        return "n/a" if not math.isfinite(v) else f"{v:.3f}"
 
-    return (f"{name} (split {split}): {m['model_label']}, {m['profile']}, {m['mode']}\n"
-            f"SRCC {num('srcc')}, PLCC (logistic) {num('plcc_logistic')}; "
-            f"{corr.get('n_dropped', '?')} failed images not shown")
+    return (f"{name} (split {split}): {m.model_label}, {m.profile}, {m.mode}\n"
+            f"SRCC {num(corr.srcc)}, PLCC (logistic) {num(corr.plcc_logistic)}; "
+            f"{corr.n_dropped} failed images not shown")
 
 
-def dataset_plots(run: RunRecord, scores: pd.DataFrame) -> dict[str, Path]:
+def dataset_plots(run: RunRecord) -> dict[str, Path]:
     """One scatter plot per dataset that has at least one scored image; dataset -> PNG path."""
     out: dict[str, Path] = {}
     used: set[str] = set()
-    for name, ds in run.metrics["datasets"].items():
-        if not ds["splits"]:          # no ground truth: nothing to plot against
+    for name, ds in run.metrics.datasets.items():
+        if not ds.splits:          # no ground truth: nothing to plot against
             continue
-        split = plot_split(ds["splits"])
-        rows = scores[(scores["dataset"] == name) & (scores["status"] == "ok")]
-        # scores.csv has one row per image and split it belongs to: the whole dataset is every image once
-        rows = rows.drop_duplicates("image") if split == ALL else rows[rows["split"] == split]
-        pred = rows["score"].to_numpy(dtype=np.float64)
-        mos = rows["mos"].to_numpy(dtype=np.float64)
+        split = plot_split(ds.splits)
+        rows = [r for r in run.scores if r.dataset == name and r.status == "ok"]
+        if split == ALL:  # scores.csv has one row per image and split it belongs to: here every image once
+            first: dict[str, object] = {}
+            for r in rows:
+                first.setdefault(r.image, r)
+            rows = list(first.values())
+        else:
+            rows = [r for r in rows if r.split == split]
+        pred = np.array([r.score for r in rows], dtype=np.float64)
+        mos = np.array([np.nan if r.mos is None else r.mos for r in rows], dtype=np.float64)
         keep = np.isfinite(pred) & np.isfinite(mos)
         if not keep.any():
             continue
@@ -100,12 +106,11 @@ def dataset_plots(run: RunRecord, scores: pd.DataFrame) -> dict[str, Path]:
             stem += "_"
         used.add(stem)
         fit = fit_logistic(pred, mos)
-        title = _title(run, name, split, ds["splits"][split])
+        title = _title(run, name, split, ds.splits[split])
         out[name] = scatter_plot(pred, mos, fit, title, run.run_dir / PLOTS_DIR / f"{stem}.png")
     return out
 
 
 def write_plots(run_dir) -> list[Path]:
     """Write the scatter plots of a run folder into its `plots/` folder."""
-    run = read_run(run_dir)
-    return list(dataset_plots(run, read_scores(run_dir)).values())
+    return list(dataset_plots(read_run(run_dir)).values())

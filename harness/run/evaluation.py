@@ -14,7 +14,6 @@ SUMMARY_METRICS = ("srcc", "krcc", "plcc", "plcc_logistic", "rmse_logistic")
 
 
 @dataclass
-@dataclass
 class DatasetRun:
     """A dataset as the runner sees it: the validated dataset and what its summary aggregates."""
 
@@ -24,6 +23,24 @@ class DatasetRun:
     @property
     def paths(self) -> list[str]:
         return [str(self.dataset.abspath(r)) for r in self.dataset.records]
+
+
+def summary_splits(splits, over: str) -> list[str]:
+    """The splits a dataset's headline numbers aggregate: its named splits (the paper's median over
+    splits), unless the run asked for the whole dataset (`over == "all"`) or there are none."""
+    named = [s for s in splits if s != ALL]
+    if named and over == "splits":
+        return named
+    if ALL not in splits:
+        raise ValueError(f"the summary is over the whole dataset but there is no {ALL!r} split")
+    return [ALL]
+
+
+def summarise(splits: dict[str, dict], over: str) -> dict[str, dict]:
+    """Each summary metric aggregated (median, sd, ...) over the summary splits; a split missing a
+    metric counts as undefined (in `n_dropped`), never as a value."""
+    names = summary_splits(splits, over)
+    return {m: aggregate([splits[s].get(m, np.nan) for s in names]) for m in SUMMARY_METRICS}
 
 
 def evaluate(dsruns: list[DatasetRun], tests: list[str], scored: Scored, *, bootstrap: int = 0,
@@ -57,7 +74,6 @@ def evaluate(dsruns: list[DatasetRun], tests: list[str], scored: Scored, *, boot
                         corr[f"{name}_ci95"] = list(bootstrap_ci(pred[g], mos[g], name, bootstrap, seed,
                                                                  higher_is_better=ds.higher_is_better))
                 entry["splits"][split] = corr
-            over = [s for s in groups if s != ALL] if dr.summary == "splits" and len(groups) > 1 else [ALL]
-            entry["summary"] = {m: aggregate([entry["splits"][s][m] for s in over]) for m in SUMMARY_METRICS}
+            entry["summary"] = summarise(entry["splits"], dr.summary)
         metrics[ds.name] = entry
     return rows, metrics

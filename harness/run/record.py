@@ -1,30 +1,61 @@
-"""Run folders: what a run writes (manifest, scores, comparisons, metrics, reports) and reads back
-for `rescore`. Floats are written as repr, the shortest text that parses back to the same bits."""
+"""The run folder: its schema, its one writer and its one reader (docs/architecture.md, "Run folder").
+
+A run folder holds `manifest.json` (what ran, with what, how it went), `metrics.json` (correlations
+per dataset and split, and the headline summary), `scores.csv` (one row per image and split) and
+`comparisons.csv` (every judged pair, exactly as judged). The runner writes through `write_run`;
+rescore, reports, plots, leaderboards and the CLI read through `read_run`. Nothing else parses them.
+
+Format versions: `manifest.json` carries `format_version` (FORMAT_VERSION). A folder without one is
+version 1 (the same files, written before versions existed; its JSON may hold NaN): it is upgraded
+in memory and read. A folder from a newer version is refused. Any change to the files bumps
+FORMAT_VERSION and adds an upgrade step from the version before to `_UPGRADES`.
+
+Writing is atomic: the whole folder is written beside its target and renamed into place, so a
+crash never leaves new and old files mixed. JSON is strict (no NaN or Infinity: null instead);
+CSV floats are written as repr, the shortest text that parses back to the same bits (rescore
+reproduces a run's metrics bit for bit from them).
+"""
 from __future__ import annotations
 
 import csv
 import hashlib
 import json
 import math
+import os
 import re
+import shutil
 import subprocess
 import sys
-import time
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from functools import cached_property
 from pathlib import Path
+from typing import Annotated, Any, Literal
 
 import numpy as np
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
 
-from adapters.base import Pair
 from harness import __version__
 from harness.core.anchors import AnchorSet
-from harness.data.datasets import Dataset, Record
-from harness.core.vocabulary import ALL
-from harness.run.evaluation import DatasetRun
-from harness.run.judging import Judged
 from harness.core.levels import LEVELS, N_LEVELS
+from harness.core.pairs import Pair
 from harness.core.profiles import Profile
+from harness.core.vocabulary import ALL, MODES, ORDERS, SUMMARIES
+from harness.data.datasets import Dataset, Record
+from harness.run.evaluation import SUMMARY_METRICS, DatasetRun, summary_splits
+from harness.run.judging import Judged
 from harness.run.scoring import pair_preference
 
+FORMAT_VERSION = 2
+MANIFEST, METRICS, SCORES, COMPARISONS = "manifest.json", "metrics.json", "scores.csv", "comparisons.csv"
+
+
+class RunFolderError(ValueError):
+    """A run folder that cannot be read: missing, malformed, or of another format version."""
+
+
+# --- run identity and provenance ------------------------------------------------------------------
 
 def slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-")[:60] or "run"
@@ -40,7 +71,7 @@ def versions() -> dict:
     for name in ("numpy", "scipy", "pandas", "PIL", "torch", "transformers", "vllm", "openai", "skimage"):
         mod = sys.modules.get(name)
         if mod is not None:
-            out[name] = getattr(mod, "__version__", "?")
+            out[name] = str(getattr(mod, "__version__", "?"))
     return out
 
 
@@ -56,102 +87,519 @@ def git_revision() -> str | None:
     return (rev + ("-dirty" if dirty else "")) if rev else None
 
 
-def _write_csv(path: Path, rows: list[dict], columns: list[str]) -> None:
-    """Floats as repr: the shortest text that parses back to the same bits (rescore relies on it)."""
+# --- the schema ----------------------------------------------------------------------------------
+
+#: a JSON number that may be undefined: NaN, written as null (strict JSON has no NaN)
+Real = Annotated[float, BeforeValidator(lambda v: math.nan if v is None else v)]
+#: a CSV number that may be absent (the MOS of an unlabelled image): an empty cell
+OptionalNumber = Annotated[float | None, BeforeValidator(lambda v: None if v == "" else v)]
+Status = Literal["ok", "failed"]
+
+
+class _Schema(BaseModel):
+    # a field the schema does not know is an error, not silently dropped data
+    model_config = ConfigDict(extra="forbid")
+
+
+class ModelInfo(_Schema):
+    spec: str
+    label: str
+    options: dict[str, Any]
+    fingerprint: dict[str, Any]
+    fingerprint_hash: str
+
+
+class AnchorsInfo(_Schema):
+    name: str
+    source: str
+    images: list[str]
+    mos: list[float]
+    std: list[float]
+    digest: str
+    #: the anchor set's own fixed matrix (the official one), if it carries one
+    fixed_matrix: list[list[Real]] | None
+    #: where the matrix used came from (comparator, mos, official), and the matrix itself
+    matrix_source: str | None
+    matrix: list[list[Real]] | None
+
+
+class DatasetInfo(_Schema):
+    name: str
+    root: str
+    n_images: int
+    higher_is_better: bool
+    splits: list[str]
+    summary_over: Literal[SUMMARIES]
+    #: items left out as broken (--drop-bad)
+    dropped: list[str]
+
+
+class Counts(_Schema):
+    pairs_total: int
+    pairs_cached: int
+    pairs_computed: int
+    pairs_failed: int
+    images_total: int
+    images_failed: int
+
+
+class Seeds(_Schema):
+    bootstrap: int
+    official_adam: int
+
+
+class RescoredFrom(_Schema):
+    run_id: str
+    same_settings: bool
+
+
+class Manifest(_Schema):
+    """What ran, with what, and how it went (manifest.json)."""
+
+    format_version: Literal[FORMAT_VERSION] = FORMAT_VERSION
+    run_id: str
+    #: ISO 8601 time; one without a zone is read as UTC
+    created: str
+    model: ModelInfo
+    order: Literal[ORDERS]
+    batch_size: int
+    anchors_in_test: list[str]
+    #: the run's configuration as given (dataset and anchor specs)
+    datasets_config: list[dict[str, Any]]
+    anchors_config: dict[str, Any]
+    seeds: Seeds
+    bootstrap: int
+    cache: str | None
+    profile: Profile
+    mode: Literal[MODES]
+    anchors: AnchorsInfo
+    datasets: list[DatasetInfo]
+    versions: dict[str, str]
+    git_revision: str | None
+    #: seconds per stage
+    timings: dict[str, float]
+    counts: Counts
+    map_converged_fraction: float | None
+    anchors_unusable: list[str]
+    rescored_from: RescoredFrom | None = None
+
+    @field_validator("created")
+    @classmethod
+    def _iso_time(cls, value: str) -> str:
+        _parse_time(value)
+        return value
+
+    @property
+    def created_at(self) -> datetime:
+        return _parse_time(self.created)
+
+
+def _parse_time(text: str) -> datetime:
+    try:
+        when = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"not an ISO 8601 time: {text!r}") from None
+    return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
+
+
+class SplitMetrics(_Schema):
+    """The correlations of one split (`harness.core.metrics.correlations`); NaN where undefined."""
+
+    n: int
+    n_dropped: int
+    srcc: Real
+    krcc: Real
+    plcc: Real
+    plcc_logistic: Real
+    rmse_logistic: Real
+    logistic_ok: bool
+    logistic_message: str = ""
+    #: percentile bootstrap intervals, with --bootstrap only
+    srcc_ci95: tuple[Real, Real] | None = None
+    plcc_ci95: tuple[Real, Real] | None = None
+
+
+class Aggregate(_Schema):
+    """One metric over the summary splits (`harness.core.metrics.aggregate`)."""
+
+    median: Real
+    mean: Real
+    sd: Real
+    min: Real
+    max: Real
+    n: int
+    n_dropped: int
+
+
+class DatasetMetrics(_Schema):
+    higher_is_better: bool
+    n_images: int
+    n_failed: int
+    summary_over: Literal[SUMMARIES]
+    #: split -> correlations ("all": every image); empty when the dataset has no MOS
+    splits: dict[str, SplitMetrics]
+    #: metric -> aggregate over the summary splits; empty when the dataset has no MOS
+    summary: dict[str, Aggregate]
+
+    @model_validator(mode="after")
+    def _summary_complete(self):
+        if self.splits:
+            summary_splits(self.splits, self.summary_over)
+            missing = [m for m in SUMMARY_METRICS if m not in self.summary]
+            if missing:
+                raise ValueError(f"summary lacks {missing}")
+        return self
+
+    @property
+    def over(self) -> list[str]:
+        """The splits the summary aggregates (none without MOS)."""
+        return summary_splits(self.splits, self.summary_over) if self.splits else []
+
+
+class Metrics(_Schema):
+    """The numbers of a run (metrics.json)."""
+
+    run_id: str
+    model_label: str
+    #: the profile's label, overridden settings included (`harness.core.profiles.profile_label`)
+    profile: str
+    mode: Literal[MODES]
+    datasets: dict[str, DatasetMetrics]
+
+
+class ScoreRow(_Schema):
+    """One image in one split it belongs to (scores.csv); score, latent and sd are NaN when failed."""
+
+    dataset: str
+    split: str
+    image: str
+    path: str
+    mos: OptionalNumber
+    score: float
+    latent: float
+    sd: float
+    n_anchors_ok: int
+    status: Status
+    error: str
+
+
+class ComparisonRow(_Schema):
+    """One judged pair (comparisons.csv): the level log-probs (NaN when failed) and the preference."""
+
+    first: str
+    second: str
+    role: Literal["test", "anchor"]
+    #: one per level, in LEVELS order (a column each in the CSV file)
+    logprobs: Annotated[list[float], Field(min_length=N_LEVELS, max_length=N_LEVELS)]
+    preference: float
+    status: Status
+    error: str
+    cached: bool
+
+
+# --- CSV tables ----------------------------------------------------------------------------------
+
+class _Table:
+    """How rows of one model lie in a CSV file: a column per field, except the fields `spread` over
+    several (the log-probs, one column per level)."""
+
+    def __init__(self, model: type, spread: dict[str, list[str]]):
+        self.names = tuple(model.model_fields)
+        self.spread = spread
+        self.columns = [c for f in self.names for c in spread.get(f, [f])]
+        self.rows = TypeAdapter(list[model])
+
+    def cells(self, row: BaseModel) -> list[str]:
+        out = []
+        for f in self.names:
+            value = getattr(row, f)
+            out += [_cell(v) for v in value] if f in self.spread else [_cell(value)]
+        return out
+
+    def column_of(self, loc: tuple) -> str:
+        """The column of an error location within a row (field[, item])."""
+        f = str(loc[0]) if loc else "?"
+        return self.spread[f][loc[1]] if f in self.spread and len(loc) > 1 else f
+
+
+_TABLES = {SCORES: _Table(ScoreRow, {}), COMPARISONS: _Table(ComparisonRow, {"logprobs": list(LEVELS)})}
+
+
+def _cell(value) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return str(int(value))
+    if isinstance(value, float):
+        return repr(float(value))
+    return str(value)
+
+
+def _write_csv(path: Path, rows: list[BaseModel]) -> None:
+    table = _TABLES[path.name]
     with open(path, "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
-        w.writerow(columns)
-        for r in rows:
-            w.writerow(["" if r[c] is None else repr(float(r[c])) if isinstance(r[c], float) else r[c] for c in columns])
+        w.writerow(table.columns)
+        w.writerows(table.cells(r) for r in rows)
+        _sync(f)
 
 
-SCORE_COLUMNS = ["dataset", "split", "image", "path", "mos", "score", "latent", "sd", "n_anchors_ok", "status", "error"]
-COMPARISON_COLUMNS = ["first", "second", "role", *LEVELS, "preference", "status", "error", "cached"]
+def _read_csv(path: Path) -> list:
+    """The typed rows of a CSV table; a bad cell is an error naming its line and column."""
+    table = _TABLES[path.name]
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            reader = csv.reader(f)
+            header = next(reader, [])
+            missing = [c for c in table.columns if c not in header]
+            unknown = [c for c in header if c not in table.columns]
+            if missing:
+                raise RunFolderError(f"{path}: missing column(s) {missing}")
+            if unknown:
+                raise RunFolderError(f"{path}: unknown column(s) {unknown}")
+            at = {c: header.index(c) for c in table.columns}
+            where = [(f, [at[c] for c in table.spread[f]] if f in table.spread else at[f]) for f in table.names]
+            fields, lines = [], []
+            for cells in reader:
+                if len(cells) != len(header):
+                    raise RunFolderError(f"{path} line {reader.line_num}: {len(cells)} cells, {len(header)} expected")
+                fields.append({f: [cells[i] for i in k] if isinstance(k, list) else cells[k] for f, k in where})
+                lines.append(reader.line_num)
+    except FileNotFoundError:
+        raise RunFolderError(f"{path.parent}: missing {path.name}") from None
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise RunFolderError(f"{path}: not a readable CSV file ({exc})") from None
+    try:
+        return table.rows.validate_python(fields)
+    except ValidationError as exc:
+        first = exc.errors()[0]  # loc: (row index, field[, item])
+        raise RunFolderError(f"{path} line {lines[first['loc'][0]]}: column {table.column_of(first['loc'][1:])!r}: "
+                             + _message(first)) from None
 
 
-def comparison_rows(judged: Judged, profile: Profile, mode: str) -> list[dict]:
-    rows = []
+# --- JSON ----------------------------------------------------------------------------------------
+
+def _strict(obj):
+    """Plain JSON values: numpy values unwrapped, NaN and infinities as null (strict JSON has none)."""
+    if isinstance(obj, dict):
+        return {str(k): _strict(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple, np.ndarray)):
+        return [_strict(v) for v in obj]
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+def _write_json(path: Path, doc: dict) -> None:
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(json.dumps(_strict(doc), indent=1, allow_nan=False))
+        _sync(f)
+
+
+def _read_json(path: Path) -> dict:
+    """A JSON object; NaN tokens are accepted (version 1 wrote them)."""
+    if not path.is_file():
+        raise RunFolderError(f"{path.parent}: missing {path.name}; is this a run folder (results/runs/<run-id>/)?")
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise RunFolderError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(doc, dict):
+        raise RunFolderError(f"{path}: expected a JSON object, got {type(doc).__name__}")
+    return doc
+
+
+def _validate(model: type, doc: dict, path: Path):
+    """Parsed JSON checked against the schema, strictly: "1.5" is not a number, 1 is not a bool."""
+    try:
+        return model.model_validate_json(json.dumps(doc), strict=True)
+    except ValidationError as exc:
+        raise RunFolderError(f"{path}: {_describe(exc)}") from None
+
+
+def _describe(exc: ValidationError) -> str:
+    """The first few problems of a validation error, each naming its field."""
+    parts = [f"field {'.'.join(map(str, e['loc'])) or '(top level)'!r}: {_message(e)}" for e in exc.errors()[:3]]
+    more = exc.error_count() - len(parts)
+    return "; ".join(parts) + (f"; and {more} more problem(s)" if more > 0 else "")
+
+
+def _message(error: dict) -> str:
+    msg = {"missing": "missing", "extra_forbidden": "unknown field"}.get(error["type"], error["msg"])
+    msg = msg.removeprefix("Value error, ")
+    value = error.get("input")
+    if error["type"] not in ("missing", "value_error") and isinstance(value, (str, int, float, bool, type(None))):
+        msg += f" (got {value!r:.80})"
+    return msg
+
+
+def _sync(f) -> None:
+    f.flush()
+    os.fsync(f.fileno())
+
+
+# --- format versions -----------------------------------------------------------------------------
+
+def _from_v1(manifest: dict, metrics: dict) -> tuple[dict, dict]:
+    """Version 1 is version 2 without the version field (NaN in its JSON is read by json.loads)."""
+    return {**manifest, "format_version": 2}, metrics
+
+
+#: version -> the step that turns its (manifest, metrics) into the next version's
+_UPGRADES = {1: _from_v1}
+
+
+def _format_version(manifest: dict, path: Path) -> int:
+    version = manifest.get("format_version", 1)
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise RunFolderError(f"{path}: field 'format_version' must be a whole number >= 1, got {version!r}")
+    if version > FORMAT_VERSION:
+        raise RunFolderError(f"{path.parent}: run folder format version {version} is newer than this c2s-harness "
+                             f"reads (versions 1 to {FORMAT_VERSION}); upgrade c2s-harness to read it")
+    return version
+
+
+# --- the record ----------------------------------------------------------------------------------
+
+@dataclass
+class RunRecord:
+    """One run folder, read and checked: the JSON files at once, the CSV tables when first used."""
+
+    run_dir: Path
+    manifest: Manifest
+    metrics: Metrics
+    #: the format version found on disk (older versions are upgraded in memory)
+    source_version: int = FORMAT_VERSION
+
+    @cached_property
+    def scores(self) -> list[ScoreRow]:
+        return _read_csv(self.run_dir / SCORES)
+
+    @cached_property
+    def comparisons(self) -> list[ComparisonRow]:
+        return _read_csv(self.run_dir / COMPARISONS)
+
+    def anchor_set(self) -> AnchorSet:
+        a = self.manifest.anchors
+        try:
+            return AnchorSet(images=a.images, mos=a.mos, std=a.std, matrix=a.fixed_matrix, name=a.name,
+                             source=a.source)
+        except ValueError as exc:
+            raise RunFolderError(f"{self.run_dir / MANIFEST}: field 'anchors': {exc}") from None
+
+    def judged(self) -> Judged:
+        """The recorded comparisons, exactly as judged."""
+        rows = self.comparisons
+        return Judged([Pair(r.first, r.second) for r in rows], [r.role for r in rows],
+                      np.array([r.logprobs for r in rows], dtype=np.float64).reshape(-1, N_LEVELS),
+                      [r.error or None for r in rows], np.array([r.cached for r in rows], dtype=bool))
+
+    def dataset_runs(self) -> tuple[list[DatasetRun], list[str]]:
+        """The datasets of the run, rebuilt from scores.csv and the manifest (no image is opened),
+        and the test images in the order they were scored."""
+        info = {d.name: d for d in self.manifest.datasets}
+        recs: dict[str, dict[str, Record]] = {name: {} for name in info}
+        tests: dict[str, None] = {}
+        for i, row in enumerate(self.scores, start=1):
+            if row.dataset not in recs:
+                raise RunFolderError(f"{self.run_dir / SCORES} row {i}: dataset {row.dataset!r} is not in "
+                                     f"{MANIFEST} (it lists {sorted(info)})")
+            old = recs[row.dataset].get(row.image)
+            tag = frozenset() if row.split == ALL else frozenset([row.split])
+            recs[row.dataset][row.image] = Record(row.image, row.mos, None, tag if old is None else old.splits | tag)
+            tests[row.path] = None
+        dsruns = [DatasetRun(Dataset(name=name, root=Path(d.root), records=list(recs[name].values()),
+                                     higher_is_better=d.higher_is_better), d.summary_over) for name, d in info.items()]
+        return dsruns, list(tests)
+
+
+def read_run(run_dir) -> RunRecord:
+    """Read and check a run folder's manifest and metrics (the CSV tables are read when first used);
+    anything wrong is one RunFolderError naming the file and the field."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise RunFolderError(f"run folder not found: {run_dir}")
+    manifest = _read_json(run_dir / MANIFEST)
+    version = _format_version(manifest, run_dir / MANIFEST)
+    metrics = _read_json(run_dir / METRICS)
+    for v in range(version, FORMAT_VERSION):
+        manifest, metrics = _UPGRADES[v](manifest, metrics)
+    record = RunRecord(run_dir, _validate(Manifest, manifest, run_dir / MANIFEST),
+                       _validate(Metrics, metrics, run_dir / METRICS), version)
+    if record.manifest.run_id != record.metrics.run_id:
+        raise RunFolderError(f"{run_dir}: {MANIFEST} is run {record.manifest.run_id!r} but {METRICS} is run "
+                             f"{record.metrics.run_id!r}; run `c2s rescore` on the run to rebuild its metrics")
+    return record
+
+
+def is_run_dir(path) -> bool:
+    """A finished run folder (the manifest is part of every complete one; half-written folders are hidden)."""
+    path = Path(path)
+    return not path.name.startswith(".") and (path / MANIFEST).is_file()
+
+
+def run_dirs_in(folder) -> list[Path]:
+    """The finished run folders directly inside `folder`, sorted by name."""
+    return sorted(p for p in Path(folder).iterdir() if is_run_dir(p))
+
+
+def write_run(run_dir, manifest: Manifest, metrics: Metrics, scores: list[ScoreRow],
+              comparisons: list[ComparisonRow]) -> Path:
+    """Write a whole run folder atomically: into a hidden sibling first, then renamed into place (an
+    existing folder of the same run is replaced only once the new one is complete)."""
+    run_dir = Path(run_dir)
+    if manifest.run_id != metrics.run_id:
+        raise ValueError(f"manifest run {manifest.run_id!r} and metrics run {metrics.run_id!r} differ")
+    run_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = run_dir.with_name(f".{run_dir.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    tmp.mkdir()
+    try:
+        _write_csv(tmp / SCORES, scores)
+        _write_csv(tmp / COMPARISONS, comparisons)
+        _write_json(tmp / METRICS, metrics.model_dump(exclude_none=True))
+        _write_json(tmp / MANIFEST, manifest.model_dump())
+        _replace_dir(tmp, run_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return run_dir
+
+
+def _replace_dir(new: Path, target: Path) -> None:
+    """Move `new` to `target`; an old `target` is moved aside first and removed only afterwards."""
+    aside = None
+    if target.exists():
+        aside = target.with_name(f".{target.name}.old-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+        os.rename(target, aside)
+    try:
+        os.rename(new, target)
+    except BaseException:
+        if aside is not None:
+            os.rename(aside, target)
+        raise
+    if aside is not None:
+        shutil.rmtree(aside, ignore_errors=True)
+
+
+# --- from the runner's objects -------------------------------------------------------------------
+
+def comparison_rows(judged: Judged, profile: Profile, mode: str) -> list[ComparisonRow]:
+    """comparisons.csv rows: each pair's log-probs and its preference under the profile and mode."""
     roles = np.array(judged.roles)
     prefs = np.full(len(judged.pairs), np.nan)
     for role, temperature in (("test", profile.temperature), ("anchor", profile.anchor_temperature)):
         sel = roles == role
         prefs[sel] = pair_preference(judged.logprobs[sel], mode, temperature)
-    for i, (p, role) in enumerate(zip(judged.pairs, judged.roles)):
-        row = {"first": p.first, "second": p.second, "role": role, "preference": float(prefs[i]),
-               "status": "ok" if judged.errors[i] is None else "failed", "error": judged.errors[i] or "",
-               "cached": int(judged.cached[i])}
-        row.update({lv: float(v) for lv, v in zip(LEVELS, judged.logprobs[i])})
-        rows.append(row)
-    return rows
+    return [ComparisonRow(first=p.first, second=p.second, role=role, logprobs=judged.logprobs[i].tolist(),
+                          preference=float(prefs[i]), status="ok" if judged.errors[i] is None else "failed",
+                          error=judged.errors[i] or "", cached=bool(judged.cached[i]))
+            for i, (p, role) in enumerate(zip(judged.pairs, judged.roles))]
 
 
-def write_run(run_dir: Path, manifest: dict, score_rows: list[dict], comp_rows: list[dict], metrics: dict,
-              *, reports: bool = True) -> Path:
-    run_dir.mkdir(parents=True, exist_ok=True)
-    _write_csv(run_dir / "scores.csv", score_rows, SCORE_COLUMNS)
-    _write_csv(run_dir / "comparisons.csv", comp_rows, COMPARISON_COLUMNS)
-    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=1, default=_json_default))
-    # the manifest goes after the data: a folder with a manifest is a complete run
-    (run_dir / "manifest.json").write_text(json.dumps(manifest, indent=1, default=_json_default))
-    if reports:
-        from harness.report.reports import write_report
-
-        t0 = time.perf_counter()
-        write_report(run_dir)
-        manifest["timings"]["reports"] = time.perf_counter() - t0
-        (run_dir / "manifest.json").write_text(json.dumps(manifest, indent=1, default=_json_default))
-    return run_dir
-
-
-def _json_default(o):
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if isinstance(o, (np.floating, np.integer, np.bool_)):
-        return o.item()
-    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
-
-
-def _finite_or_none(x):
-    return None if x is None or (isinstance(x, float) and not math.isfinite(x)) else x
-
-
-def anchors_manifest(anchors: AnchorSet, matrix: np.ndarray | None, source: str | None) -> dict:
-    return {"name": anchors.name, "source": anchors.source, "images": anchors.images, "mos": anchors.mos.tolist(),
-            "std": anchors.std.tolist(), "digest": anchors.digest(),
-            "fixed_matrix": None if anchors.matrix is None else anchors.matrix.tolist(),
-            "matrix_source": source,
-            "matrix": None if matrix is None else [[_finite_or_none(float(v)) for v in row] for row in matrix]}
-
-
-def read_judged(path: Path) -> Judged:
-    """A run's recorded comparisons (comparisons.csv), exactly as judged (floats round-trip)."""
-    pairs, roles, lps, errors, cached = [], [], [], [], []
-    with open(path, newline="", encoding="utf-8") as f:
-        for row in csv.DictReader(f):
-            pairs.append(Pair(row["first"], row["second"]))
-            roles.append(row["role"])
-            lps.append([float(row[lv]) for lv in LEVELS])
-            errors.append(row["error"] or None)
-            cached.append(row["cached"] == "1")
-    return Judged(pairs, roles, np.array(lps, dtype=np.float64).reshape(-1, N_LEVELS), errors, np.array(cached))
-
-
-def read_datasets(run_dir: Path, manifest: dict) -> tuple[list[DatasetRun], list[str]]:
-    """The datasets of a run, rebuilt from scores.csv and the manifest (no image is opened)."""
-    info = {d["name"]: d for d in manifest["datasets"]}
-    recs: dict[str, dict[str, Record]] = {name: {} for name in info}
-    tests: dict[str, None] = {}
-    with open(run_dir / "scores.csv", newline="", encoding="utf-8") as f:
-        for row in csv.DictReader(f):
-            name, split = row["dataset"], row["split"]
-            mos = float(row["mos"]) if row["mos"] else None
-            old = recs[name].get(row["image"])
-            tag = frozenset() if split == ALL else frozenset([split])
-            recs[name][row["image"]] = Record(row["image"], mos, None, tag if old is None else old.splits | tag)
-            tests[row["path"]] = None
-    dsruns = []
-    for name, d in info.items():
-        ds = Dataset(name=name, root=Path(d["root"]), records=list(recs[name].values()),
-                     higher_is_better=d["higher_is_better"])
-        dsruns.append(DatasetRun(ds, d["summary_over"]))
-    return dsruns, list(tests)
+def anchors_info(anchors: AnchorSet, matrix: np.ndarray | None, source: str | None) -> AnchorsInfo:
+    return AnchorsInfo(name=anchors.name, source=anchors.source, images=anchors.images, mos=anchors.mos.tolist(),
+                       std=anchors.std.tolist(), digest=anchors.digest(),
+                       fixed_matrix=None if anchors.matrix is None else anchors.matrix.tolist(),
+                       matrix_source=source, matrix=None if matrix is None else np.asarray(matrix).tolist())

@@ -32,8 +32,8 @@ from harness.run.evaluation import DatasetRun, evaluate
 from harness.run.judging import Judged, judge, plan_pairs, prompt_key
 from harness.core.profiles import DEFAULT_PROFILE, Profile, get_profile, profile_label
 from harness.core.vocabulary import ALL, MODES, ORDERS, SUMMARIES
-from harness.run.record import (anchors_manifest, comparison_rows, git_revision, read_datasets, read_judged,
-                               short_digest, slug, versions, write_run)
+from harness.run.record import (Manifest, Metrics, ScoreRow, anchors_info, comparison_rows, git_revision, read_run,
+                                short_digest, slug, versions, write_run)
 from harness.run.scoring import anchor_matrix_needs_model, score_tests
 
 # --- configuration ------------------------------------------------------------------------------
@@ -316,18 +316,18 @@ def run(config: RunConfig, *, comparator=None, progress: bool = True) -> list[Pa
                                   "fingerprint": fp, "fingerprint_hash": fp_hash},
                         "order": config.order, "batch_size": config.batch_size, "anchors_in_test": overlap,
                         "datasets_config": [asdict(s) for s in config.datasets], "anchors_config": asdict(config.anchors),
-                        "seeds": {"bootstrap": config.seed, "official_adam": 0}, "bootstrap": config.bootstrap,
+                        "seeds": {"bootstrap": config.seed, "official_adam": 0},
                         "cache": str(Path(config.cache).resolve()) if config.cache else None}
             path = finish_run(Path(config.out_dir) / run_id, manifest, dsruns, tests, anchors, j, profile, mode,
-                              dict(timings), bootstrap=config.bootstrap, seed=config.seed, reports=config.reports)
+                              dict(timings), bootstrap=config.bootstrap, seed=config.seed)
             out.append(path)
     return out
 
 
 def finish_run(run_dir: Path, manifest: dict, dsruns: list[DatasetRun], tests: list[str], anchors: AnchorSet,
-               judged: Judged, profile: Profile, mode: str, timings: dict, *, bootstrap: int, seed: int,
-               reports: bool) -> Path:
-    """Score, measure and write one run folder (shared by `run` and `rescore`)."""
+               judged: Judged, profile: Profile, mode: str, timings: dict, *, bootstrap: int, seed: int) -> Path:
+    """Score, measure and write one run folder (shared by `run` and `rescore`); `manifest` holds the
+    run's identity and configuration, the rest is added here."""
     t0 = time.perf_counter()
     scored = score_tests(tests, anchors, judged.lookup(), judged.error_of(), profile, mode, manifest["order"])
     timings["scoring"] = time.perf_counter() - t0
@@ -335,9 +335,9 @@ def finish_run(run_dir: Path, manifest: dict, dsruns: list[DatasetRun], tests: l
     score_rows, metrics = evaluate(dsruns, tests, scored, bootstrap=bootstrap, seed=seed)
     timings["metrics"] = time.perf_counter() - t0
     failed = np.array([e is not None for e in judged.errors], dtype=bool)
-    manifest.update({
-        "profile": profile.as_dict(), "mode": mode,
-        "anchors": anchors_manifest(anchors, scored.anchor_matrix, scored.matrix_source),
+    record = Manifest.model_validate({
+        **manifest, "profile": profile, "mode": mode, "bootstrap": bootstrap,
+        "anchors": anchors_info(anchors, scored.anchor_matrix, scored.matrix_source),
         "datasets": [{"name": dr.dataset.name, "root": str(dr.dataset.root), "n_images": len(dr.dataset),
                       "higher_is_better": bool(dr.dataset.higher_is_better), "splits": dr.dataset.splits,
                       "summary_over": dr.summary,
@@ -349,43 +349,32 @@ def finish_run(run_dir: Path, manifest: dict, dsruns: list[DatasetRun], tests: l
                    "images_total": len(tests), "images_failed": int(sum(e is not None for e in scored.errors))},
         "map_converged_fraction": scored.converged_frac, "anchors_unusable": scored.unusable_anchors,
     })
-    metrics_doc = {"run_id": manifest["run_id"], "model_label": manifest["model"]["label"],
-                   "profile": profile_label(profile, manifest["order"]),
-                   "mode": mode, "datasets": metrics}
-    t0 = time.perf_counter()
-    write_run(run_dir, manifest, score_rows, comparison_rows(judged, profile, mode), metrics_doc, reports=reports)
-    return run_dir
+    numbers = Metrics(run_id=record.run_id, model_label=record.model.label,
+                      profile=profile_label(profile, record.order), mode=mode, datasets=metrics)
+    return write_run(run_dir, record, numbers, [ScoreRow.model_validate(r) for r in score_rows],
+                     comparison_rows(judged, profile, mode))
 
 
-def rescore(run_dir, *, profile: str | None = None, mode: str | None = None, out_dir=None, reports: bool = True,
+def rescore(run_dir, *, profile: str | None = None, mode: str | None = None, out_dir=None,
             bootstrap: int | None = None, **overrides) -> Path:
     """Score a finished run again from its recorded comparisons under another profile, link,
-    temperature, scale or anchor matrix source; no model is loaded and torch is never imported."""
-    run_dir = Path(run_dir)
-    try:
-        manifest = json.loads((run_dir / "manifest.json").read_text())
-    except OSError:
-        raise ValueError(f"{run_dir} is not a finished run folder (no manifest.json)") from None
-    old = manifest["profile"]
+    temperature, scale or anchor matrix source; no model is loaded and torch is never imported.
+    The caller writes the new run's report (harness.report.reports.write_report) if it wants one."""
+    old = read_run(run_dir)
+    m = old.manifest
     prof = get_profile(profile, **overrides) if profile else replace(
-        Profile(**old), **{k: v for k, v in overrides.items() if v is not None})
-    mode = mode or manifest["mode"]
+        m.profile, **{k: v for k, v in overrides.items() if v is not None})
+    mode = mode or m.mode
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-    if (mode == "rating") != (manifest["mode"] == "rating"):
+    if (mode == "rating") != (m.mode == "rating"):
         raise ValueError("a rating run holds single-image ratings, a comparison run holds pairs: rescore cannot "
                          "switch between them")
-    judged = read_judged(run_dir / "comparisons.csv")
-    a = manifest["anchors"]
-    anchors = AnchorSet(images=a["images"], mos=a["mos"], std=a["std"], matrix=a["fixed_matrix"], name=a["name"],
-                        source=a["source"])
-    dsruns, tests = read_datasets(run_dir, manifest)
-    same = prof.as_dict() == old and mode == manifest["mode"]
-    new_id = f"{manifest['run_id']}-rescored-{short_digest([prof.as_dict(), mode])}"
-    target = Path(out_dir) / new_id if out_dir else run_dir.parent / new_id
-    new_manifest = {k: v for k, v in manifest.items() if k not in ("timings", "counts", "profile", "mode", "anchors")}
-    new_manifest.update(run_id=new_id, created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                        rescored_from={"run_id": manifest["run_id"], "same_settings": same})
-    boot = manifest.get("bootstrap", 0) if bootstrap is None else bootstrap
-    return finish_run(target, new_manifest, dsruns, tests, anchors, judged, prof, mode, {}, bootstrap=boot,
-                      seed=manifest.get("seeds", {}).get("bootstrap", 0), reports=reports)
+    judged, anchors, (dsruns, tests) = old.judged(), old.anchor_set(), old.dataset_runs()
+    new_id = f"{m.run_id}-rescored-{short_digest([prof.as_dict(), mode])}"
+    target = Path(out_dir) / new_id if out_dir else old.run_dir.parent / new_id
+    manifest = m.model_dump(exclude={"format_version", "timings", "counts", "profile", "mode", "anchors"})
+    manifest.update(run_id=new_id, created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                    rescored_from={"run_id": m.run_id, "same_settings": prof == m.profile and mode == m.mode})
+    return finish_run(target, manifest, dsruns, tests, anchors, judged, prof, mode, {},
+                      bootstrap=m.bootstrap if bootstrap is None else bootstrap, seed=m.seeds.bootstrap)

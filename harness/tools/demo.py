@@ -41,13 +41,16 @@ def demo_configs(out: Path, with_lmm: bool = True) -> list[RunConfig]:
 
 def run_demo(out: Path, with_lmm: bool = True) -> list[Path]:
     from harness.report.leaderboard import build_leaderboard, write_leaderboard
+    from harness.report.reports import write_report
 
     t0 = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
     run_dirs = []
     for cfg in demo_configs(out, with_lmm):
         print(f"== {cfg.model_label}", flush=True)
-        run_dirs += run(cfg)
+        for run_dir in run(cfg):
+            write_report(run_dir)
+            run_dirs.append(run_dir)
     lb = build_leaderboard(run_dirs, keep_latest=True)
     written = write_leaderboard(lb, out)
     md = next(p for p in written if p.suffix == ".md")
