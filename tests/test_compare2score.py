@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -156,18 +155,19 @@ def test_model_error_is_reported_and_the_worker_survives(comp, paths, fault_file
     assert np.all(np.isfinite(comp.compare([Pair(paths[0], paths[1])])))
 
 
-@pytest.mark.parametrize("fault,match", [("exit", r"exited while handling 'compare' \(exit code 7\)"),
-                                         ("hang", r"no answer to 'compare' within 3 s and was stopped")])
-def test_dead_or_stuck_worker_gives_a_clear_error(double, paths, tmp_path, monkeypatch, fault, match):
+# a dead worker is noticed without any timeout; a stuck one (the double never answers) only by its
+# timeout, so the 3 s is what is tested and no slow machine can make the worker answer first
+@pytest.mark.parametrize("fault,timeout_s,match", [
+    ("exit", 600, r"exited while handling 'compare' \(exit code 7\)"),
+    ("hang", 3, r"no answer to 'compare' within 3 s and was stopped")])
+def test_dead_or_stuck_worker_gives_a_clear_error(double, paths, tmp_path, monkeypatch, fault, timeout_s, match):
     fault_path = tmp_path / "fault.txt"
     fault_path.write_text(fault)
     monkeypatch.setenv("C2S_DOUBLE_FAULT_FILE", str(fault_path))
-    c = Compare2ScoreComparator(str(double), python=sys.executable, timeout_s=3)
+    c = Compare2ScoreComparator(str(double), python=sys.executable, timeout_s=timeout_s)
     pair = Pair(paths[0], paths[1])
-    t0 = time.monotonic()
     with pytest.raises(WorkerError, match=match):
         c.compare([pair])
-    assert time.monotonic() - t0 < 20
     assert c._worker.proc.poll() is not None  # nothing left running
     res = compare_batch(c, [pair])  # the runner's path: the failure is recorded per pair
     assert not res.ok[0] and "is not running" in res.errors[0]
