@@ -8,7 +8,7 @@ VBIN    := $(VVENV)/bin
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: venv demo test vllm-env test-integration bench clean
+.PHONY: venv demo test vllm-env worker-env test-integration bench clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -36,11 +36,20 @@ $(VBIN)/.installed: pyproject.toml
 
 vllm-env: $(VBIN)/.installed
 
-test-integration: venv vllm-env
-	C2S_VLLM_PYTHON=$(abspath $(VBIN)/python) $(BIN)/python -m pytest -m integration
+# The released Compare2Score model's worker runs on transformers 4.37 in its own environment.
+WENV    ?= .venv-c2s-worker
+
+$(WENV)/c2s-worker-env.json: $(BIN)/.installed
+	$(BIN)/c2s setup compare2score --env-dir $(WENV)
+
+worker-env: $(WENV)/c2s-worker-env.json
+
+test-integration: venv vllm-env worker-env
+	C2S_VLLM_PYTHON=$(abspath $(VBIN)/python) C2S_WORKER_PYTHON=$(abspath $(WENV)/bin/python) \
+		$(BIN)/python -m pytest -m integration
 
 bench: venv
 	for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
 clean:
-	rm -rf $(VENV) $(VVENV) .pytest_cache results/runs results/demo
+	rm -rf $(VENV) $(VVENV) $(WENV) .pytest_cache results/runs results/demo
