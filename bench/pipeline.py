@@ -57,6 +57,8 @@ def one_run(n_sources: int, batch_size: int, family: str, size: str, work: Path)
     import harness.data.images
     from adapters.hf import HFComparator
     from harness.data.demo_data import DEFAULT_SOURCES, build_demo_benchmark
+    from harness.report.reports import write_report
+    from harness.run.record import read_run
     from harness.run.runner import AnchorSpec, DatasetSpec, RunConfig, run
 
     ds = build_demo_benchmark(work / "bench", sources=list(DEFAULT_SOURCES[:n_sources]))
@@ -81,12 +83,14 @@ def one_run(n_sources: int, batch_size: int, family: str, size: str, work: Path)
     t0 = time.perf_counter()
     cfg = RunConfig(model=f"hf:{model_dir}", datasets=[DatasetSpec("demo", source=str(ds.root / "manifest.json"))],
                     anchors=AnchorSpec("select", dataset="demo"), out_dir=str(work / "runs"),
-                    cache=str(work / f"cache-{n_sources}-{time.time_ns()}.sqlite"), batch_size=max(64, batch_size),
-                    reports=True)
+                    cache=str(work / f"cache-{n_sources}-{time.time_ns()}.sqlite"), batch_size=max(64, batch_size))
     (run_dir,) = run(cfg, comparator=comp, progress=False)
+    t_report = time.perf_counter()
+    write_report(run_dir)  # the caller writes reports, as `c2s run` does
+    t_report = time.perf_counter() - t_report
     wall = time.perf_counter() - t0
-    m = json.loads((run_dir / "manifest.json").read_text())
-    t = m["timings"]
+    m = read_run(run_dir).manifest
+    t = m.timings
     # decode and preprocessing run on the adapter's helper thread, overlapping the forward
     stages = {
         "load dataset + anchors": t["load_datasets"],
@@ -97,9 +101,9 @@ def one_run(n_sources: int, batch_size: int, family: str, size: str, work: Path)
         "comparing, not hidden by forward": t["compare"] - timers["forward"],
         "MAP scoring": t["scoring"],
         "metrics": t["metrics"],
-        "reports + plots": t.get("reports", 0.0),
+        "reports + plots": t_report,
     }
-    return {"n_images": m["counts"]["images_total"], "pairs": m["counts"]["pairs_total"], "wall": wall,
+    return {"n_images": m.counts.images_total, "pairs": m.counts.pairs_total, "wall": wall,
             "stages": stages, "decodes": comp.store.decodes, "params": n_params,
             "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
