@@ -16,9 +16,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-import numpy as np
-
-from prompts import RenderedPrompt
+from prompts import PromptTemplate, RenderedPrompt, load_prompt
 
 #: an image part for transformers processors, which receive the pixels separately
 IMAGE_PART: dict = {"type": "image"}
@@ -51,44 +49,18 @@ def chat_template_kwargs(prompt: RenderedPrompt) -> dict:
     return {"continue_final_message": False, "add_generation_prompt": True}
 
 
-# --- image order: which image is shown first, and how verdicts come back to the pair's orientation ---
-
-#: `anchor_first`: as given (a runner's Pair is (anchor, test)); `test_first`: swapped, verdict
-#: reversed back; `both`: the two orders averaged in probability space (symmetrised).
-ORDERS = ("anchor_first", "test_first", "both")
-
-
-def plan_orders(pairs: Sequence, order: str) -> list[tuple[int, bool, tuple[str, str]]]:
-    """What to show: (pair index, swapped?, (first image, second image)) per forward item."""
-    if order not in ORDERS:
-        raise ValueError(f"unknown image order {order!r}; choose one of {', '.join(ORDERS)}")
-    plan = []
-    for i, p in enumerate(pairs):
-        if order in ("anchor_first", "both"):
-            plan.append((i, False, (p.first, p.second)))
-        if order in ("test_first", "both"):
-            plan.append((i, True, (p.second, p.first)))
-    return plan
-
-
-def fold_orders(n: int, plan, logprobs: np.ndarray, errors: Sequence) -> tuple[np.ndarray, list]:
-    """Per-pair level log-probs in the pair's own orientation from per-item results.
-
-    A swapped item's verdict is on the pair's FIRST image, so its level order is reversed
-    (superior <-> inferior). A pair fails when any of its items failed.
-    """
-    total = np.zeros((n, logprobs.shape[1]))
-    count = np.zeros(n)
-    out_errors: list = [None] * n
-    for (i, swapped, _), lp, err in zip(plan, logprobs, errors):
-        if err is not None:
-            out_errors[i] = out_errors[i] or err
-            continue
-        total[i] += np.exp(lp[::-1] if swapped else lp)
-        count[i] += 1
-    with np.errstate(divide="ignore", invalid="ignore"):
-        out = np.log(total / count[:, None])
-    for i, e in enumerate(out_errors):
-        if e is not None:
-            out[i] = np.nan
-    return out, out_errors
+def checked_prompt(name: str, n_images: int, where: str, *,
+                   prefill: bool = False) -> tuple[PromptTemplate, RenderedPrompt]:
+    """A wording by name or `.j2` path and its rendering, checked for its use: `n_images` image slots
+    (2: a comparison, 1: a rating) and, for backends that read the level word right after the
+    prefilled answer, a prefill. Cheap (no model): adapters call it when they check their options."""
+    template = load_prompt(name)
+    rendered = template.render()
+    if rendered.n_images != n_images:
+        use = "a comparison" if n_images == 2 else "a rating"
+        raise ValueError(f"{where}: prompt {template.name!r} shows {rendered.n_images} image(s); "
+                         f"{use} needs {n_images}")
+    if prefill and not rendered.prefill:
+        raise ValueError(f"{where}: prompt {template.name!r} has no prefill: this backend reads the level "
+                         "word right after the prefilled answer")
+    return template, rendered

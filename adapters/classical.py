@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 import scipy
@@ -33,9 +33,11 @@ from scipy import ndimage
 from scipy.special import log_ndtr
 from skimage.measure import blur_effect
 
-from adapters.base import Comparisons, Pair, normalize_logprobs
-from harness.data.images import ImageError, ImageStore, default_store
+from adapters.base import Comparator, Comparisons, Pair, normalize_logprobs
+from adapters.fingerprint import build_fingerprint, model_identity
 from harness.core.levels import LEVELS, N_LEVELS
+from harness.core.options import OptionError, option
+from harness.data.images import ImageError, ImageStore, default_store
 
 VERSION = 1
 _LUMA = np.array([0.299, 0.587, 0.114])
@@ -137,20 +139,30 @@ def level_logprobs(diff, sigma: float) -> np.ndarray:
     return normalize_logprobs(_log_interval(_EDGES[:-1] - t, _EDGES[1:] - t))
 
 
-class ClassicalComparator:
+class ClassicalComparator(Comparator):
     """`Comparator` from classical no-reference measures; no weights, deterministic, CPU only.
 
     Measures are cached per image content hash, so each distinct image is measured once per
-    process however many pairs and paths it appears in.
+    process however many pairs and paths it appears in. Python-only argument: `image_store`
+    (default: the process-wide store).
     """
 
-    def __init__(self, model=None, *, sigma: float = 1.0, store: ImageStore | None = None):
-        if model not in (None, ""):
-            raise ValueError(f"the classical comparator takes no model (got {model!r}); use the spec 'classical'")
-        if not (np.isfinite(sigma) and sigma > 0):
-            raise ValueError(f"sigma must be a positive finite number, got {sigma!r}")
-        self.sigma = float(sigma)
-        self._store = store
+    backend = "classical"
+    model_arg = "none"
+
+    @dataclass(frozen=True)
+    class Options:
+        sigma: float = option(1.0, "uncertainty of each quality index, in impairment units (> 0)")
+
+    @classmethod
+    def validate_options(cls, options, where: str) -> None:
+        if not options.sigma > 0:
+            raise OptionError(f"{where}: option 'sigma' must be > 0, got {options.sigma!r}")
+
+    def __init__(self, model=None, *, image_store: Optional[ImageStore] = None, **options):
+        super().__init__(model, **options)
+        self.sigma = self.options.sigma
+        self._store = image_store
         self._cache: dict[str, dict[str, float]] = {}
         self._lock = threading.Lock()
         self.n_measured = 0
@@ -188,16 +200,11 @@ class ClassicalComparator:
             out[i] = level_logprobs(diff, self.sigma)[0]
         return Comparisons(out, errors)
 
-    def compare(self, pairs: Sequence[Pair]) -> np.ndarray:
-        return self.compare_detailed(pairs).logprobs
-
     def fingerprint(self) -> dict:
-        return {
-            "backend": "classical",
-            "model": f"classical-nr-v{VERSION}",
-            "sigma": self.sigma,
-            "measures": {k: [m.baseline, m.step] for k, m in MEASURES.items()},
-            "levels": list(LEVELS),
-            "preprocessing": "harness.data.images.load_image (8-bit RGB), BT.601 luma",
-            "versions": {"numpy": np.__version__, "scipy": scipy.__version__, "scikit-image": skimage.__version__},
-        }
+        return build_fingerprint(
+            backend=self.backend, model=model_identity(f"classical-nr-v{VERSION}", revision=VERSION, local=False),
+            dtype="float64", prompt=None, level_tokens=None,
+            preprocessing={"loader": "harness.data.images.load_image (8-bit RGB)", "luma": "BT.601"},
+            versions={"numpy": np.__version__, "scipy": scipy.__version__, "scikit-image": skimage.__version__},
+            extra={"sigma": self.sigma, "measures": {k: [m.baseline, m.step] for k, m in MEASURES.items()},
+                   "levels": list(LEVELS)})

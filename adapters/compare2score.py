@@ -23,15 +23,16 @@ import subprocess
 import sys
 import threading
 import weakref
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Literal, Optional, Sequence
 
 import numpy as np
 
-from adapters.base import Comparisons, Pair
-from adapters.chat import fold_orders, plan_orders
-from adapters.hf import checkpoint_identity
+from adapters.base import Comparator, Comparisons, Pair
+from adapters.fingerprint import build_fingerprint, model_identity
 from harness.core.levels import LEVELS
+from harness.core.options import option
 from prompts import load_prompt
 
 DEFAULT_MODEL = "q-future/Compare2Score"
@@ -168,29 +169,36 @@ def _rgb_payload(img) -> dict:
     return {"width": img.width, "height": img.height, "rgb": base64.b64encode(img.tobytes()).decode("ascii")}
 
 
-class Compare2ScoreComparator:
-    """Pairs -> (n, 5) level log-probs from the released Compare2Score model in its worker.
-
-    `python`: the worker environment's interpreter (default: the one `setup_worker_env` made in
-    `default_env_dir()`). `device`/`dtype` "auto" mean CUDA + float16 when the worker sees a GPU
-    (the official setting), else CPU + float32. `order` as in the transformers adapter.
-    """
+class Compare2ScoreComparator(Comparator):
+    """Pairs -> (n, 5) level log-probs from the released Compare2Score model in its worker, each pair
+    shown as given. Python-only argument: `image_store=` (default: the process-wide store)."""
 
     backend = "compare2score"
+    model_arg = "optional"
+    model_help = f"a model folder or hub id (default {DEFAULT_MODEL})"
 
-    def __init__(self, model: str | None = None, *, python: str | None = None, device: str = "auto",
-                 dtype: str = "auto", batch_size: int = 8, order: str = "anchor_first",
-                 timeout_s: float = 600.0, load_timeout_s: float = 1800.0, image_store=None):
-        if int(batch_size) < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        plan_orders([], order)
+    @dataclass(frozen=True)
+    class Options:
+        python: Optional[str] = option(None, "the worker environment's interpreter (default: the one "
+                                             "setup_worker_env made in the home folder)")
+        device: str = option("auto", "auto (CUDA when the worker sees a GPU, else CPU), cpu, cuda, cuda:1")
+        dtype: Literal["auto", "float32", "float16", "bfloat16"] = option(
+            "auto", "auto: float16 on CUDA (the official setting), else float32")
+        batch_size: int = option(8, "pairs per forward in the worker", minimum=1)
+        timeout_s: float = option(600.0, "seconds the worker may take for one batch", minimum=1)
+        load_timeout_s: float = option(1800.0, "seconds the worker may take to load the model", minimum=1)
+
+    def __init__(self, model: str | None = None, *, image_store=None, **options):
+        super().__init__(model, **options)
+        o = self.options
+        python = o.python
         if python is None:
             python = str(worker_python(default_env_dir()))
             if not Path(python).is_file():
                 raise ValueError(f"no Compare2Score worker environment at {default_env_dir()}: create it once with "
                                  "adapters.compare2score.setup_worker_env() (the `c2s` setup command), or pass python=")
-        self.model_id = model or DEFAULT_MODEL
-        self.batch_size, self.order, self.timeout_s = int(batch_size), order, float(timeout_s)
+        self.model_id = self.model_id or DEFAULT_MODEL
+        self.batch_size, self.timeout_s = o.batch_size, o.timeout_s
         self.prompt = load_prompt("official")
         self.prompt_text = mplug_prompt("official")
         if image_store is None:
@@ -201,36 +209,32 @@ class Compare2ScoreComparator:
         self._worker = _WorkerProcess(python)
         try:
             reply = self._worker.request({"op": "load", "model": self.model_id, "prompt": self.prompt_text,
-                                          "levels": list(LEVELS), "device": device, "dtype": dtype},
-                                         float(load_timeout_s))
+                                          "levels": list(LEVELS), "device": o.device, "dtype": o.dtype},
+                                         o.load_timeout_s)
         except Exception:
             self._worker.close()
             raise
         self.info = reply["info"]
 
-    def compare(self, pairs: Sequence[Pair]) -> np.ndarray:
-        return self.compare_detailed(pairs).logprobs
-
     def compare_detailed(self, pairs: Sequence[Pair]) -> Comparisons:
-        """Per-pair log-probs; a pair whose image cannot be loaded is a NaN row with the reason."""
+        """Per-pair log-probs; a pair whose image cannot be loaded is a NaN row with the reason.
+        Each distinct image of the batch is sent (and preprocessed by the worker) once."""
         pairs = list(pairs)
-        plan = plan_orders(pairs, self.order)
-        n_items = len(plan)
-        lp = np.full((n_items, len(LEVELS)), np.nan)
-        errors: list = [None] * n_items
-        mass: list = [None] * n_items
+        lp = np.full((len(pairs), len(LEVELS)), np.nan)
+        errors: list = [None] * len(pairs)
+        mass: list = [None] * len(pairs)
         images: dict[str, int] = {}
         payload, index_pairs, items = [], [], []
-        for k, (_, _, shown) in enumerate(plan):
+        for k, pair in enumerate(pairs):
             try:
-                for path in shown:
+                for path in (pair.first, pair.second):
                     if path not in images:
                         payload.append(_rgb_payload(self.store.get(path)))
                         images[path] = len(payload) - 1
             except (ValueError, OSError) as exc:
                 errors[k] = f"{type(exc).__name__}: {exc}"
                 continue
-            index_pairs.append([images[shown[0]], images[shown[1]]])
+            index_pairs.append([images[pair.first], images[pair.second]])
             items.append(k)
         if items:
             reply = self._worker.request({"op": "compare", "images": payload, "pairs": index_pairs,
@@ -238,31 +242,21 @@ class Compare2ScoreComparator:
             lp[items] = np.asarray(reply["logprobs"], dtype=np.float64)
             for k, m in zip(items, reply["level_mass"]):
                 mass[k] = m
-        out, out_errors = fold_orders(len(pairs), plan, lp, errors)
-        meta = [{} for _ in pairs]
-        for (i, swapped, _), m in zip(plan, mass):
-            meta[i]["level_mass_swapped" if swapped else "level_mass"] = m
-        return Comparisons(out, out_errors, meta)
+        return Comparisons(lp, errors, [{"level_mass": m} for m in mass])
 
     def fingerprint(self) -> dict:
         info = self.info
-        return {
-            "backend": self.backend,
-            "model": self.model_id,
-            "model_class": info["model_class"],
-            **checkpoint_identity(self.model_id),
-            "dtype": info["dtype"],
-            "device_type": info["device"].split(":")[0],
-            "prompt": {**self.prompt.fingerprint(), "rendered": self.prompt_text,
-                       "level_tokens": {"ids": info["level_ids"], "strings": info["level_strings"],
-                                        "strategy": "first_subtoken"}},
-            "order": self.order,
-            "preprocessing": {"loader": "harness.data.images", "pad_to_square": info["background"],
-                              "image_size": info["image_size"], "image_mean": info["image_mean"],
-                              "image_std": info["image_std"]},
-            "versions": {"torch": info["torch"], "transformers": info["transformers"],
-                         "worker_python": info["python"]},
-        }
+        return build_fingerprint(
+            backend=self.backend,
+            model=model_identity(self.model_id, cls=info["model_class"]),
+            dtype=info["dtype"],
+            prompt={**self.prompt.fingerprint(), "rendered": self.prompt_text},
+            level_tokens={"ids": info["level_ids"], "strings": info["level_strings"], "strategy": "first_subtoken"},
+            preprocessing={"loader": "harness.data.images", "pad_to_square": info["background"],
+                           "image_size": info["image_size"], "image_mean": info["image_mean"],
+                           "image_std": info["image_std"]},
+            versions={"torch": info["torch"], "transformers": info["transformers"], "worker_python": info["python"]},
+            extra={"device_type": info["device"].split(":")[0]})
 
     def close(self) -> None:
         """Stop the worker (it also stops when this object is garbage-collected or at exit)."""

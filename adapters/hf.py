@@ -11,113 +11,99 @@ Temperature is NOT applied here (the scaling module does it).
 from __future__ import annotations
 
 import copy
-import hashlib
 import inspect
 import os
 import queue
 import threading
 from collections import OrderedDict
-from pathlib import Path
-from typing import Sequence
+from dataclasses import dataclass
+from typing import Literal, Optional, Sequence
 
 import numpy as np
 
-from adapters.base import Comparisons, Pair
-from adapters.chat import IMAGE_PART, chat_template_kwargs, conversation, fold_orders, plan_orders
-from adapters.level_tokens import resolve_level_tokens
+from adapters.base import Comparator, Comparisons, Pair
+from adapters.chat import IMAGE_PART, chat_template_kwargs, checked_prompt, conversation
+from adapters.fingerprint import build_fingerprint, model_identity
+from adapters.level_tokens import Strategy, resolve_level_tokens
 from harness.core.levels import LEVELS, N_LEVELS, RATING_LEVELS
-from prompts import load_prompt
+from harness.core.options import option
 
-DTYPES = ("float32", "bfloat16", "float16")
 #: images kept ready for the processor (a run's anchors stay resident)
 _READY_IMAGES = 64
 #: batches prepared ahead of the forward, each on its own helper thread with its own processor copy
 _PREFETCH = 2
 
 
-def _torch_dtype(name: str):
-    import torch
-
-    if name not in DTYPES:
-        raise ValueError(f"unknown dtype {name!r}; choose one of {', '.join(DTYPES)}")
-    return getattr(torch, name)
-
-
-def checkpoint_identity(model: str) -> dict:
-    """What identifies a local checkpoint cheaply: the config's hash and each weight file's size and
-    modification time (a checkpoint re-saved into the same folder keeps its sizes, not its times)."""
-    path = Path(model)
-    if not path.is_dir():
-        return {}
-    cfg = path / "config.json"
-    files = sorted(p for p in path.iterdir() if p.suffix in (".safetensors", ".bin"))
-    return {"config_sha256": hashlib.sha256(cfg.read_bytes()).hexdigest() if cfg.is_file() else None,
-            "weight_files": {p.name: [p.stat().st_size, p.stat().st_mtime_ns] for p in files}}
-
-
 class _Prompted:
     """One wording bound to one processor: the rendered chat text and its level-token ids."""
 
-    def __init__(self, processor, name: str, words: Sequence[str], n_images: int, strategy: str):
-        self.template = load_prompt(name)
-        rendered = self.template.render()
-        if rendered.n_images != n_images:
-            raise ValueError(f"prompt {name!r} shows {rendered.n_images} image(s); this use needs {n_images}")
-        messages = conversation(rendered, [IMAGE_PART] * n_images)
+    def __init__(self, processor, wording: tuple, words: Sequence[str], strategy: str):
+        self.template, rendered = wording  # as checked_prompt returns it
+        messages = conversation(rendered, [IMAGE_PART] * rendered.n_images)
         self.text = processor.apply_chat_template(messages, tokenize=False, **chat_template_kwargs(rendered))
         self.tokens = resolve_level_tokens(processor.tokenizer, words, prefill=rendered.prefill, strategy=strategy)
 
     def fingerprint(self) -> dict:
-        return {**self.template.fingerprint(), "rendered": self.text, "level_tokens": self.tokens.as_dict()}
+        return {**self.template.fingerprint(), "rendered": self.text}
 
 
-class HFComparator:
+class HFComparator(Comparator):
     """Pairs -> (n, 5) level log-probs with a local transformers model (see the module docstring).
 
-    `order`: "anchor_first" (the pair as given; a runner's Pair is (anchor, test)), "test_first"
-    (swapped, verdict reversed back) or "both" (both orders averaged in probability space).
-    `max_pixels`: images larger than this are downscaled (aspect kept) before the processor;
-    None leaves sizing to the processor. `model` is a folder or hub id, or a model already in
-    memory together with its `processor=` (benchmarks, notebooks); its dtype must match `dtype`.
+    `model` is a folder or hub id. Python-only arguments (not options): a model already in memory
+    as `model` together with its `processor=` (benchmarks, notebooks; its dtype must match `dtype`),
+    and `image_store=` (default: the process-wide store).
     """
 
     backend = "hf"
+    model_help = "a model folder or hub id, e.g. hf:/models/Qwen2.5-VL-7B-Instruct"
+    can_rate = True
 
-    def __init__(self, model, *, device: str = "cpu", dtype: str = "float32", batch_size: int = 8,
-                 prompt: str = "official", rating_prompt: str = "rating", order: str = "anchor_first",
-                 level_strategy: str = "single", max_pixels: int | None = None,
-                 trust_remote_code: bool = False, image_store=None, processor=None):
-        if model is None or (isinstance(model, str) and not model):
-            raise ValueError("hf: give a model folder or hub id, e.g. hf:/models/Qwen2.5-VL-7B-Instruct")
-        if int(batch_size) < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        if max_pixels is not None and int(max_pixels) < 1:
-            raise ValueError(f"max_pixels must be a positive pixel count or None, got {max_pixels}")
-        plan_orders([], order)  # validates the option before any model work
-        torch_dtype = _torch_dtype(dtype)
+    @dataclass(frozen=True)
+    class Options:
+        device: str = option("cpu", "torch device: cpu, cuda, cuda:1, mps")
+        dtype: Literal["float32", "bfloat16", "float16"] = option("float32", "weights and compute dtype")
+        batch_size: int = option(8, "pairs per forward", minimum=1)
+        prompt: str = option("official", "pair wording: a bundled prompt name or a .j2 file")
+        rating_prompt: str = option("rating", "single-image wording (mode rating)")
+        level_strategy: Strategy = option("single", "a level word that is not one token: refuse ('single') "
+                                                    "or read its first sub-token ('first_subtoken', official)")
+        max_pixels: Optional[int] = option(None, "downscale larger images to this many pixels (aspect kept); "
+                                                 "None leaves sizing to the processor", minimum=1)
+        trust_remote_code: bool = option(False, "run the checkpoint's own modelling code")
+
+    @classmethod
+    def validate_options(cls, options, where: str) -> None:
+        checked_prompt(options.prompt, 2, where)
+        checked_prompt(options.rating_prompt, 1, where)
+
+    def __init__(self, model, *, processor=None, image_store=None, **options):
+        super().__init__(model, **options)
+        o = self.options
         in_memory = not isinstance(model, (str, os.PathLike))
         if in_memory and processor is None:
             raise ValueError("hf: a model object needs its processor= (e.g. AutoProcessor of the same checkpoint)")
-        if in_memory and model.dtype != torch_dtype:
-            raise ValueError(f"hf: the model object is {model.dtype}, but dtype={dtype!r} was asked for")
         import torch
         import transformers
         from transformers import AutoModelForImageTextToText, AutoProcessor
 
-        self.model_id = (model.config._name_or_path or type(model).__name__) if in_memory else os.fspath(model)
-        self.device, self.dtype, self.batch_size = device, dtype, int(batch_size)
-        self.order, self.level_strategy = order, level_strategy
-        self.max_pixels = None if max_pixels is None else int(max_pixels)
-        self.processor = processor or AutoProcessor.from_pretrained(self.model_id, trust_remote_code=trust_remote_code)
+        torch_dtype = getattr(torch, o.dtype)
+        if in_memory and model.dtype != torch_dtype:
+            raise ValueError(f"hf: the model object is {model.dtype}, but dtype={o.dtype!r} was asked for")
+        if in_memory:
+            self.model_id = model.config._name_or_path or type(model).__name__
+        self.batch_size = o.batch_size
+        self.processor = processor or AutoProcessor.from_pretrained(self.model_id,
+                                                                    trust_remote_code=o.trust_remote_code)
         self.processor.tokenizer.padding_side = "left"  # the last position is every row's next token
-        self.pair_prompt = _Prompted(self.processor, prompt, LEVELS, 2, level_strategy)
-        self._rating_name = rating_prompt
-        self._rating_template = load_prompt(rating_prompt)  # an unknown name fails here, not mid-run
-        self._rating: _Prompted | None = None
+        where = f"model {self.spec_of(self.model_id)}"
+        self.pair_prompt = _Prompted(self.processor, checked_prompt(o.prompt, 2, where), LEVELS, o.level_strategy)
+        self._rating_wording = checked_prompt(o.rating_prompt, 1, where)
+        self._rating: _Prompted | None = None  # its level tokens are resolved at the first rate
         if not in_memory:
             model = AutoModelForImageTextToText.from_pretrained(
-                self.model_id, dtype=torch_dtype, trust_remote_code=trust_remote_code)
-        self.model = model.to(device).eval()
+                self.model_id, dtype=torch_dtype, trust_remote_code=o.trust_remote_code)
+        self.model = model.to(o.device).eval()
         self._keep_last = "logits_to_keep" in inspect.signature(self.model.forward).parameters
         if image_store is None:
             from harness.data.images import default_store
@@ -133,48 +119,34 @@ class HFComparator:
 
     # --- public interface ---
 
-    def compare(self, pairs: Sequence[Pair]) -> np.ndarray:
-        return self.compare_detailed(pairs).logprobs
-
     def compare_detailed(self, pairs: Sequence[Pair]) -> Comparisons:
-        """Per-pair log-probs; a pair whose image cannot be loaded is a NaN row with the reason."""
-        pairs = list(pairs)
-        plan = plan_orders(pairs, self.order)
-        lp, errors, mass = self._score([item for _, _, item in plan], self.pair_prompt)
-        out, out_errors = fold_orders(len(pairs), plan, lp, errors)
-        meta = [{} for _ in pairs]
-        for (i, swapped, _), m in zip(plan, mass):  # probability the model put on the 5 level tokens
-            meta[i]["level_mass_swapped" if swapped else "level_mass"] = m
-        return Comparisons(out, out_errors, meta)
-
-    def rate(self, images: Sequence) -> np.ndarray:
-        """Single-image baseline: (n, 5) log-probs over `RATING_LEVELS` (bad .. excellent)."""
-        return self.rate_detailed(images).logprobs
+        """Per-pair log-probs, each pair shown as given; a pair whose image cannot be loaded is a NaN
+        row with the reason. `level_mass`: the probability the model put on the five level tokens."""
+        lp, errors, mass = self._score([(p.first, p.second) for p in pairs], self.pair_prompt)
+        return Comparisons(lp, errors, [{"level_mass": m} for m in mass])
 
     def rate_detailed(self, images: Sequence) -> Comparisons:
+        """Single-image baseline: per-image log-probs over `RATING_LEVELS` (bad .. excellent)."""
         if self._rating is None:
-            self._rating = _Prompted(self.processor, self._rating_name, RATING_LEVELS, 1, self.level_strategy)
+            self._rating = _Prompted(self.processor, self._rating_wording, RATING_LEVELS, self.options.level_strategy)
         lp, errors, mass = self._score([(os.fspath(p),) for p in images], self._rating)
         return Comparisons(lp, errors, [{"level_mass": m} for m in mass])
 
     def fingerprint(self) -> dict:
-        return {
-            "backend": self.backend,
-            "model": self.model_id,
-            "model_class": type(self.model).__name__,
-            "revision": getattr(self.model.config, "_commit_hash", None),
-            **checkpoint_identity(self.model_id),
-            "processor_class": type(self.processor).__name__,
-            "dtype": self.dtype,
-            "device_type": str(self.device).split(":")[0],
-            "prompt": self.pair_prompt.fingerprint(),
+        o = self.options
+        return build_fingerprint(
+            backend=self.backend,
+            model=model_identity(self.model_id, revision=getattr(self.model.config, "_commit_hash", None),
+                                 cls=type(self.model).__name__),
+            dtype=o.dtype,
+            prompt=self.pair_prompt.fingerprint(),
+            level_tokens=self.pair_prompt.tokens.as_dict(),
             # the template decides the rating numbers; its level tokens are resolved on first use
-            "rating_prompt": {**self._rating_template.fingerprint(), "level_strategy": self.level_strategy},
-            "order": self.order,
-            "preprocessing": {"max_pixels": self.max_pixels, "loader": "harness.data.images",
-                              "image_processor": type(getattr(self.processor, "image_processor", None)).__name__},
-            "versions": self._versions,
-        }
+            rating_prompt={**self._rating_wording[0].fingerprint(), "level_strategy": o.level_strategy},
+            preprocessing={"max_pixels": o.max_pixels, "loader": "harness.data.images",
+                           "image_processor": type(getattr(self.processor, "image_processor", None)).__name__},
+            versions=self._versions,
+            extra={"processor_class": type(self.processor).__name__, "device_type": str(o.device).split(":")[0]})
 
     def close(self) -> None:
         """Free the model (and GPU memory) now rather than at garbage collection."""
@@ -218,11 +190,11 @@ class HFComparator:
             if hit is not None and hit[0] is src:
                 self._ready.move_to_end(path)
                 return hit[1]
-        img = src
-        if self.max_pixels is not None and img.width * img.height > self.max_pixels:
+        img, max_pixels = src, self.options.max_pixels
+        if max_pixels is not None and img.width * img.height > max_pixels:
             from PIL import Image
 
-            scale = (self.max_pixels / (img.width * img.height)) ** 0.5
+            scale = (max_pixels / (img.width * img.height)) ** 0.5
             size = (max(1, int(img.width * scale)), max(1, int(img.height * scale)))
             img = img.resize(size, Image.Resampling.BICUBIC)
         if self._tensor_input:
@@ -284,7 +256,7 @@ class HFComparator:
 
         if self.model is None:
             raise RuntimeError("this HFComparator was closed")
-        inputs = inputs.to(self.device)
+        inputs = inputs.to(self.options.device)
         if "pixel_values" in inputs:
             inputs["pixel_values"] = inputs["pixel_values"].to(self.model.dtype)
         kw = {"logits_to_keep": 1} if self._keep_last else {}

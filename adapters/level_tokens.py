@@ -10,11 +10,13 @@ scored exactly; we refuse it unless the user picks the official Compare2Score ru
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Literal, Sequence, get_args
 
 from harness.core.levels import LEVELS
 
-STRATEGIES = ("single", "first_subtoken")
+#: how a level word that is not one token is read (adapters declare their option with this type)
+Strategy = Literal["single", "first_subtoken"]
+STRATEGIES: tuple[str, ...] = get_args(Strategy)
 
 
 @dataclass(frozen=True)

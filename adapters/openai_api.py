@@ -34,16 +34,19 @@ import unicodedata
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from email.utils import parsedate_to_datetime
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Literal, Optional, Sequence
 from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
 import tenacity
 
-from adapters.base import Comparisons, Pair
+from adapters.base import Comparator, Comparisons, OptionError, Pair
+from adapters.chat import checked_prompt
+from adapters.fingerprint import build_fingerprint, model_identity
+from adapters.level_tokens import Strategy
 from harness.core.levels import LEVELS, N_LEVELS, RATING_LEVELS
+from harness.core.options import option
 
-SERVER_MODES = ("vllm", "generic")
 #: the chat API caps top_logprobs at 20
 MAX_TOP_LOGPROBS = 20
 #: Stand-in log-prob for a level missing from the top-k in generic mode. It must stay finite
@@ -318,91 +321,118 @@ class _Task:
     levels: dict
 
 
-def _given_ids(ids: Sequence[int] | None, words: Sequence[str], option: str) -> list[int] | None:
+def _given_ids(ids: Sequence[int] | None, words: Sequence[str], name: str) -> list[int] | None:
     if ids is None:
         return None
     out = [int(i) for i in ids]
     if len(out) != len(words) or len(set(out)) != len(out):
-        raise ValueError(f"{option} must be {len(words)} distinct ids in the order {', '.join(words)}, got {out}")
+        raise ValueError(f"{name} must be {len(words)} distinct ids in the order {', '.join(words)}, got {out}")
     return out
 
 
-class OpenAIComparator:
+def _server(options) -> str:
+    """The server mode: as given, else vLLM's exact levels behind a base_url and generic for OpenAI."""
+    return options.server or ("vllm" if options.base_url else "generic")
+
+
+def _wordings(options) -> tuple[str, str]:
+    """The pair and rating wordings: as given, else the mode's defaults (generic mode's rating wording
+    names the rating words, since the answer cannot be prefilled there)."""
+    exact = _server(options) == "vllm"
+    return (options.prompt or ("official" if exact else "generic"),
+            options.rating_prompt or ("rating" if exact else "generic_rating"))
+
+
+class OpenAIComparator(Comparator):
     """Level log-probs through an OpenAI-compatible chat API (see the module docstring).
 
     `OpenAIComparator("my-model", base_url="http://127.0.0.1:8000/v1", server="vllm",
     api_key_env="VLLM_API_KEY")`. In vLLM mode the level token ids come from `level_token_ids`
     (`rating_token_ids` for the rating words) or are resolved with the model's tokenizer
     (`tokenizer=PATH`, default: `model` when it is a local folder, as when vLLM serves a local
-    checkpoint); the rating words are resolved at the first `rate` call. `server` defaults to
-    "generic" for OpenAI itself (no `base_url`) and to "vllm" when a `base_url` is given; other
-    servers need `server="generic"`. `api_key_env=None` sends no real key (local servers started
-    without `--api-key`). `client` takes a ready `openai.OpenAI` (e.g. Azure) instead of building one.
+    checkpoint); the rating words are resolved at the first `rate` call. Python-only arguments
+    (not options): `client=` a ready `openai.OpenAI` (e.g. Azure) instead of building one, and
+    `image_store=` (default: the process-wide store).
     """
 
     backend = "openai"
+    model_help = "the served model's name, e.g. openai:gpt-4o or openai:/models/served-path"
+    can_rate = True
 
-    def __init__(self, model: str | None, *, base_url: str | None = None, server: str | None = None,
-                 api_key_env: str | None = "OPENAI_API_KEY", prompt: str | None = None,
-                 rating_prompt: str | None = None, tokenizer: str | None = None,
-                 level_token_ids: Sequence[int] | None = None, rating_token_ids: Sequence[int] | None = None,
-                 level_strategy: str = "single", top_logprobs: int = MAX_TOP_LOGPROBS, min_prefix: int = 3,
-                 concurrency: int = 8, timeout: float = 60.0, max_attempts: int = 6, base_delay: float = 0.5,
-                 max_delay: float = 30.0, max_side: int = 2048, max_bytes: int = 8 * 1024 * 1024,
-                 seed: int | None = None, client: Any = None, image_store: Any = None):
+    @dataclass(frozen=True)
+    class Options:
+        base_url: Optional[str] = option(None, "the API's base URL, e.g. http://127.0.0.1:8000/v1 (None: OpenAI)")
+        server: Optional[Literal["vllm", "generic"]] = option(
+            None, "vllm: a vLLM server's exact level log-probs; generic: any server's first-token top-k "
+                  "(None: vllm with a base_url, else generic)")
+        api_key_env: Optional[str] = option("OPENAI_API_KEY", "NAME of the environment variable holding the key "
+                                                              "(None: a server without authentication)")
+        prompt: Optional[str] = option(None, "pair wording (None: official in vLLM mode, else generic)")
+        rating_prompt: Optional[str] = option(None, "single-image wording (None: rating in vLLM mode, "
+                                                    "else generic_rating)")
+        tokenizer: Optional[str] = option(None, "vLLM mode: the served model's tokenizer (None: the model "
+                                                "when it is a local folder)")
+        level_token_ids: Optional[list[int]] = option(None, "vLLM mode: the 5 level words' token ids, "
+                                                            "instead of a tokenizer")
+        rating_token_ids: Optional[list[int]] = option(None, "vLLM mode: the 5 rating words' token ids")
+        level_strategy: Strategy = option("single", "a level word that is not one token: refuse ('single') or "
+                                                    "read its first sub-token ('first_subtoken')")
+        top_logprobs: int = option(MAX_TOP_LOGPROBS, "generic mode: first-token top-k asked for",
+                                   minimum=1, maximum=MAX_TOP_LOGPROBS)
+        min_prefix: int = option(3, "generic mode: shortest unique prefix read as a level word", minimum=1)
+        concurrency: int = option(8, "requests in flight", minimum=1)
+        timeout: float = option(60.0, "seconds one attempt may take (> 0)")
+        max_attempts: int = option(RetryPolicy.max_attempts, "tries per request", minimum=1)
+        base_delay: float = option(RetryPolicy.base_delay, "first backoff in seconds", minimum=0)
+        max_delay: float = option(RetryPolicy.max_delay, "longest backoff, and longest Retry-After honoured, "
+                                                         "in seconds", minimum=0)
+        deadline: float = option(RetryPolicy.deadline, "total seconds a request may take, retries and waits "
+                                                       "included (> 0)")
+        max_side: int = option(ImageEncoding.max_side, "longest image side sent, in pixels", minimum=1)
+        max_bytes: int = option(ImageEncoding.max_bytes, "largest encoded image sent, in bytes", minimum=1024)
+        seed: Optional[int] = option(None, "seed of the retry jitter")
+
+    @classmethod
+    def validate_options(cls, options, where: str) -> None:
+        o = options
+        if o.base_url and urlsplit(o.base_url).scheme not in ("http", "https"):
+            raise OptionError(f"{where}: base_url must be an http(s) URL, got {redact_url(o.base_url)!r}")
+        if not o.timeout > 0:
+            raise OptionError(f"{where}: option 'timeout' must be > 0, got {o.timeout!r}")
+        prompt, rating_prompt = _wordings(o)
+        exact = _server(o) == "vllm"
+        checked_prompt(prompt, 2, where, prefill=exact)
+        checked_prompt(rating_prompt, 1, where, prefill=exact)
+        try:
+            _given_ids(o.level_token_ids, LEVELS, "level_token_ids")
+            _given_ids(o.rating_token_ids, RATING_LEVELS, "rating_token_ids")
+            RetryPolicy(o.max_attempts, o.base_delay, o.max_delay, deadline=o.deadline)
+        except ValueError as exc:
+            raise OptionError(f"{where}: {exc}") from None
+
+    def __init__(self, model: str | None, *, client: Any = None, image_store: Any = None, **options: Any):
+        super().__init__(model, **options)
         from harness.data.images import default_store
 
-        if not model:
-            raise ValueError("openai adapter: give the model name, e.g. openai:gpt-4o or openai:/models/served-path")
-        if server is None:
-            server = "vllm" if base_url else "generic"
-        if server not in SERVER_MODES:
-            raise ValueError(f"openai adapter: server must be one of {', '.join(SERVER_MODES)}, got {server!r}")
-        if server == "vllm" and not base_url and client is None:
-            raise ValueError("openai adapter: server='vllm' needs base_url (e.g. http://127.0.0.1:8000/v1)")
-        if base_url and urlsplit(base_url).scheme not in ("http", "https"):
-            raise ValueError(f"openai adapter: base_url must be an http(s) URL, got {redact_url(base_url)!r}")
-        if not 1 <= int(top_logprobs) <= MAX_TOP_LOGPROBS:
-            raise ValueError(f"openai adapter: top_logprobs must be in 1..{MAX_TOP_LOGPROBS}, got {top_logprobs}")
-        if int(concurrency) < 1 or not float(timeout) > 0:
-            raise ValueError(f"openai adapter: need concurrency >= 1 and timeout > 0, got {concurrency}, {timeout}")
-        self.model = model
-        self.server = server
-        self.base_url = base_url
-        self.level_strategy = level_strategy
-        self.min_prefix = int(min_prefix)
-        self.top_logprobs = N_LEVELS if server == "vllm" else int(top_logprobs)
-        self._tokenizer_source = tokenizer
+        o = self.options
+        where = f"model {self.spec_of(model)}"
+        self.server = _server(o)
+        if self.server == "vllm" and not o.base_url and client is None:
+            raise ValueError(f"{where}: server='vllm' needs base_url (e.g. http://127.0.0.1:8000/v1)")
+        self.top_logprobs = N_LEVELS if self.server == "vllm" else o.top_logprobs
         self._tokenizer = None
-        pair_ids = _given_ids(level_token_ids, LEVELS, "level_token_ids")
-        self._rating_ids = _given_ids(rating_token_ids, RATING_LEVELS, "rating_token_ids")
-        # checked now, its tokens at the first rate; generic mode's default names the rating words
-        self._rating_prompt = self._load(rating_prompt or ("rating" if server == "vllm" else "generic_rating"), 1,
-                                         "a rating")
+        self._rating_ids = _given_ids(o.rating_token_ids, RATING_LEVELS, "rating_token_ids")
+        prompt, rating_prompt = _wordings(o)
+        # checked now, its tokens at the first rate
+        self._rating_prompt = checked_prompt(rating_prompt, 1, where, prefill=self.server == "vllm")
         self._rating: _Task | None = None
-        self._pairs = self._task(*self._load(prompt or ("official" if server == "vllm" else "generic"), 2,
-                                             "a comparison"), LEVELS, pair_ids, "level_token_ids")
-        self.concurrency = int(concurrency)
-        self.timeout = float(timeout)
-        self.retry = RetryPolicy(int(max_attempts), float(base_delay), float(max_delay))
-        self.encoding = ImageEncoding(int(max_side), int(max_bytes))
-        self._rng = random.Random(seed)
+        self._pairs = self._task(*checked_prompt(prompt, 2, where, prefill=self.server == "vllm"), LEVELS,
+                                 _given_ids(o.level_token_ids, LEVELS, "level_token_ids"), "level_token_ids")
+        self.retry = RetryPolicy(o.max_attempts, o.base_delay, o.max_delay, deadline=o.deadline)
+        self.encoding = ImageEncoding(o.max_side, o.max_bytes)
+        self._rng = random.Random(o.seed)
         self._store = image_store or default_store()
-        self._client = client if client is not None else _make_client(base_url, api_key_env, self.timeout)
-
-    def _load(self, name: str, n_images: int, what: str):
-        """A wording and its rendering, checked for this use and this server mode."""
-        from prompts import load_prompt
-
-        template = load_prompt(name)
-        rendered = template.render()
-        if rendered.n_images != n_images:
-            raise ValueError(f"openai adapter: prompt {template.name!r} shows {rendered.n_images} image(s); "
-                             f"{what} needs {n_images}")
-        if self.server == "vllm" and not rendered.prefill:
-            raise ValueError(f"prompt {template.name!r} has no prefill: vLLM mode reads the level "
-                             "word right after the prefilled answer")
-        return template, rendered
+        self._client = client if client is not None else _make_client(o.base_url, o.api_key_env, o.timeout)
 
     def _task(self, template, rendered, words: Sequence[str], given_ids: list[int] | None, option: str) -> _Task:
         from adapters.chat import chat_template_kwargs
@@ -417,12 +447,13 @@ class OpenAIComparator:
                      self._string_rule(words))
 
     def _string_rule(self, words: Sequence[str]) -> dict:
-        return {"words": list(words), "match": "normalised string or unique prefix", "min_prefix": self.min_prefix}
+        return {"words": list(words), "match": "normalised string or unique prefix",
+                "min_prefix": self.options.min_prefix}
 
     def _level_ids(self, words: Sequence[str], prefill: str, given: list[int] | None, option: str) -> dict:
         if given is not None:
             return {"ids": list(given), "strings": None, "strategy": "given"}
-        source = self._tokenizer_source or (self.model if os.path.isdir(self.model) else None)
+        source = self.options.tokenizer or (self.model_id if os.path.isdir(self.model_id or "") else None)
         if source is None:
             raise ValueError(f"openai adapter, server='vllm': pass tokenizer=PATH (the served model's tokenizer) "
                              f"or {option}=[{len(words)} ids] so the exact level tokens can be requested")
@@ -432,7 +463,7 @@ class OpenAIComparator:
             from transformers import AutoTokenizer
 
             self._tokenizer = AutoTokenizer.from_pretrained(source)
-        return resolve_level_tokens(self._tokenizer, words, prefill=prefill, strategy=self.level_strategy).as_dict()
+        return resolve_level_tokens(self._tokenizer, words, prefill=prefill, strategy=self.options.level_strategy).as_dict()
 
     def _rating_task(self) -> _Task:
         if self._rating is None:
@@ -443,36 +474,30 @@ class OpenAIComparator:
     def fingerprint(self) -> dict:
         import openai
 
-        from adapters.hf import checkpoint_identity
-
         pairs = self._pairs
         rating_template, rating_rendered = self._rating_prompt
         if self.server == "vllm":  # known without resolving (the tokenizer is the model's, in "model")
             rating_levels = {"words": list(RATING_LEVELS), "ids": self._rating_ids,
-                             "strategy": "given" if self._rating_ids else self.level_strategy}
+                             "strategy": "given" if self._rating_ids else self.options.level_strategy}
         else:
             rating_levels = self._string_rule(RATING_LEVELS)
-        return {"backend": self.backend, "model": self.model, "checkpoint": checkpoint_identity(self.model),
-                "base_url": redact_url(self.base_url),
-                "server": self.server, "prompt": pairs.template.fingerprint(), "prefill": pairs.rendered.prefill or None,
-                "levels": pairs.levels, "top_logprobs": self.top_logprobs, "temperature": 0.0,
-                "rating_prompt": {**rating_template.fingerprint(), "levels": rating_levels,
-                                  "prefill": (rating_rendered.prefill if self.server == "vllm" else None) or None},
-                "image_encoding": asdict(self.encoding), "openai": openai.__version__}
-
-    def compare(self, pairs: Sequence[Pair]) -> np.ndarray:
-        return self.compare_detailed(pairs).logprobs
+        return build_fingerprint(
+            backend=self.backend, model=model_identity(self.model_id), dtype=None,
+            prompt={**pairs.template.fingerprint(), "prefill": pairs.rendered.prefill or None},
+            level_tokens=pairs.levels,
+            rating_prompt={**rating_template.fingerprint(), "levels": rating_levels,
+                           "prefill": (rating_rendered.prefill if self.server == "vllm" else None) or None},
+            preprocessing={"loader": "harness.data.images", "image_encoding": asdict(self.encoding)},
+            versions={"openai": openai.__version__},
+            extra={"base_url": redact_url(self.options.base_url), "server": self.server,
+                   "top_logprobs": self.top_logprobs, "temperature": 0.0})
 
     def compare_detailed(self, pairs: Sequence[Pair]) -> Comparisons:
         """One request per pair, at most `concurrency` in flight; never raises for a pair."""
         return self._judge(self._pairs, [(pair.first, pair.second) for pair in pairs])
 
-    def rate(self, images: Sequence) -> np.ndarray:
-        """Single-image baseline: (n, 5) log-probs over `RATING_LEVELS` (bad .. excellent)."""
-        return self.rate_detailed(images).logprobs
-
     def rate_detailed(self, images: Sequence) -> Comparisons:
-        """One request per image, as for pairs. Raises only for a configuration error found at the
+        """Single-image baseline over `RATING_LEVELS`: one request per image, as for pairs. Raises only for a configuration error found at the
         first call (vLLM mode without a tokenizer or `rating_token_ids` for the rating words)."""
         return self._judge(self._rating_task(), [(os.fspath(p),) for p in images])
 
@@ -480,7 +505,7 @@ class OpenAIComparator:
     def _judge(self, task: _Task, items: list[tuple[str, ...]]) -> Comparisons:
         """One request per item (its image paths in the order shown), at most `concurrency` in flight."""
         paths = sorted({p for item in items for p in item})
-        with ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="c2s-openai") as pool:
+        with ThreadPoolExecutor(max_workers=self.options.concurrency, thread_name_prefix="c2s-openai") as pool:
             urls = dict(zip(paths, pool.map(self._encode, paths)))
             results = list(pool.map(lambda item: self._one(task, item, urls), items))
         lp = np.full((len(items), len(task.words)), np.nan)
@@ -507,8 +532,8 @@ class OpenAIComparator:
                 reason = str(urls[path])
                 return None, (reason if path in reason else f"image {path}: {reason}"), {}
         messages = conversation(task.rendered, [image_url_part(urls[p]) for p in paths])
-        kwargs = dict(model=self.model, messages=messages, max_completion_tokens=1, temperature=0.0, logprobs=True,
-                      top_logprobs=task.top_logprobs, timeout=self.timeout)
+        kwargs = dict(model=self.model_id, messages=messages, max_completion_tokens=1, temperature=0.0, logprobs=True,
+                      top_logprobs=task.top_logprobs, timeout=self.options.timeout)
         if task.extra_body:
             kwargs["extra_body"] = task.extra_body
         info: dict = {}
@@ -519,7 +544,7 @@ class OpenAIComparator:
                 row = levels_from_token_ids(response, task.levels["ids"], task.words)
                 info["level_mass"] = float(np.exp(row).sum())  # as the transformers adapter reports it
                 return row, None, info
-            row, extra = levels_from_strings(response, task.words, self.min_prefix)
+            row, extra = levels_from_strings(response, task.words, self.options.min_prefix)
             info.update(extra)
             return row, None, info
         except PairFailure as exc:

@@ -25,99 +25,119 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from adapters.base import Comparisons, Pair
+from adapters.base import Comparator, Comparisons, Pair
+from adapters.chat import checked_prompt
+from adapters.fingerprint import build_fingerprint, model_identity
+from adapters.level_tokens import Strategy
 from harness.core.levels import LEVELS, N_LEVELS, RATING_LEVELS
-
-#: engine options passed straight to `vllm.LLM` when given (None = vLLM's default)
-ENGINE_OPTIONS = ("dtype", "max_model_len", "tensor_parallel_size", "gpu_memory_utilization",
-                  "kv_cache_memory_bytes", "limit_mm_per_prompt", "enable_prefix_caching", "enforce_eager",
-                  "seed", "revision", "trust_remote_code", "max_num_seqs", "block_size")
+from harness.core.options import option
 
 
-class VLLMComparator:
-    """Level log-probs from a local model through the vLLM offline engine."""
+@dataclass(frozen=True)
+class VLLMOptions:
+    """The wording, then the engine options passed to `vllm.LLM` (None: vLLM's own default)."""
+
+    prompt: str = option("official", "pair wording (must prefill the answer): a bundled prompt name or a .j2 file")
+    rating_prompt: str = option("rating", "single-image wording (mode rating), prefilled likewise")
+    level_strategy: Strategy = option("single", "a level word that is not one token: refuse ('single') or read "
+                                                "its first sub-token ('first_subtoken', official)")
+    dtype: str = option("auto", "weights and compute dtype as vLLM names it: auto, float32, bfloat16, float16")
+    max_model_len: Optional[int] = option(None, "context length in tokens", minimum=1)
+    tensor_parallel_size: Optional[int] = option(None, "GPUs the model is split over", minimum=1)
+    gpu_memory_utilization: Optional[float] = option(None, "share of GPU memory the engine may take",
+                                                     minimum=0, maximum=1)
+    kv_cache_memory_bytes: Optional[int] = option(None, "KV-cache size in bytes (instead of the share above)",
+                                                  minimum=1)
+    limit_mm_per_prompt: dict = option({"image": 2}, "most items per modality in one prompt")
+    enable_prefix_caching: Optional[bool] = option(None, "reuse the first image's tokens across pairs")
+    enforce_eager: Optional[bool] = option(None, "no CUDA graphs (less memory, slower)")
+    seed: Optional[int] = option(None, "engine seed")
+    revision: Optional[str] = option(None, "model revision: a hub branch, tag or commit")
+    trust_remote_code: Optional[bool] = option(None, "run the checkpoint's own modelling code")
+    max_num_seqs: Optional[int] = option(None, "most sequences per engine step", minimum=1)
+    block_size: Optional[int] = option(None, "KV-cache block size in tokens", minimum=1)
+    engine_options: dict = option({}, "any other vllm.LLM argument, passed as given")
+
+
+_WORDING = ("prompt", "rating_prompt", "level_strategy")
+#: options passed straight to `vllm.LLM` when given (None = vLLM's default)
+ENGINE_OPTIONS = tuple(f.name for f in fields(VLLMOptions) if f.name not in (*_WORDING, "engine_options"))
+
+
+class VLLMComparator(Comparator):
+    """Level log-probs from a local model through the vLLM offline engine, each pair shown as given.
+    Python-only argument: `image_store=` (default: the process-wide store)."""
 
     backend = "vllm"
+    model_help = "a model folder or hub id, e.g. vllm:/models/qwen2.5-vl or vllm:Qwen/Qwen2.5-VL-7B-Instruct"
+    can_rate = True
+    Options = VLLMOptions
 
-    def __init__(self, model: str | None, *, prompt: str = "official", rating_prompt: str = "rating",
-                 level_strategy: str = "single",
-                 dtype: str = "auto", limit_mm_per_prompt: dict | None = None, image_store: Any = None,
-                 engine_options: dict | None = None, **options: Any):
+    @classmethod
+    def validate_options(cls, options, where: str) -> None:
+        checked_prompt(options.prompt, 2, where, prefill=True)
+        checked_prompt(options.rating_prompt, 1, where, prefill=True)
+        shadowed = sorted(set(options.engine_options) & {f.name for f in fields(VLLMOptions)})
+        if shadowed:
+            raise ValueError(f"{where}: engine_options {shadowed} are options of their own; set them directly")
+
+    def __init__(self, model: str | None, *, image_store: Any = None, **options: Any):
+        super().__init__(model, **options)
         from harness.data.images import default_store
-        from prompts import load_prompt
 
-        if not model:
-            raise ValueError("vllm adapter: give the model, e.g. vllm:/models/qwen2.5-vl or vllm:Qwen/Qwen2.5-VL-7B")
-        unknown = sorted(set(options) - set(ENGINE_OPTIONS))
-        if unknown:
-            raise ValueError(f"vllm adapter: unknown option(s) {unknown}; engine options are {', '.join(ENGINE_OPTIONS)} "
-                             "(others go in engine_options={...})")
-        self.model = model
-        self.template = load_prompt(prompt)
-        self.rendered = self.template.render()
-        if self.rendered.n_images != 2 or not self.rendered.prefill:
-            raise ValueError(f"vllm adapter: prompt {self.template.name!r} must show 2 images and prefill the answer")
-        self.rating_template = load_prompt(rating_prompt)
-        self.rating_rendered = self.rating_template.render()
-        if self.rating_rendered.n_images != 1 or not self.rating_rendered.prefill:
-            raise ValueError(f"vllm adapter: rating prompt {self.rating_template.name!r} must show 1 image and "
-                             "prefill the answer")
-        self.level_strategy = level_strategy
+        o = self.options
+        where = f"model {self.spec_of(model)}"
+        self.template, self.rendered = checked_prompt(o.prompt, 2, where, prefill=True)
+        self.rating_template, self.rating_rendered = checked_prompt(o.rating_prompt, 1, where, prefill=True)
         self._rating_levels = None  # resolved at the first rate() call
-        self.engine_options = {"dtype": dtype, "limit_mm_per_prompt": limit_mm_per_prompt or {"image": 2},
-                               **{k: v for k, v in options.items() if v is not None}, **(engine_options or {})}
+        self.engine_options = {**{k: getattr(o, k) for k in ENGINE_OPTIONS if getattr(o, k) is not None},
+                               **o.engine_options}
         self._store = image_store or default_store()
 
         from vllm import LLM
 
         from adapters.level_tokens import resolve_level_tokens
 
-        self.llm = LLM(model=model, disable_log_stats=False, **self.engine_options)
+        self.llm = LLM(model=self.model_id, disable_log_stats=False, **self.engine_options)
         self.levels = resolve_level_tokens(self.llm.get_tokenizer(), LEVELS, prefill=self.rendered.prefill,
-                                           strategy=level_strategy)
+                                           strategy=o.level_strategy)
 
     def fingerprint(self) -> dict:
         import torch
         import transformers
         import vllm
 
-        from adapters.hf import checkpoint_identity
-
-        return {"backend": self.backend, "model": self.model, "checkpoint": checkpoint_identity(self.model),
-                "prompt": self.template.fingerprint(),
-                "prefill": self.rendered.prefill, "levels": self.levels.as_dict(),
-                "rating_prompt": {**self.rating_template.fingerprint(), "prefill": self.rating_rendered.prefill,
-                                  "words": list(RATING_LEVELS), "strategy": self.level_strategy},
-                "engine": {k: v for k, v in self.engine_options.items() if k not in _MEMORY_OPTIONS},
-                "images": "harness.data.images RGB, the model's own processor",
-                "versions": {"vllm": vllm.__version__, "torch": torch.__version__,
-                             "transformers": transformers.__version__}}
-
-    def compare(self, pairs: Sequence[Pair]) -> np.ndarray:
-        return self.compare_detailed(pairs).logprobs
+        o = self.options
+        return build_fingerprint(
+            backend=self.backend, model=model_identity(self.model_id, revision=o.revision), dtype=o.dtype,
+            prompt={**self.template.fingerprint(), "prefill": self.rendered.prefill},
+            level_tokens=self.levels.as_dict(),
+            rating_prompt={**self.rating_template.fingerprint(), "prefill": self.rating_rendered.prefill,
+                           "words": list(RATING_LEVELS), "strategy": o.level_strategy},
+            preprocessing={"loader": "harness.data.images (RGB)", "processor": "the model's own"},
+            versions={"vllm": vllm.__version__, "torch": torch.__version__, "transformers": transformers.__version__},
+            extra={"engine": {k: v for k, v in self.engine_options.items() if k not in _MEMORY_OPTIONS}})
 
     def compare_detailed(self, pairs: Sequence[Pair]) -> Comparisons:
         """Per-pair log-probs, all pairs in one `chat` call (see `_judge`)."""
         return self._judge([(p.first, p.second) for p in pairs], self.rendered, self.levels.ids, LEVELS)
 
-    def rate(self, images: Sequence) -> np.ndarray:
-        """Single-image baseline: (n, 5) log-probs over `RATING_LEVELS` (bad .. excellent)."""
-        return self.rate_detailed(images).logprobs
-
     def rate_detailed(self, images: Sequence) -> Comparisons:
-        """Per-image log-probs, all images in one `chat` call (see `_judge`); the rating words'
-        token ids are resolved at the first call (ValueError if they are not single tokens)."""
+        """Single-image baseline: per-image log-probs over `RATING_LEVELS` (bad .. excellent), all
+        images in one `chat` call (see `_judge`); the rating words' token ids are resolved at the
+        first call (ValueError if they are not single tokens)."""
         if self._rating_levels is None:
             from adapters.level_tokens import resolve_level_tokens
 
             self._rating_levels = resolve_level_tokens(self.llm.get_tokenizer(), RATING_LEVELS,
                                                        prefill=self.rating_rendered.prefill,
-                                                       strategy=self.level_strategy)
+                                                       strategy=self.options.level_strategy)
         return self._judge([(os.fspath(p),) for p in images], self.rating_rendered, self._rating_levels.ids,
                            RATING_LEVELS)
 

@@ -6,16 +6,26 @@ process that a test kills. Each batch appends one line "<n pairs>" to `log` befo
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
 import numpy as np
 
+from adapters.base import Comparisons
 from adapters.classical import ClassicalComparator
+from harness.core.options import option
 
 
 class CountingComparator(ClassicalComparator):
-    def __init__(self, model=None, *, log: str, delay: float = 0.0, **kw):
-        super().__init__(model, **kw)
-        self.log, self.delay = log, float(delay)
+    can_rate = True
+
+    @dataclass(frozen=True, kw_only=True)
+    class Options(ClassicalComparator.Options):
+        log: str = option(help="file that gets one line per batch")
+        delay: float = option(0.0, "seconds each batch sleeps", minimum=0)
+
+    def __init__(self, model=None, **options):
+        super().__init__(model, **options)
+        self.log, self.delay = self.options.log, self.options.delay
 
     def _record(self, n: int) -> None:
         time.sleep(self.delay)
@@ -27,15 +37,16 @@ class CountingComparator(ClassicalComparator):
         self._record(len(pairs))
         return res
 
-    def rate(self, images):
+    def rate_detailed(self, images):
         """A single-image rating from the quality index: a softmax peaked at its level."""
         self._record(len(images))
         q = np.array([self.quality_index(p) for p in images])
         centers = np.array([-8.0, -6.0, -4.0, -2.0, 0.0])  # bad .. excellent on the index scale
-        return -((q[:, None] - centers[None, :]) ** 2) / 4.0
+        return Comparisons(-((q[:, None] - centers[None, :]) ** 2) / 4.0)
 
     def fingerprint(self):
-        return {**super().fingerprint(), "test_double": "CountingComparator"}
+        fp = super().fingerprint()
+        return {**fp, "extra": {**fp["extra"], "test_double": "CountingComparator"}}
 
 
 def calls(log) -> list[int]:
@@ -48,9 +59,13 @@ def calls(log) -> list[int]:
 class FailingOnComparator(CountingComparator):
     """Fails every pair that shows the image `fail_on` (e.g. an API that rejects one file)."""
 
-    def __init__(self, model=None, *, fail_on: str, **kw):
-        super().__init__(model, **kw)
-        self.fail_on = fail_on
+    @dataclass(frozen=True, kw_only=True)
+    class Options(CountingComparator.Options):
+        fail_on: str = option(help="pairs showing this image fail")
+
+    def __init__(self, model=None, **options):
+        super().__init__(model, **options)
+        self.fail_on = self.options.fail_on
 
     def compare_detailed(self, pairs):
         res = super().compare_detailed(pairs)

@@ -20,6 +20,7 @@ from adapters.classical import (
 from harness.data.demo_data import FAMILIES, build_demo_benchmark, manifest_items
 from harness.data.images import ImageStore
 from harness.core.levels import level_from_mos
+from tests.test_base import assert_fingerprint_shape
 
 
 @pytest.fixture(scope="module")
@@ -96,6 +97,8 @@ def test_comparator_interface_and_pipeline_shapes(demo):
     assert res.ok.all()
     np.testing.assert_allclose(res.logprobs, lp, atol=1e-12)
     json.dumps(comp.fingerprint())
+    assert_fingerprint_shape(comp.fingerprint())
+    assert comp.fingerprint()["extra"]["sigma"] == 0.7 and comp.fingerprint()["prompt"] is None
     assert fingerprint_hash(comp.fingerprint()) != fingerprint_hash(ClassicalComparator(sigma=1.3).fingerprint())
 
 
@@ -112,7 +115,7 @@ def test_bad_image_fails_only_its_pair(demo, tmp_path):
 
 def test_measured_once_per_content(demo, tmp_path):
     store = ImageStore()
-    comp = ClassicalComparator(store=store)
+    comp = ClassicalComparator(image_store=store)
     a, b = (demo.abspath(r) for r in demo.records[:2])
     copy = tmp_path / "copy.png"
     shutil.copy(a, copy)

@@ -366,10 +366,16 @@ def test_configuration_errors_are_specific():
     assert OpenAIComparator("gpt-x", api_key_env=None).server == "generic"  # OpenAI itself
     assert OpenAIComparator("m", base_url="http://127.0.0.1:9/v1", level_token_ids=LEVEL_IDS,
                             api_key_env=None).server == "vllm"
-    with pytest.raises(ValueError, match="server must be one of"):
+    with pytest.raises(ValueError, match="'server' = 'tgi' .str. is not one of 'vllm', 'generic' or None"):
         OpenAIComparator("m", server="tgi", api_key_env=None)
-    with pytest.raises(ValueError, match="top_logprobs must be in 1..20"):
+    with pytest.raises(ValueError, match="option 'top_logprobs' must be >= 1 and <= 20, got 21"):
         OpenAIComparator("m", server="generic", top_logprobs=21, api_key_env=None)
+    with pytest.raises(ValueError, match="need 0 <= base_delay <= max_delay"):
+        OpenAIComparator("m", server="generic", base_delay=5, max_delay=1, api_key_env=None)
+    with pytest.raises(ValueError, match="option 'timeout' must be > 0"):
+        OpenAIComparator("m", server="generic", timeout=0, api_key_env=None)
+    with pytest.raises(ValueError, match="base_url must be an http.s. URL"):
+        OpenAIComparator("m", base_url="ftp://host/v1", api_key_env=None)
     with pytest.raises(ValueError, match="pass tokenizer=PATH"):
         OpenAIComparator("remote-model", base_url="http://127.0.0.1:9/v1", api_key_env=None)
     with pytest.raises(ValueError, match="5 distinct ids"):
@@ -423,8 +429,10 @@ def test_vllm_server_flags_and_offline_option_checks():
     assert json.loads(cmd[cmd.index("--limit-mm-per-prompt") + 1]) == {"image": 2}
     with pytest.raises(ValueError, match="unknown option.*max_modle_len"):
         VLLMComparator("/m", max_modle_len=512)
-    with pytest.raises(ValueError, match="must show 2 images"):
+    with pytest.raises(ValueError, match="prompt 'rating' shows 1 image.s.; a comparison needs 2"):
         VLLMComparator("/m", prompt="rating")
+    with pytest.raises(ValueError, match=r"engine_options \['dtype'\] are options of their own"):
+        VLLMComparator("/m", engine_options={"dtype": "float16"})
 
 
 class WordTokenizer:
@@ -472,22 +480,28 @@ class StandInEngine:
         return [SimpleNamespace(outputs=[SimpleNamespace(logprobs=[step])]) for _ in convs]
 
 
-def stand_in_vllm_comparator(monkeypatch):
-    """A VLLMComparator with everything but the engine start, on a StandInEngine."""
+def stand_in_vllm_comparator(monkeypatch, **options):
+    """A VLLMComparator built by its own constructor on a StandInEngine (a stand-in `vllm` module);
+    the pair levels' ids are then set to LEVEL_IDS."""
     import sys
     from types import SimpleNamespace
 
     from adapters.level_tokens import LevelTokens
     from adapters.vllm import VLLMComparator
     from harness.data.images import ImageStore
-    from prompts import load_prompt
 
-    monkeypatch.setitem(sys.modules, "vllm", SimpleNamespace(SamplingParams=lambda **kw: kw))
-    comp = object.__new__(VLLMComparator)
-    comp.rendered, comp._store, comp.llm = load_prompt("official").render(), ImageStore(), StandInEngine()
+    engines = []
+
+    def engine(model, **kw):
+        engines.append(kw)
+        return StandInEngine()
+
+    monkeypatch.setitem(sys.modules, "vllm", SimpleNamespace(LLM=engine, SamplingParams=lambda **kw: kw,
+                                                             __version__="stand-in"))
+    comp = VLLMComparator("/m", image_store=ImageStore(), **options)
+    comp.engine_kwargs = engines[0]
     comp.levels = LevelTokens(LEVEL_IDS, [str(i) for i in LEVEL_IDS], "single")
-    comp.rating_template = load_prompt("rating")
-    comp.rating_rendered, comp.level_strategy, comp._rating_levels = comp.rating_template.render(), "single", None
+    comp.llm.tokenizer_calls = 0
     return comp
 
 
@@ -664,7 +678,7 @@ def test_vllm_offline_rating_shares_the_batch_fallback(monkeypatch, images, tmp_
 def test_vllm_offline_rating_prompt_checked_before_the_engine_starts():
     from adapters.vllm import VLLMComparator
 
-    with pytest.raises(ValueError, match="rating prompt 'official' must show 1 image"):
+    with pytest.raises(ValueError, match="prompt 'official' shows 2 image.s.; a rating needs 1"):
         VLLMComparator("/m", rating_prompt="official")
 
 
@@ -713,3 +727,30 @@ def test_generic_mode_rates_with_a_wording_that_names_the_rating_words():
     exact = OpenAIComparator("served", server="vllm", client=FakeClient(lambda **kw: None),
                              level_token_ids=LEVEL_IDS)
     assert exact.fingerprint()["rating_prompt"]["name"] == "rating"
+
+
+def test_vllm_offline_engine_options_and_fingerprint(monkeypatch):
+    """Typed engine options reach vllm.LLM only when set; engine_options pass the rest through."""
+    from tests.test_base import assert_fingerprint_shape
+
+    comp = stand_in_vllm_comparator(monkeypatch, max_model_len="512", enforce_eager=True,
+                                    engine_options={"swap_space": 1})
+    assert comp.engine_kwargs == {"disable_log_stats": False, "dtype": "auto", "max_model_len": 512, "limit_mm_per_prompt": {"image": 2},
+                                  "enforce_eager": True, "swap_space": 1}
+    fp = comp.fingerprint()
+    assert_fingerprint_shape(fp)
+    assert fp["backend"] == "vllm" and fp["model"]["id"] == "/m" and fp["dtype"] == "auto"
+    assert fp["level_tokens"]["ids"] == LEVEL_IDS and fp["prompt"]["prefill"] == "The quality of the second image is"
+    assert "enforce_eager" not in fp["extra"]["engine"]  # memory settings do not change the numbers
+
+
+def test_openai_fingerprint_shape_and_deadline(monkeypatch):
+    from tests.test_base import assert_fingerprint_shape
+
+    comp = OpenAIComparator("served", base_url="http://127.0.0.1:9/v1", level_token_ids=LEVEL_IDS, api_key_env=None,
+                            deadline="90", client=FakeClient(lambda kw: None))
+    assert comp.retry.deadline == 90.0
+    fp = comp.fingerprint()
+    assert_fingerprint_shape(fp)
+    assert fp["backend"] == "openai" and fp["model"]["id"] == "served" and fp["dtype"] is None
+    assert fp["level_tokens"]["ids"] == LEVEL_IDS and fp["extra"]["server"] == "vllm"

@@ -21,8 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from adapters.base import (Pair, comparator_class, compare_batch, fingerprint_hash, load_comparator, parse_spec,
-                           rate_batch)
+from adapters.base import (Pair, as_comparator, comparator_class, compare_batch, fingerprint_hash, load_comparator,
+                           parse_spec, rate_batch)
 from harness.core import home
 from harness.core.anchors import AnchorSet, koniq_default, select_anchors
 from harness.run.cache import PairCache
@@ -248,8 +248,8 @@ def check_before_model_work(config: RunConfig, anchors: AnchorSet, profiles: lis
             raise ValueError(f"profile {p.name!r} asks for the official fixed anchor matrix, but the anchor set "
                              f"{anchors.name!r} carries none; use anchor_matrix comparator or mos")
     if "rating" in config.modes:
-        rater = comparator if comparator is not None else comparator_class(config.model)
-        if not hasattr(rater, "rate"):
+        rater = as_comparator(comparator) if comparator is not None else comparator_class(config.model)
+        if not rater.can_rate:
             raise ValueError(f"mode rating needs a comparator with single-image rating; {config.model!r} has none")
 
 
@@ -273,8 +273,7 @@ def run(config: RunConfig, *, comparator=None, progress: bool = True) -> list[Pa
                       f"{overlap[:3]}{' ...' if len(overlap) > 3 else ''}", stacklevel=2)
 
     owned = comparator is None
-    if owned:
-        comparator = load_comparator(config.model, **config.model_options)
+    comparator = load_comparator(config.model, **config.model_options) if owned else as_comparator(comparator)
     try:
         fp = comparator.fingerprint()
         fp_hash = fingerprint_hash(fp)
@@ -298,7 +297,7 @@ def run(config: RunConfig, *, comparator=None, progress: bool = True) -> list[Pa
             if cache:
                 cache.close()
     finally:
-        if owned and hasattr(comparator, "close"):
+        if owned:
             comparator.close()
 
     out = []

