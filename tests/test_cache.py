@@ -50,7 +50,8 @@ if spec.get("stall_at_row"):
             seen[0] += 1
             if seen[0] == spec["stall_at_row"]:
                 print("stalled", flush=True)
-                time.sleep(60)
+                while True:  # until the test kills it: no sleep of N seconds racing the kill
+                    time.sleep(3600)
     cache._conn.set_trace_callback(stall)
 batch_no = spec.get("first_batch", 0)
 batches = spec.get("batches")
@@ -60,6 +61,11 @@ while batches is None or batches:
     print("begin", batch_no, flush=True)
     cache.put_many(fp, "p", rows)
     print("done", batch_no, flush=True)
+    if spec.get("meet"):  # after its first batch, wait for the other writer's first: the writes interleave
+        mine, theirs = spec.pop("meet")
+        open(mine, "w").close()
+        while not os.path.exists(theirs):
+            time.sleep(0.001)
     batch_no += 1
 cache.close()
 '''
@@ -176,7 +182,9 @@ def test_two_processes_write_one_cache(tmp_path):
         random.Random(order).shuffle(keys)
         return [keys[i:i + 50] for i in range(0, len(keys), 50)]
 
-    procs = [_start_writer(path, "fp", {"tag": tag, "go": str(go), "batches": batches(tag, order)})
+    meet = {"A": [str(tmp_path / "A.first"), str(tmp_path / "B.first")],
+            "B": [str(tmp_path / "B.first"), str(tmp_path / "A.first")]}
+    procs = [_start_writer(path, "fp", {"tag": tag, "go": str(go), "batches": batches(tag, order), "meet": meet[tag]})
              for tag, order in (("A", 1), ("B", -1))]
     go.touch()
     for p in procs:
@@ -188,7 +196,8 @@ def test_two_processes_write_one_cache(tmp_path):
     assert {(a, b) for a, b, _, _ in rows} == expected and len(rows) == len(expected)
     for a, b, blob, _ in rows:
         assert np.frombuffer(blob, "<f8").tobytes() == value_for(a, b).tobytes()
-    # the writes really interleaved in time: each writer committed batches while the other was active
+    # the writes really interleaved in time (each waited after its first batch for the other's first,
+    # so this holds however the two processes are scheduled)
     times = {w: sorted(json.loads(m)["t"] for *_, m in rows if json.loads(m)["writer"] == w) for w in "AB"}
     assert times["A"][0] < times["B"][-1] and times["B"][0] < times["A"][-1]
 
