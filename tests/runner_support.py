@@ -1,7 +1,9 @@
 """A real comparator (the classical one) that logs every call it gets, optionally slowly.
 
 Used through the `py:` model spec so the runner's own code loads it, in-process or in a child
-process that a test kills. Each batch appends one line "<n pairs>" to `log` before returning.
+process that a test kills. Each batch appends one line "<n pairs>" to `log` before returning;
+with `hang_after=N` the Nth batch logs and then never returns, so a test kills the run at a known
+point instead of racing a running one.
 """
 from __future__ import annotations
 
@@ -22,15 +24,20 @@ class CountingComparator(ClassicalComparator):
     class Options(ClassicalComparator.Options):
         log: str = option(help="file that gets one line per batch")
         delay: float = option(0.0, "seconds each batch sleeps", minimum=0)
+        hang_after: int = option(0, "the batch with this number (from 1) never returns; 0: none does", minimum=0)
 
     def __init__(self, model=None, **options):
         super().__init__(model, **options)
         self.log, self.delay = self.options.log, self.options.delay
+        self.batches = 0
 
     def _record(self, n: int) -> None:
         time.sleep(self.delay)
         with open(self.log, "a") as f:
             f.write(f"{n}\n")
+        self.batches += 1
+        while self.batches == self.options.hang_after:  # until the test kills the process
+            time.sleep(3600)
 
     def compare_detailed(self, pairs):
         res = super().compare_detailed(pairs)

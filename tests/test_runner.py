@@ -37,8 +37,9 @@ def cli(*args, **kw) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
 
 
-def run_args(bench, out, cache, log, delay=0.0):
-    return ["run", "--model", SPEC, "-o", f"log={log}", "-o", f"delay={delay}", "--dataset", f"bench={bench}",
+def run_args(bench, out, cache, log, delay=0.0, hang_after=0):
+    return ["run", "--model", SPEC, "-o", f"log={log}", "-o", f"delay={delay}", "-o", f"hang_after={hang_after}",
+            "--dataset", f"bench={bench}",
             "--anchors", "select", "--anchors-dataset", "bench", "--out", out, "--cache", cache,
             "--batch-size", "8", "--run-id", "r", "--no-report"]
 
@@ -63,9 +64,9 @@ def test_sigkill_then_rerun_resumes_with_identical_scores(bench, tmp_path):
 
     log = tmp_path / "killed.log"
     cache = tmp_path / "cache.sqlite"
-    proc = cli(*run_args(bench, tmp_path / "out", cache, log, delay=0.15))
-    deadline = time.time() + 120
-    while len(calls(log)) < 6 and time.time() < deadline and proc.poll() is None:
+    # the 6th batch never returns: the kill lands mid-run however slowly the machine runs it
+    proc = cli(*run_args(bench, tmp_path / "out", cache, log, hang_after=6))
+    while len(calls(log)) < 6 and proc.poll() is None:
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
