@@ -278,3 +278,19 @@ def test_report_of_a_real_runner_output_shows_its_summary(tmp_path):
             assert ds.summary[key].median == statistics.median(values)
             assert f" {summary_text(ds.summary[key])} |" in row
     assert (run_dir / "plots" / "scatter_demo_all.png").stat().st_size > 0
+
+
+def test_the_command_line_writes_reports_unless_told_not_to(tmp_path, capsys):
+    """`c2s run` and `c2s rescore` write the report of the folder the runner wrote; --no-report skips it."""
+    from harness.cli import main
+
+    assert main(["run", "--model", "classical", "--dataset", "demo", "--anchors", "select", "--anchors-dataset",
+                 "demo", "--out", str(tmp_path / "runs"), "--cache", str(tmp_path / "c.sqlite"),
+                 "--run-id", "r"]) == 0
+    run_dir = tmp_path / "runs" / "r"
+    assert (run_dir / "report.md").is_file() and (run_dir / "report.html").is_file()
+    out = capsys.readouterr().out
+    assert out.startswith(f"{run_dir}  [classical | paper | soft]") and "demo" in out and "SRCC" in out
+    assert main(["rescore", str(run_dir), "--link", "logit", "--no-report"]) == 0
+    (rescored,) = [p for p in (tmp_path / "runs").iterdir() if p.name.startswith("r-rescored-")]
+    assert not (rescored / "report.md").exists() and (rescored / "metrics.json").is_file()
