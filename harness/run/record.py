@@ -34,7 +34,8 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
+from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter, ValidationError, field_validator,
+                      model_validator)
 
 from harness import __version__
 from harness.core.anchors import AnchorSet
@@ -535,7 +536,7 @@ def read_run(run_dir) -> RunRecord:
 
 
 def is_run_dir(path) -> bool:
-    """A finished run folder (the manifest is part of every complete one; half-written folders are hidden)."""
+    """A finished run folder: one with a manifest, not hidden (folders being written are hidden)."""
     path = Path(path)
     return not path.name.startswith(".") and (path / MANIFEST).is_file()
 
@@ -576,7 +577,7 @@ def _replace_dir(new: Path, target: Path) -> None:
     try:
         os.rename(new, target)
     except BaseException:
-        if aside is not None:
+        if aside is not None and not target.exists():  # (another writer of the same run may have won)
             os.rename(aside, target)
         raise
     if aside is not None:
