@@ -167,6 +167,32 @@ def test_the_client_leaves_retries_to_the_policy_and_keeps_its_per_attempt_timeo
     assert client.max_retries == 0 and client.timeout == 7.5
 
 
+def test_faults_over_real_http_are_classified_retried_and_bounded(images):
+    """The SDK's real transport against the fault proxy (127.0.0.1, no upstream needed): a stall
+    ended by the client's timeout, a 429 whose Retry-After is waited, a 500 and a hang-up are each
+    retried; a Retry-After that would pass the deadline ends the request at once. Only lower bounds
+    of time are asserted, with slack: a loaded machine can make things slower, never faster."""
+    from tests.integration.fault_proxy import FaultProxy
+
+    pair = [Pair(images[0], images[1])]
+    with FaultProxy("http://127.0.0.1:9", ["stall", "429", "500", "drop"], retry_after=1) as proxy:
+        comp = OpenAIComparator("served", base_url=proxy.url + "/v1", server="vllm", level_token_ids=LEVEL_IDS,
+                                api_key_env=None, timeout=2.0, max_attempts=4, base_delay=0.01, max_delay=5.0)
+        res = comp.compare_detailed(pair)
+    assert [action for _, action, _ in proxy.log] == ["stall", "429", "500", "drop"]
+    assert "gave up after 4 attempts" in res.errors[0] and np.isnan(res.logprobs[0]).all()
+    times = [t for t, _, _ in proxy.log]
+    # the client's 2-s clock starts as it finishes sending, a little before the proxy logs the arrival
+    assert times[1] - times[0] >= 1.0, "the stalled request was abandoned long before the client's timeout"
+    assert times[2] - times[1] >= 1.0, "the retry after a 429 came before its Retry-After"
+    with FaultProxy("http://127.0.0.1:9", ["429"], repeat=True, retry_after=30) as proxy:
+        comp = OpenAIComparator("served", base_url=proxy.url + "/v1", server="vllm", level_token_ids=LEVEL_IDS,
+                                api_key_env=None, max_delay=60.0, deadline=10.0)
+        res = comp.compare_detailed(pair)
+    assert len(proxy.log) == 1 and "HTTP 429" in res.errors[0]
+    assert re.search(r"deadline of 10 s reached: 1 attempt\(s\) in [\d.]+ s, the next wait of 30\.0 s", res.errors[0])
+
+
 # --------------------------------------------------------------------------- log-probs
 def test_token_id_mode_reads_the_five_levels_in_order():
     top = [("token_id:7", -0.1)] + [(f"token_id:{i}", -float(k + 1)) for k, i in enumerate(reversed(LEVEL_IDS))]
