@@ -1,6 +1,7 @@
 """A fault-injecting HTTP proxy for the integration tests: 127.0.0.1 only, and it stops by itself.
 
-It sits in front of the real vLLM server and, request by request, follows a plan of actions:
+It sits in front of the real vLLM server (or of nothing, for a plan that never passes: the unit
+tests use it so) and, request by request, follows a plan of actions:
 "pass" (forward unchanged), "429" (Too Many Requests with Retry-After), "500", "stall" (never
 answer: the request is held until the proxy stops, so only the client's own timeout can end it,
 however slow the machine) or "drop" (hang up at once). Every request is logged with its arrival
