@@ -463,7 +463,8 @@ class OpenAIComparator(Comparator):
             from transformers import AutoTokenizer
 
             self._tokenizer = AutoTokenizer.from_pretrained(source)
-        return resolve_level_tokens(self._tokenizer, words, prefill=prefill, strategy=self.options.level_strategy).as_dict()
+        return resolve_level_tokens(self._tokenizer, words, prefill=prefill,
+                                    strategy=self.options.level_strategy).as_dict()
 
     def _rating_task(self) -> _Task:
         if self._rating is None:
@@ -497,8 +498,9 @@ class OpenAIComparator(Comparator):
         return self._judge(self._pairs, [(pair.first, pair.second) for pair in pairs])
 
     def rate_detailed(self, images: Sequence) -> Comparisons:
-        """Single-image baseline over `RATING_LEVELS`: one request per image, as for pairs. Raises only for a configuration error found at the
-        first call (vLLM mode without a tokenizer or `rating_token_ids` for the rating words)."""
+        """Single-image baseline over `RATING_LEVELS`: one request per image, as for pairs. Raises only
+        for a configuration error found at the first call (vLLM mode without a tokenizer or
+        `rating_token_ids` for the rating words)."""
         return self._judge(self._rating_task(), [(os.fspath(p),) for p in images])
 
     # -- internals

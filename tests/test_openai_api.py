@@ -761,7 +761,8 @@ def test_vllm_offline_engine_options_and_fingerprint(monkeypatch):
 
     comp = stand_in_vllm_comparator(monkeypatch, max_model_len="512", enforce_eager=True,
                                     engine_options={"swap_space": 1})
-    assert comp.engine_kwargs == {"disable_log_stats": False, "dtype": "auto", "max_model_len": 512, "limit_mm_per_prompt": {"image": 2},
+    assert comp.engine_kwargs == {"disable_log_stats": False, "dtype": "auto", "max_model_len": 512,
+                                  "limit_mm_per_prompt": {"image": 2},
                                   "enforce_eager": True, "swap_space": 1}
     fp = comp.fingerprint()
     assert_fingerprint_shape(fp)
