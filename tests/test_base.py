@@ -301,3 +301,20 @@ def test_rate_batch_keeps_reasons_and_refuses_comparators_without_rating():
     assert res.errors == [None, "ImageError: truncated"] and np.isnan(res.logprobs[1]).all()
     with pytest.raises(ValueError, match="no single-image rating"):
         rate_batch(FixedComparator(), ["a.png"])
+
+
+def test_checking_every_backend_imports_no_model_library():
+    """check_model_options and the registry import the adapter modules only: torch, transformers and
+    vllm load when a model is built, so a whole YAML grid is checked in a moment."""
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom adapters.base import backends, check_model_options\n"
+            "for b in backends():\n    b.spec()\n"
+            "check_model_options('hf:/m', {'batch_size': 2}); check_model_options('vllm:/m', {'dtype': 'float32'})\n"
+            "print(sorted(m for m in ('torch', 'transformers', 'vllm') if m in sys.modules))")
+    from pathlib import Path
+
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parents[1])
+    assert out.stdout.strip() == "[]"
