@@ -300,11 +300,8 @@ def cmd_compare(a) -> int:
     from harness.core.levels import LEVELS
     from harness.core.scaling import preference
 
-    comp = load_comparator(a.model, **_kv(a.model_option))
-    try:
+    with load_comparator(a.model, **_kv(a.model_option)) as comp:
         res = compare_batch(comp, [Pair(a.first, a.second)])
-    finally:
-        getattr(comp, "close", lambda: None)()
     if res.errors[0]:
         print(f"failed: {res.errors[0]}", file=sys.stderr)
         return 1
@@ -346,11 +343,8 @@ def cmd_anchors(a) -> int:
                 raise ValueError("give --model, or --from-mos")
             from adapters.base import load_comparator
 
-            comp = load_comparator(a.model, **_kv(a.model_option))
-            try:
+            with load_comparator(a.model, **_kv(a.model_option)) as comp:
                 C = matrix_from_comparator(comp, images, a.temperature)
-            finally:
-                getattr(comp, "close", lambda: None)()
         doc["matrix"] = [[None if not np.isfinite(v) else float(v) for v in row] for row in C]
         doc["matrix_source"] = "mos" if a.from_mos else a.model
     Path(a.out).write_text(json.dumps(doc, indent=1))

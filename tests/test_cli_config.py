@@ -100,3 +100,34 @@ def test_run_id_with_several_models_gives_one_folder_each():
                               "datasets": ["demo"], "run_id": "exp1"})
     assert [c.run_id for c in cfgs] == ["exp1-classical", "exp1-Qwen-VL"]
     assert configs_from_dict({"models": ["classical"], "datasets": ["demo"], "run_id": "exp1"})[0].run_id == "exp1"
+
+
+def test_every_model_of_a_grid_is_checked_before_the_first_runs(tmp_path, capsys):
+    """A typo in the second model's options stops the whole grid at load time (nothing judged)."""
+    path = tmp_path / "grid.yaml"
+    path.write_text("""
+models:
+  - classical
+  - {spec: classical, options: {sigmaa: 0.5}}
+datasets: [demo]
+anchors: {source: select, dataset: demo}
+""")
+    with pytest.raises(ValueError, match=r"model classical: unknown option 'sigmaa' \(did you mean 'sigma'\?\); "
+                                         r"valid options: .*sigma"):
+        load_config(path)
+    assert main(["run", "--config", str(path), "--out", str(tmp_path / "runs")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("c2s run: error: model classical: unknown option 'sigmaa'") and "Traceback" not in err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_yaml_and_cli_option_values_are_checked_and_typed(tmp_path, capsys):
+    (cfg,) = configs_from_dict({"models": [{"spec": "classical", "options": {"sigma": "1e-3"}}],
+                                "datasets": ["demo"]})
+    assert cfg.model_options == {"sigma": 0.001}
+    with pytest.raises(ValueError, match=r"option 'batch_size' = True \(bool\) is not int"):
+        configs_from_dict({"models": [{"spec": "hf:/models/x", "options": {"batch_size": True}}],
+                           "datasets": ["demo"]})
+    assert main(["run", "--model", "classical", "-o", "sigma=fast", "--dataset", "demo",
+                 "--out", str(tmp_path / "runs")]) == 2
+    assert "option 'sigma' = 'fast' (str) is not float" in capsys.readouterr().err

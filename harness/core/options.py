@@ -96,8 +96,8 @@ def _coerce(tp: Any, value: Any) -> Any:
         raise TypeError
     if origin is not None:  # list[int], dict[str, Any], tuple[int, ...]
         if origin in (list, tuple) and isinstance(value, (list, tuple)):
-            args = [a for a in typing.get_args(tp) if a is not Ellipsis]
-            item = args[0] if args else Any
+            item_types = [a for a in typing.get_args(tp) if a is not Ellipsis]
+            item = item_types[0] if item_types else Any
             return origin(_coerce(item, v) for v in value)
         if origin is dict and isinstance(value, dict):
             return dict(value)

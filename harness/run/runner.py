@@ -21,8 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from adapters.base import (Pair, as_comparator, comparator_class, compare_batch, fingerprint_hash, load_comparator,
-                           parse_spec, rate_batch)
+from adapters.base import (Pair, as_comparator, check_model_options, comparator_class, compare_batch,
+                           fingerprint_hash, load_comparator, rate_batch)
 from harness.core import home
 from harness.core.anchors import AnchorSet, koniq_default, select_anchors
 from harness.run.cache import PairCache
@@ -96,7 +96,9 @@ class RunConfig:
     reports: bool = True
 
     def __post_init__(self):
-        parse_spec(self.model)  # an unknown backend fails here, before any data or model work
+        # an unknown backend or a bad option fails here, before any data or model work (and, in a YAML
+        # grid, before the first model runs); values come back in their declared types
+        self.model_options = check_model_options(self.model, self.model_options)
         if not self.datasets:
             raise ValueError("a run needs at least one dataset")
         bad = [m for m in self.modes if m not in MODES]
