@@ -69,8 +69,8 @@ def koniq_default() -> AnchorSet:
     text = resources.files("harness").joinpath("data/paper_default_anchors.json").read_text()
     data = json.loads(text)
     anchors = data["anchors"]
-    return AnchorSet(images=[a["image"] for a in anchors], mos=[a["mos"] for a in anchors],
-                     std=[a["std"] for a in anchors], matrix=np.array(data["matrix"]),
+    return AnchorSet(images=[a["image"] for a in anchors], mos=np.array([a["mos"] for a in anchors]),
+                     std=np.array([a["std"] for a in anchors]), matrix=np.array(data["matrix"]),
                      name=data["name"], source=data["source"])
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from scipy import optimize, stats
@@ -93,7 +94,7 @@ def correlations(pred, mos, *, higher_is_better: bool = True) -> dict:
     every metric is NaN.
     """
     x, y, dropped = _paired(pred, mos, higher_is_better)
-    out = {"n": int(x.size), "n_dropped": dropped}
+    out: dict[str, Any] = {"n": int(x.size), "n_dropped": dropped}
     nan = float("nan")
     if x.size < 2:
         fit = LogisticFit(np.full(4, nan), 0.0, 1.0, False, f"only {x.size} finite predictions")
