@@ -29,13 +29,43 @@ def _kv(items) -> dict:
     return out
 
 
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose help can end with a section computed only when help is shown (the
+    model options need every adapter module imported: not worth it for every command)."""
+
+    more_help = None
+
+    def format_help(self) -> str:
+        text = super().format_help()
+        return f"{text}\n{self.more_help()}" if self.more_help else text
+
+
+def model_options_help(names=None) -> str:
+    """Every backend's spec form and declared options (adapters' `Options`), for --help and `c2s models`."""
+    from adapters.base import backends
+    from harness.core.options import describe_options
+
+    chosen = [b for b in backends() if names is None or b.name in names]
+    if names is not None and len(chosen) < len(set(names)):
+        known = ", ".join(b.name for b in backends())
+        raise ValueError(f"unknown backend(s) {sorted(set(names) - {b.name for b in chosen})}; known: {known}")
+    parts = ["model options (-o KEY=VALUE on the command line, `options:` in YAML), per backend:"]
+    for b in chosen:
+        parts.append(f"  {b.spec()}: {b.summary}")
+        parts.append(describe_options(b.load().Options, indent="      ") or "      (no options)")
+    parts.append("  py:package.module:Class: your own comparator class (see adapters/base.py for its contract)")
+    return "\n".join(parts) + "\n"
+
+
 def _add_model(p, required=True):
     p.add_argument("--model", required=required, metavar="SPEC",
                    help="model spec: classical | hf:PATH_OR_ID | vllm:PATH_OR_ID | openai:MODEL | "
                         "compare2score[:PATH] | py:module:Class")
     p.add_argument("--model-option", "-o", action="append", metavar="KEY=VALUE",
                    help="adapter option, repeatable (e.g. -o device=cuda -o dtype=bfloat16 -o batch_size=16; "
-                        "openai: -o base_url=http://127.0.0.1:8000/v1 -o api_key_env=MY_KEY)")
+                        "openai: -o base_url=http://127.0.0.1:8000/v1 -o api_key_env=MY_KEY); every backend's "
+                        "options are listed at the end of this help and by `c2s models`")
+    p.more_help = model_options_help
 
 
 def _given(**values) -> dict:
@@ -73,10 +103,16 @@ def _parser() -> argparse.ArgumentParser:
 
     profiles = sorted(PROFILES)
     fmt = argparse.RawDescriptionHelpFormatter
-    ap = argparse.ArgumentParser(prog="c2s", formatter_class=fmt, epilog=MAIN_EPILOG,
+    ap = _Parser(prog="c2s", formatter_class=fmt, epilog=MAIN_EPILOG,
                                  description="Compare2Score evaluation harness: LMM pairwise comparisons -> exact MAP "
                                              "quality scores -> SRCC/PLCC leaderboards.")
-    sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
+
+    p = sub.add_parser("models", formatter_class=fmt, help="the backends a model spec can name, with their options",
+                       description="Every backend with its spec form and the options it declares (type, default, "
+                                   "what it does): the same declarations that check -o KEY=VALUE and YAML options.",
+                       epilog="examples:\n  c2s models\n  c2s models hf openai")
+    p.add_argument("backends", nargs="*", metavar="BACKEND", help="only these backends (default: all)")
 
     p = sub.add_parser("run", formatter_class=fmt, help="judge, score and measure a model on datasets",
                        description="Judge every test image against the anchors (cached, resumable: re-run the "
@@ -430,6 +466,11 @@ def cmd_check_parity(a) -> int:
     return parity_main([a.model_path, *a.rest])
 
 
+def cmd_models(a) -> int:
+    print(model_options_help(a.backends or None), end="")
+    return 0
+
+
 def cmd_setup(a) -> int:
     from adapters.compare2score import setup_worker_env
 
@@ -440,7 +481,7 @@ def cmd_setup(a) -> int:
 
 COMMANDS = {"run": cmd_run, "score": cmd_score, "compare": cmd_compare, "anchors": cmd_anchors,
             "datasets": cmd_datasets, "rescore": cmd_rescore, "leaderboard": cmd_leaderboard, "demo": cmd_demo,
-            "check-parity": cmd_check_parity, "setup": cmd_setup}
+            "check-parity": cmd_check_parity, "setup": cmd_setup, "models": cmd_models}
 
 
 def main(argv=None) -> int:

@@ -7,7 +7,8 @@ import pytest
 from harness.cli import _parser, main
 from harness.run.config import configs_from_dict, expand_env, load_config
 
-COMMANDS = ["run", "score", "compare", "anchors", "datasets", "rescore", "leaderboard", "demo", "check-parity", "setup"]
+COMMANDS = ["run", "score", "compare", "anchors", "datasets", "rescore", "leaderboard", "demo", "check-parity", "setup",
+            "models"]
 
 
 @pytest.mark.parametrize("command", COMMANDS)
@@ -131,3 +132,21 @@ def test_yaml_and_cli_option_values_are_checked_and_typed(tmp_path, capsys):
     assert main(["run", "--model", "classical", "-o", "sigma=fast", "--dataset", "demo",
                  "--out", str(tmp_path / "runs")]) == 2
     assert "option 'sigma' = 'fast' (str) is not float" in capsys.readouterr().err
+
+
+def test_model_options_in_help_and_models_come_from_the_declarations(capsys):
+    from dataclasses import fields
+
+    from adapters.base import backends
+
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    for b in backends():
+        assert f"  {b.spec()}: {b.summary}" in out
+        for f in fields(b.load().Options):
+            assert f"      {f.name} (" in out, (b.name, f.name)
+    with pytest.raises(SystemExit):
+        _parser().parse_args(["run", "--help"])
+    assert "model options (-o KEY=VALUE" in capsys.readouterr().out
+    assert main(["models", "nope"]) == 2
+    assert "unknown backend(s) ['nope']; known: hf" in capsys.readouterr().err
