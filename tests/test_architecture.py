@@ -64,3 +64,18 @@ def test_architecture_doc_draws_the_contract_layers():
         if names:
             drawn.append(" | ".join(names))
     assert drawn == [" | ".join(m.strip() for m in layer.split("|")) for layer in _layers()]
+
+
+def test_docstring_references_name_real_sections():
+    """`docs/method.md, "Presentation order"` in a docstring or comment points at a heading that exists."""
+    headings = {}
+    for doc in ("architecture", "method"):
+        text = (REPO / "docs" / f"{doc}.md").read_text(encoding="utf-8")
+        headings[doc] = {h.strip() for h in re.findall(r"^#+ (.+)$", text, re.M)}
+    broken = []
+    for folder in ("harness", "adapters", "prompts", "bench"):
+        for path in sorted((REPO / folder).rglob("*.py")):
+            for doc, section in re.findall(r'docs/(architecture|method)\.md,\s*"([^"]+)"', path.read_text(encoding="utf-8")):
+                if section not in headings[doc]:
+                    broken.append(f"{path.relative_to(REPO)}: docs/{doc}.md has no section {section!r}")
+    assert not broken, "\n".join(broken)
