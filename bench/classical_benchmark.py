@@ -39,7 +39,8 @@ def _row(label: str, pred, mos) -> str:
 
 def score_benchmark(comp, ds, alpha: int = 5, beta: int = 1) -> dict:
     """Eqn. 4 anchors from `ds` itself (std 0: no subjective std), anchor matrix from `comp`,
-    every image against the anchors (anchor first, test second; DESIGN.md), exact probit MAP."""
+    every image against the anchors (anchor first, test second; docs/method.md, "Presentation order"),
+    exact probit MAP."""
     paths = [str(ds.abspath(r)) for r in ds.records]
     mos = np.array([r.mos for r in ds.records])
     rep = selection_report(mos, np.zeros_like(mos), alpha=alpha, beta=beta)

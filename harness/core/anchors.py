@@ -1,6 +1,7 @@
 """Anchor sets: the reference images every test image is compared with, and their probability matrix.
 
-Orientation (DESIGN.md): anchors in ascending MOS; matrix[i, j] = P(anchor i beats anchor j).
+Orientation (docs/method.md, "The anchor matrix"): anchors in ascending MOS; matrix[i, j] = P(anchor i
+beats anchor j).
 """
 from __future__ import annotations
 
@@ -46,7 +47,7 @@ class AnchorSet:
         if not (np.all(np.isfinite(self.mos)) and np.all(np.isfinite(self.std)) and np.all(self.std >= 0)):
             raise ValueError("anchor MOS must be finite and std finite and >= 0")
         if np.any(np.diff(self.mos) < 0):
-            raise ValueError(f"anchors must be in ascending MOS order (DESIGN.md), got MOS {self.mos.tolist()}")
+            raise ValueError(f"anchors must be in ascending MOS order, got MOS {self.mos.tolist()}")
         if self.matrix is not None:
             self.matrix = np.asarray(self.matrix, dtype=np.float64)
             if self.matrix.shape != (m, m):

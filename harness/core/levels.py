@@ -1,4 +1,4 @@
-"""The five comparative levels shared by every module (see DESIGN.md).
+"""The five comparative levels shared by every module (docs/method.md, "Levels").
 
 A level is the verdict on the SECOND image relative to the FIRST; index 4 means the
 second image is much better.

@@ -1,8 +1,9 @@
 """The `official` profile: the official code's score conversion, reproduced on demand, without torch.
 
-The official code (PAPER.md 3.4) puts b in the last row of C = [[A, 1 - b], [b, 0.5]], seeds torch's
-CPU generator with `manual_seed(0)`, starts from `torch.rand(m + 1)` (float32), runs Adam (lr 0.1,
-betas (0.9, 0.999), eps 1e-8) for a fixed number of steps on
+The official code (docs/method.md, "The official code and why it differs") puts b in the last row of
+C = [[A, 1 - b], [b, 0.5]], seeds torch's CPU generator with `manual_seed(0)`, starts from
+`torch.rand(m + 1)` (float32), runs Adam (lr 0.1, betas (0.9, 0.999), eps 1e-8) for a fixed number of
+steps on
 
     loss(s) = -(sum_ij C_ij log(max(F(s_i - s_j), 1e-6)) - sum_i s_i^2 / 2),
 

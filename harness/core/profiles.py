@@ -1,4 +1,4 @@
-"""Named scoring profiles: how comparisons become scores (DESIGN.md, "Profiles").
+"""Named scoring profiles: how comparisons become scores (docs/method.md, "Profiles").
 
 `paper` is the paper's method done right (probit link, exact MAP, plain softmax, latent score).
 `official` reproduces the released code (logistic link, 100 seeded Adam steps, logits / 100 for
@@ -19,8 +19,9 @@ class Profile:
     link: str = "probit"
     #: temperature applied to the test-vs-anchor level logits
     temperature: float = 1.0
-    #: temperature for the anchor-vs-anchor block; the official fixed matrix was evidently made
-    #: at T = 1 while test preferences use T = 100 (PAPER.md 3.1), so the two are separate
+    #: temperature for the anchor-vs-anchor block; the official fixed matrix was evidently made at T = 1
+    #: while test preferences use T = 100 (docs/method.md, "The official code and why it differs"), so the
+    #: two are separate
     anchor_temperature: float = 1.0
     solver: str = "exact"
     steps: int = 100

@@ -1,7 +1,7 @@
 """From level log-probabilities to quality scores: preferences, probability matrices, exact MAP.
 
-Orientation (DESIGN.md): C[i, j] = P(item i beats item j), anchors first in ascending MOS, the test
-image last. The MAP problem is the paper's Eqn. 6,
+Orientation (docs/method.md, "Eqn. 5: one matrix per test image"): C[i, j] = P(item i beats item j),
+anchors first in ascending MOS, the test image last. The MAP problem is the paper's Eqn. 6,
 
     minimise  f(s) = -sum_{i != j observed} C_ij log F(s_i - s_j) + sum_i s_i^2 / (2 prior_var),
 

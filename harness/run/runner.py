@@ -270,7 +270,8 @@ def run(config: RunConfig, *, comparator=None, progress: bool = True) -> list[Pa
     timings["load_datasets"] = time.perf_counter() - t0
     check_before_model_work(config, anchors, profiles, tests, comparator)
     overlap = sorted(set(anchors.images) & set(tests))
-    if overlap:  # e.g. the KonIQ anchors sit in some official KonIQ test splits (PAPER.md 3.2)
+    # e.g. the KonIQ anchors sit in some official KonIQ test splits (docs/method.md, "Eqn. 4: choosing anchors")
+    if overlap:
         warnings.warn(f"{len(overlap)} anchor image(s) are also test images and will be compared with themselves: "
                       f"{overlap[:3]}{' ...' if len(overlap) > 3 else ''}", stacklevel=2)
 
