@@ -67,7 +67,8 @@ def test_architecture_doc_draws_the_contract_layers():
 
 
 def test_docstring_references_name_real_sections():
-    """`docs/method.md, "Presentation order"` in a docstring or comment points at a heading that exists."""
+    """`docs/method.md, "Presentation order"` in a docstring or comment points at a heading that exists,
+    and nothing points at notes that are not in the repository."""
     headings = {}
     for doc in ("architecture", "method"):
         text = (REPO / "docs" / f"{doc}.md").read_text(encoding="utf-8")
@@ -75,7 +76,10 @@ def test_docstring_references_name_real_sections():
     broken = []
     for folder in ("harness", "adapters", "prompts", "bench"):
         for path in sorted((REPO / folder).rglob("*.py")):
-            for doc, section in re.findall(r'docs/(architecture|method)\.md,\s*"([^"]+)"', path.read_text(encoding="utf-8")):
+            text = path.read_text(encoding="utf-8")
+            broken += [f"{path.relative_to(REPO)}: points at {name}" for name in ("DESIGN.md", "PAPER.md")
+                       if name in text]
+            for doc, section in re.findall(r'docs/(architecture|method)\.md,\s*"([^"]+)"', text):
                 if section not in headings[doc]:
                     broken.append(f"{path.relative_to(REPO)}: docs/{doc}.md has no section {section!r}")
     assert not broken, "\n".join(broken)
