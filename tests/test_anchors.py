@@ -81,7 +81,7 @@ def test_select_anchors_reports_empty_intervals():
 
 
 def test_selection_on_the_koniq_pool_reproduces_two_paper_anchors(shared_data):
-    """PAPER.md 3.2: on the union of the test JSONs the rule gives anchors (c) and (e) exactly."""
+    """docs/method.md: on the union of the test JSONs the rule gives anchors (c) and (e) exactly."""
     seen = {}
     for split in sorted((shared_data / "compare2score_splits").iterdir()):
         for rec in json.loads((split / "koniq10k_test.json").read_text()):

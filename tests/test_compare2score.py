@@ -27,7 +27,7 @@ from tests.conftest import noise_pngs
 from tests.test_base import assert_fingerprint_shape
 
 BUILD = Path(__file__).parent / "c2s_double" / "build.py"
-#: PAPER.md 3.1: the official scorer's prompt, verbatim
+#: docs/method.md: the official scorer's prompt, verbatim
 OFFICIAL = ("USER: <|image|> <|image|> Compared with the first image, what is your quality rating for second image? "
             "\nASSISTANT: The quality of the second image is")
 CLIP_MEAN_255 = (122, 116, 104)  # int(255 * (0.48145466, 0.4578275, 0.40821073))

@@ -161,7 +161,7 @@ def test_nothing_downloads_at_import():
 
 def test_authentic_datasets_lie_on_their_published_rating_scales(shared_data):
     """BID, LIVE Challenge, KonIQ-10k and SPAQ carry no distortion level in their file names, so
-    their direction is the rating protocol's (a higher rating is better quality, PAPER.md 5.1); what
+    their direction is the rating protocol's (a higher rating is better quality, docs/method.md); what
     the files can show is that their scores sit on those published scales, not on a DMOS one."""
     published = {"bid": (0, 5), "clive": (0, 100), "koniq10k": (1, 5), "spaq": (0, 100)}
     for name, (lo, hi) in published.items():

@@ -81,7 +81,7 @@ def test_failed_rows_and_bad_input():
 
 
 def test_how_far_the_official_procedure_is_from_the_exact_optimum(reference):
-    """Not a property we want, a property of the official code (PAPER.md 3.4): 100 Adam steps land
+    """Not a property we want, a property of the official code (docs/method.md): 100 Adam steps land
     within half a point of the exact optimum of the same objective, 50 steps miss it by more than one."""
     b = np.array([c["b"] for c in reference])
     A = koniq_default().matrix
