@@ -1,9 +1,13 @@
-"""Paper-style leaderboards merged from run folders: rows are models (label, profile, mode), columns
-datasets, cells the median SRCC and logistic PLCC over splits (± sd where several), best marked.
+"""Paper-style leaderboards merged from run folders: rows are (model label, profile, mode, anchor set,
+scope), columns datasets, cells the headline SRCC and logistic PLCC (± sd over splits where several,
+the 95% bootstrap interval where the run computed one), best marked.
 
-Runs of the same row covering different datasets merge into one row; the same row and dataset
-twice is a conflict (which number would be right?) and raises unless the caller asks to keep the
-newest run. Each cell carries its failed and dropped image counts, shown in every format.
+The anchor set (name and digest) is part of a row, so an ablation over anchors gives rows side by
+side; so is the scope: a run limited to the first N images of each dataset (`--limit`) is its own
+row, labelled, never merged with the full run of the same model. Runs of the same row covering
+different datasets merge into one row; the same row and dataset twice is a conflict (which number
+would be right?) and raises unless the caller asks to keep the newest run. Each cell carries its
+failed and dropped image counts, shown in every format.
 """
 from __future__ import annotations
 
@@ -14,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from harness.report.reports import summary_text, template_env
+from harness.report.reports import ci_text, headline_ci, summary_text, template_env
 from harness.run.record import Aggregate, DatasetMetrics, RunRecord, read_run
 
 FORMATS = ("md", "html", "csv", "json")
@@ -25,6 +29,9 @@ CELL_METRICS = (("srcc", "SRCC"), ("plcc_logistic", "PLCC"))
 NOTES = (f"SRCC and PLCC (after the 4-parameter logistic fit): median over each dataset's splits (one value where "
          f"the run summarises the whole dataset), ± sample sd (ddof 1) where there are several; best per column in "
          f"bold (compared at {DIGITS} decimals). "
+         "[low, high]: 95% percentile bootstrap interval (runs with --bootstrap N, where the headline is one "
+         "group of images). Anchors: the anchor set's name and digest (runs differing only in anchors are separate "
+         "rows). \"limited to first N\": a --limit run, never merged with a full one. "
          "\"failed / dropped\": images of the dataset that could not be scored / the most images left out of any "
          "one split's correlations. –: not evaluated.")
 
@@ -39,6 +46,18 @@ class RowKey:
     model_label: str
     profile: str
     mode: str
+    #: the anchor set, "name (digest)": an anchor ablation is a row of its own
+    anchors: str
+    #: images per dataset of a --limit run (None: the whole dataset)
+    limit: int | None = None
+
+    @property
+    def model_text(self) -> str:
+        """The model as shown in a table: a limited run says so."""
+        return self.model_label + (f" [limited to first {self.limit}]" if self.limit else "")
+
+    def describe(self) -> str:
+        return f"{self.model_text} ({self.profile}, {self.mode}, anchors {self.anchors})"
 
 
 @dataclass
@@ -54,10 +73,12 @@ class Cell:
     n_dropped: int
     n_splits: int
     stats: dict[str, Aggregate]
+    #: metric key -> 95% bootstrap interval of the headline, where there is one
+    ci95: dict[str, tuple[float, float] | None] = field(default_factory=dict)
     best: dict = field(default_factory=dict)
 
     def text(self, key: str) -> str:
-        return summary_text(self.stats[key], DIGITS)
+        return summary_text(self.stats[key], DIGITS) + ci_text(self.ci95.get(key), DIGITS)
 
     def failed_text(self) -> str:
         return f"{self.n_failed} / {self.n_dropped}"
@@ -85,8 +106,9 @@ class Leaderboard:
                 rec = {**asdict(row), "dataset": ds}
                 for key, _ in CELL_METRICS:
                     s = c.stats[key]
+                    lo, hi = c.ci95.get(key) or (None, None)
                     rec.update({f"{key}_median": s.median, f"{key}_sd": s.sd, f"{key}_n_splits": s.n,
-                                f"{key}_best": c.best[key]})
+                                f"{key}_ci95_low": lo, f"{key}_ci95_high": hi, f"{key}_best": c.best[key]})
                 rec.update({"n_splits": c.n_splits, "n_images": c.n_images, "n_failed": c.n_failed,
                             "n_dropped_max_per_split": c.n_dropped, "run_id": c.run_id, "run_dir": c.run_dir,
                             "created": c.created})
@@ -98,7 +120,13 @@ def _cell(run: RunRecord, name: str, ds: DatasetMetrics) -> Cell:
     dropped = [ds.splits[s].n_dropped for s in ds.over]
     return Cell(run_id=run.metrics.run_id, run_dir=str(run.run_dir), created=run.manifest.created,
                 n_images=ds.n_images, n_failed=ds.n_failed, n_dropped=max(dropped), n_splits=len(ds.over),
-                stats={key: ds.summary[key] for key, _ in CELL_METRICS})
+                stats={key: ds.summary[key] for key, _ in CELL_METRICS},
+                ci95={key: headline_ci(ds, key) for key, _ in CELL_METRICS})
+
+
+def row_key(run: RunRecord) -> RowKey:
+    m, a = run.metrics, run.manifest.anchors
+    return RowKey(m.model_label, m.profile, m.mode, f"{a.name} ({a.digest[:8]})", run.manifest.limit)
 
 
 def _mark_best(lb: Leaderboard) -> None:
@@ -128,7 +156,7 @@ def build_leaderboard(run_dirs, keep_latest: bool = False) -> Leaderboard:
     for run_dir in run_dirs:
         run = read_run(run_dir)
         m = run.metrics
-        row = RowKey(m.model_label, m.profile, m.mode)
+        row = row_key(run)
         when = run.manifest.created_at
         if row not in rows:
             rows.append(row)
@@ -141,10 +169,9 @@ def build_leaderboard(run_dirs, keep_latest: bool = False) -> Leaderboard:
             key = (row, name)
             if key in cells:
                 old = cells[key]
-                where = (f"{row.model_label} ({row.profile}, {row.mode}) on {name!r} appears in two runs: "
-                         f"{old.run_dir} and {run_dir}")
+                where = f"{row.describe()} on {name!r} appears in two runs: {old.run_dir} and {run_dir}"
                 if not keep_latest:
-                    raise ValueError(f"{where}; pass keep_latest=True (c2s leaderboard --keep-latest) to keep the newer one")
+                    raise ValueError(f"{where}; add --keep-latest to keep the newer one, or leave one out")
                 if when == created[key]:
                     raise ValueError(f"{where}, both created at {when.isoformat()}: cannot tell which is newer")
                 if when < created[key]:
@@ -161,7 +188,7 @@ def build_leaderboard(run_dirs, keep_latest: bool = False) -> Leaderboard:
 
 def _context(lb: Leaderboard) -> dict:
     return {"rows": lb.rows, "datasets": lb.datasets, "cell": lb.cell, "metrics": CELL_METRICS, "notes": NOTES,
-            "unranked": [f"{r.model_label} ({r.profile}, {r.mode}) on {ds}" for r, ds in lb.unranked],
+            "unranked": [f"{r.describe()} on {ds}" for r, ds in lb.unranked],
             "runs": sorted({(c.run_id, c.run_dir) for c in lb.cells.values()})}
 
 

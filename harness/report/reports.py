@@ -48,6 +48,21 @@ def summary_text(stats: Aggregate, digits: int = 3) -> str:
     return out
 
 
+def headline_ci(ds: DatasetMetrics, key: str) -> tuple[float, float] | None:
+    """The 95% bootstrap interval of a dataset's headline `key`, where the run computed one: only when
+    the headline is one group of images (a median over splits has its sd over splits instead), and
+    only for the metrics bootstrapped (SRCC and raw PLCC; not the logistic PLCC)."""
+    over = ds.over
+    if len(over) != 1:
+        return None
+    return getattr(ds.splits[over[0]], f"{key}_ci95", None)
+
+
+def ci_text(ci, digits: int = 3) -> str:
+    """" [low, high]" for an interval, "" for none; an undefined end is "n/a"."""
+    return "" if ci is None else f" [{fmt(ci[0], digits)}, {fmt(ci[1], digits)}]"
+
+
 def md_cell(value) -> str:
     """Text safe inside a Markdown table cell (pipes escaped, no line breaks)."""
     return re.sub(r"\s*\n\s*", " ", str(value)).replace("|", "\\|")

@@ -183,6 +183,8 @@ class Manifest(_Schema):
     map_converged_fraction: float | None
     anchors_unusable: list[str]
     rescored_from: RescoredFrom | None = None
+    #: --limit: only the first N images of each dataset (manifest order) were scored; None: all of them
+    limit: int | None = None
 
     @field_validator("created")
     @classmethod
