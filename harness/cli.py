@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+import warnings
 from pathlib import Path
 
 MAIN_EPILOG = """\
@@ -106,6 +108,9 @@ def _parser() -> argparse.ArgumentParser:
     ap = _Parser(prog="c2s", formatter_class=fmt, epilog=MAIN_EPILOG,
                                  description="Compare2Score evaluation harness: LMM pairwise comparisons -> exact MAP "
                                              "quality scores -> SRCC/PLCC leaderboards.")
+    from harness import __version__
+
+    ap.add_argument("--version", action="version", version=f"c2s {__version__}", help="print the version and exit")
     sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
 
     p = sub.add_parser("models", formatter_class=fmt, help="the backends a model spec can name, with their options",
@@ -163,7 +168,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--anchors", default="select", help="select (Eqn. 4 on --anchors-dataset; default the embedded "
                                                         "demo benchmark) | koniq | anchors.json")
     p.add_argument("--anchors-root", help="folder holding the anchor images")
-    p.add_argument("--anchors-dataset", default="demo")
+    p.add_argument("--anchors-dataset", default="demo",
+                   help="with --anchors select: the dataset to select from (default: the embedded demo benchmark)")
     p.add_argument("--profile", choices=profiles, default=DEFAULT_PROFILE,
                    help="scoring profile")
     _add_profile(p)
@@ -173,9 +179,9 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("compare", formatter_class=fmt, help="judge one pair and print the level distribution",
                        epilog="example:\n  c2s compare --model classical reference.png distorted.png")
     _add_model(p)
-    p.add_argument("first")
-    p.add_argument("second")
-    p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("first", help="the image shown first (the reference)")
+    p.add_argument("second", help="the image shown second (the verdict is about this one)")
+    p.add_argument("--temperature", type=float, default=1.0, help="softmax temperature on the level logits")
 
     p = sub.add_parser("anchors", formatter_class=fmt, help="select anchors (Eqn. 4) or compute an anchor matrix",
                        epilog="examples:\n"
@@ -184,18 +190,19 @@ def _parser() -> argparse.ArgumentParser:
                               "  c2s anchors matrix --anchors anchors.json --from-mos --out anchors_mos.json")
     asub = p.add_subparsers(dest="action", required=True)
     q = asub.add_parser("select", help="Eqn. 4: alpha equal-width MOS intervals, beta lowest-std images each")
-    q.add_argument("--dataset", required=True, metavar="NAME[=SOURCE]")
-    q.add_argument("--root")
-    q.add_argument("--alpha", type=int, default=5)
-    q.add_argument("--beta", type=int, default=1)
-    q.add_argument("--out", required=True)
+    q.add_argument("--dataset", required=True, metavar="NAME[=SOURCE]",
+                   help="a registered dataset, 'demo', or NAME=manifest.json|csv|folder (needs MOS)")
+    q.add_argument("--root", help="folder holding the dataset images")
+    q.add_argument("--alpha", type=int, default=5, help="Eqn. 4: number of MOS intervals")
+    q.add_argument("--beta", type=int, default=1, help="Eqn. 4: anchors per interval")
+    q.add_argument("--out", required=True, help="anchors JSON file to write")
     q = asub.add_parser("matrix", help="the anchor block judged by a model (both orders) or from MOS")
     q.add_argument("--anchors", required=True, help="anchors.json")
     q.add_argument("--root", help="folder the anchor images are relative to")
     _add_model(q, required=False)
     q.add_argument("--from-mos", action="store_true", help="Thurstone from MOS and std instead of a model")
-    q.add_argument("--temperature", type=float, default=1.0)
-    q.add_argument("--out", required=True)
+    q.add_argument("--temperature", type=float, default=1.0, help="softmax temperature on the model's level logits")
+    q.add_argument("--out", required=True, help="anchors JSON file to write (the input plus its matrix)")
 
     p = sub.add_parser("datasets", formatter_class=fmt, help="list, check or fetch datasets",
                        epilog="examples:\n  c2s datasets list\n  c2s datasets check koniq --root /data/iqa\n"
@@ -203,12 +210,15 @@ def _parser() -> argparse.ArgumentParser:
     dsub = p.add_subparsers(dest="action", required=True)
     dsub.add_parser("list", help="the registered datasets")
     q = dsub.add_parser("check", help="validate a local copy: every missing or broken image in one listing")
-    q.add_argument("name", metavar="NAME[=SOURCE]")
-    q.add_argument("--root")
-    q.add_argument("--splits")
+    q.add_argument("name", metavar="NAME[=SOURCE]",
+                   help="a registered dataset, 'demo', or NAME=manifest.json|csv|folder")
+    q.add_argument("--root", help="folder holding the dataset images")
+    q.add_argument("--splits", help="comma-separated split names (default: all)")
     q.add_argument("--decode", action="store_true", help="also decode every image (finds truncated files)")
     q = dsub.add_parser("fetch", help="download the official split files (explicit; nothing downloads otherwise)")
     q.add_argument("--dest", help="target folder (default: the cache)")
+    q.add_argument("--base-url", help="a mirror laid out as BASE_URL/<split>/<file> (https, http or file://; "
+                                      "default: the official repository)")
 
     p = sub.add_parser("rescore", formatter_class=fmt, help="score a finished run again, without any model",
                        description="Recompute scores and metrics from a run's recorded comparisons with another "
@@ -216,19 +226,19 @@ def _parser() -> argparse.ArgumentParser:
                        epilog="examples:\n  c2s rescore results/runs/<run-id> --link logit\n"
                               "  c2s rescore results/runs/<run-id> --profile official\n"
                               "  c2s rescore results/runs/<run-id> --anchor-matrix mos --scale mos")
-    p.add_argument("run_dir")
+    p.add_argument("run_dir", help="a run folder written by c2s run")
     p.add_argument("--profile", choices=profiles, help="score under this profile (default: the run's own)")
     p.add_argument("--mode", choices=[m for m in MODES if m != "rating"], help="soft or count (default: the run's)")
     _add_profile(p)
     p.add_argument("--out", help="parent folder of the new run (default: beside the old one)")
-    p.add_argument("--no-report", action="store_true")
+    p.add_argument("--no-report", action="store_true", help="skip report.md/html and plots")
 
     p = sub.add_parser("leaderboard", formatter_class=fmt, help="merge runs into paper-style tables",
                        epilog="examples:\n  c2s leaderboard results/runs/* --out results/leaderboard\n"
                               "  c2s leaderboard results/runs --formats md,csv --keep-latest")
     p.add_argument("runs", nargs="+", help="run folders, or folders holding run folders")
-    p.add_argument("--out", default="results/leaderboard")
-    p.add_argument("--formats", default="md,html,csv,json")
+    p.add_argument("--out", default="results/leaderboard", help="folder for the tables (default: %(default)s)")
+    p.add_argument("--formats", default="md,html,csv,json", help="comma-separated table formats (default: %(default)s)")
     p.add_argument("--keep-latest", action="store_true", help="when two runs fill the same cell, keep the newer")
 
     p = sub.add_parser("demo", formatter_class=fmt, help="the offline demo (embedded real photos, no weights)",
@@ -237,17 +247,21 @@ def _parser() -> argparse.ArgumentParser:
                                    "its scores mean nothing), paper and official profiles and the count variant, "
                                    "ending with a leaderboard and plots.",
                        epilog="example:\n  c2s demo --out results/demo")
-    p.add_argument("--out", default="results/demo")
+    p.add_argument("--out", default="results/demo", help="folder for the demo's runs, leaderboard and plots")
     p.add_argument("--no-lmm", action="store_true", help="skip the tiny LMM (no torch needed)")
 
     p = sub.add_parser("check-parity", formatter_class=fmt, help="same model, several backends: same probabilities?",
+                       description="Judge the same pairs with one local model through several backends and "
+                                   "compare the level log-probabilities with the first (the reference).",
                        epilog="example:\n  c2s check-parity /models/SmolVLM-256M --backends hf,vllm")
-    p.add_argument("model_path")
-    p.add_argument("rest", nargs=argparse.REMAINDER, help="options passed to `python -m harness.tools.parity`")
+    from harness.tools.parity import add_arguments
+
+    add_arguments(p)
+    p.set_defaults(parser=p)  # ap.error() of the parity options speaks for this sub-command
 
     p = sub.add_parser("setup", formatter_class=fmt, help="create an isolated environment for a backend",
                        epilog="example:\n  c2s setup compare2score   # transformers 4.37 worker env for mPLUG-Owl2")
-    p.add_argument("backend", choices=["compare2score"])
+    p.add_argument("backend", choices=["compare2score"], help="the backend whose environment to create")
     p.add_argument("--env-dir", help="where the environment goes (default: the cache)")
     return ap
 
@@ -401,7 +415,7 @@ def cmd_datasets(a) -> int:
         print(f"\nofficial split files: {reg.default_splits_dir()} (c2s datasets fetch)")
         return 0
     if a.action == "fetch":
-        dest = reg.fetch_official_splits(a.dest)
+        dest = reg.fetch_official_splits(a.dest, **_given(base_url=a.base_url))
         print(f"official splits in {dest}")
         return 0
     from harness.run.runner import resolve_dataset
@@ -461,9 +475,9 @@ def cmd_demo(a) -> int:
 
 
 def cmd_check_parity(a) -> int:
-    from harness.tools.parity import main as parity_main
+    from harness.tools.parity import run_parsed
 
-    return parity_main([a.model_path, *a.rest])
+    return run_parsed(a, a.parser)
 
 
 def cmd_models(a) -> int:
@@ -484,12 +498,71 @@ COMMANDS = {"run": cmd_run, "score": cmd_score, "compare": cmd_compare, "anchors
             "check-parity": cmd_check_parity, "setup": cmd_setup, "models": cmd_models}
 
 
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """A Python warning as one `c2s: warning:` line: the user needs the message, not our source line."""
+    print(f"c2s: warning: {' '.join(str(message).split())}", file=sys.stderr)
+
+
+def _install_hint(exc: ImportError, spec: str | None) -> str:
+    """The pip command that brings a missing module: the extra named like the backend (hf, vllm), else
+    the extra listing the module (both read from the package's own metadata, i.e. pyproject.toml)."""
+    from importlib import metadata
+
+    missing = (exc.name or "").split(".")[0]
+    try:
+        requires = metadata.requires("c2s-harness") or []
+    except metadata.PackageNotFoundError:
+        requires = []
+    extras = {}
+    for req in requires:
+        name, _, marker = req.partition(";")
+        if "extra ==" in marker:
+            extra = marker.split("extra ==")[1].strip().strip("'\"")
+            extras.setdefault(extra, set()).add(name.split(">")[0].split("=")[0].split("[")[0].strip())
+    backend = (spec or "").partition(":")[0]
+    extra = backend if backend in extras else next((e for e, mods in extras.items() if missing in mods), None)
+    command = f"pip install 'c2s-harness[{extra}]'" if extra else f"pip install {missing}"
+    return f"the Python module {missing!r} is not installed; install it with: {command}"
+
+
+def _missing_module(exc: BaseException) -> ImportError | None:
+    """The ModuleNotFoundError behind an error (a backend that failed to import is reported as a ValueError)."""
+    while exc is not None:
+        if isinstance(exc, ModuleNotFoundError) and exc.name:
+            return exc
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+#: the exit status after a closed pipe (`c2s leaderboard ... | head -1`): 128 + SIGPIPE, what a shell reports
+#: for a program the closed pipe stopped, so `set -o pipefail` scripts can tell output was cut short
+EXIT_BROKEN_PIPE = 141
+
+
 def main(argv=None) -> int:
-    a = _parser().parse_args(argv)
+    try:
+        with warnings.catch_warnings():
+            warnings.showwarning = _one_line_warning
+            status = _dispatch(_parser().parse_args(argv))
+            sys.stdout.flush()  # here, not at exit: a closed pipe is then caught below
+            return status
+    except BrokenPipeError:
+        try:  # the interpreter flushes stdout again at exit: point it at nothing, silently
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError, AttributeError):
+            pass
+        return EXIT_BROKEN_PIPE
+
+
+def _dispatch(a) -> int:
     try:
         return COMMANDS[a.command](a)
-    except (ValueError, OSError, RuntimeError) as exc:
-        print(f"c2s {a.command}: error: {exc}", file=sys.stderr)
+    except (ValueError, OSError, RuntimeError, ImportError) as exc:
+        if isinstance(exc, BrokenPipeError):
+            raise
+        missing = _missing_module(exc)
+        message = _install_hint(missing, getattr(a, "model", None)) if missing else exc
+        print(f"c2s {a.command}: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"c2s {a.command}: interrupted; run the same command again to resume", file=sys.stderr)

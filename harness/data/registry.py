@@ -20,6 +20,7 @@ import json
 import os
 import re
 import tempfile
+import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from importlib import resources
@@ -185,29 +186,56 @@ def fetch_official_splits(dest=None, *, base_url: str = OFFICIAL_BASE_URL, revis
     dest = Path(dest) if dest is not None else default_splits_dir()
     base = base_url.format(revision=revision).rstrip("/")
     sums = official_checksums()
-    bad = []
+    failed: dict[str, list[str]] = {}  # reason -> files: a reason shared by 90 files is said once
+    unreachable = None
     for rel, want in sums.items():
         target = dest / rel
         if target.is_file() and (not verify or _sha256(target.read_bytes()) == want):
             continue
-        url = f"{base}/{rel}"
+        if unreachable:  # offline: waiting 90 times for the same timeout helps nobody
+            failed.setdefault(unreachable, []).append(rel)
+            continue
         try:
-            with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 - explicit user request
-                data = resp.read()
+            data = _download(f"{base}/{rel}", timeout)
+        except _Missing as exc:
+            failed.setdefault(str(exc), []).append(rel)
+            continue
         except (OSError, ValueError) as exc:
-            bad.append(f"{url}: download failed ({exc})")
+            unreachable = f"cannot reach {base} ({getattr(exc, 'reason', exc)}); the other files were not tried"
+            failed.setdefault(unreachable, []).append(rel)
             continue
         if verify and _sha256(data) != want:
-            bad.append(f"{url}: sha256 {_sha256(data)[:12]}... differs from the published {want[:12]}...")
+            failed.setdefault("sha256 differs from the published checksum (nothing written)", []).append(rel)
             continue
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".part-")
         with os.fdopen(fd, "wb") as f:
             f.write(data)
         os.replace(tmp, target)
-    if bad:
-        raise RuntimeError(f"{len(bad)} of {len(sums)} official split files could not be fetched:\n  " + "\n  ".join(bad))
+    if failed:
+        lines = [f"{sum(map(len, failed.values()))} of {len(sums)} official split files could not be fetched "
+                 f"from {base}:"]
+        for reason, files in failed.items():
+            lines += [f"  {reason}: {len(files)} file(s)"] + [f"    {rel}" for rel in files]
+        raise RuntimeError("\n".join(lines))
     return dest
+
+
+class _Missing(Exception):
+    """One file the server does not have (the server itself answered)."""
+
+
+def _download(url: str, timeout: float) -> bytes:
+    """The bytes at `url`; `_Missing` when the server answers without them, OSError when it cannot be reached."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 - explicit user request
+            return resp.read()
+    except urllib.error.HTTPError as exc:
+        raise _Missing(f"HTTP {exc.code} {exc.reason}") from None
+    except urllib.error.URLError as exc:
+        if isinstance(exc.reason, FileNotFoundError):  # file:// base: a missing file, not a dead host
+            raise _Missing("no such file") from None
+        raise
 
 
 def main(argv=None) -> int:

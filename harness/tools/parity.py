@@ -167,20 +167,24 @@ def synthetic_pairs(folder: Path, n: int = 4, size: int = 96) -> list[Pair]:
     return [Pair(a, b) for a in paths for b in paths if a != b]
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m harness.tools.parity", description=__doc__.split("\n\n")[0])
+def add_arguments(ap: argparse.ArgumentParser) -> None:
+    """The parity check's options, declared once for `python -m harness.tools.parity` and `c2s check-parity`."""
     ap.add_argument("model", help="a local model folder (every backend loads the same files)")
     ap.add_argument("--backends", default=",".join(BACKENDS), help=f"comma-separated, first = reference ({','.join(BACKENDS)})")
     ap.add_argument("--images", nargs="*", help="images to compare in every ordered pair (default: synthetic ones)")
-    ap.add_argument("--tol", type=float, default=1e-3)
-    ap.add_argument("--prompt", default="official")
+    ap.add_argument("--tol", type=float, default=1e-3,
+                    help="largest allowed difference of a level probability from the reference backend")
+    ap.add_argument("--prompt", default="official", help="the prompt every backend uses (a template name in prompts/, e.g. official or paper)")
     ap.add_argument("--vllm-python", help="interpreter of the vLLM environment (default $C2S_VLLM_PYTHON or this one)")
     ap.add_argument("--server-url", help="a running vLLM server serving MODEL (default: start one on 127.0.0.1)")
     ap.add_argument("--api-key-env", help="NAME of the environment variable holding that server's API key")
     ap.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                     help="vLLM engine/server option (JSON values), replaces the CPU defaults "
                          f"{json.dumps(CPU_ENGINE_OPTIONS)} when given")
-    args = ap.parse_args(argv)
+
+
+def run_parsed(args: argparse.Namespace, ap: argparse.ArgumentParser) -> int:
+    """Run the check for options parsed by a parser built with `add_arguments`; print the report."""
     pairs = None
     if args.images:
         if len(args.images) < 2:
@@ -192,6 +196,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                           server_url=args.server_url, server_api_key_env=args.api_key_env)
     print(report.format())
     return 0 if report.ok else 1
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m harness.tools.parity", description=__doc__.split("\n\n")[0])
+    add_arguments(ap)
+    return run_parsed(ap.parse_args(argv), ap)
 
 
 def _parse_options(items: Sequence[str]) -> dict:

@@ -1,0 +1,123 @@
+"""Friendly failures through the real CLI (issue 11): one-line errors, install hints, silent broken pipes,
+one-line warnings, --version, and help text for every option."""
+import argparse
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from harness.cli import EXIT_BROKEN_PIPE, _parser, main
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _c2s(*args, code: str | None = None, cwd=None) -> subprocess.CompletedProcess:
+    """`c2s ARGS` in a fresh interpreter (`code` runs first, e.g. to hide a module)."""
+    prelude = (code or "") + "\nimport sys\nfrom harness.cli import main\nsys.exit(main(sys.argv[1:]))"
+    return subprocess.run([sys.executable, "-c", prelude, *args], capture_output=True, text=True, cwd=cwd or REPO,
+                          env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=600)
+
+
+#: makes `import MODULE` fail in a fresh interpreter as if it were not installed (sys.modules[name] = None would
+#: also break libraries that look modules up there, e.g. scipy probing for torch)
+HIDE = """
+import importlib.abc, sys
+class Hide(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name.split(".")[0] == {module!r}:
+            raise ModuleNotFoundError(f"No module named {{name!r}}", name=name)
+sys.meta_path.insert(0, Hide())
+"""
+
+
+@pytest.mark.parametrize("spec, module, extra", [("hf:/models/x", "torch", "hf"), ("vllm:/models/x", "vllm", "vllm")])
+def test_missing_optional_dependency_is_one_line_with_the_install_command(spec, module, extra, tmp_path):
+    proc = _c2s("compare", "--model", spec, str(tmp_path / "a.png"), str(tmp_path / "b.png"),
+                code=HIDE.format(module=module))
+    assert proc.returncode == 2
+    assert proc.stderr == (f"c2s compare: error: the Python module {module!r} is not installed; "
+                           f"install it with: pip install 'c2s-harness[{extra}]'\n")
+
+
+def test_version(capsys):
+    from harness import __version__
+
+    with pytest.raises(SystemExit) as exc:
+        main(["--version"])
+    assert exc.value.code == 0 and capsys.readouterr().out == f"c2s {__version__}\n"
+
+
+def _walk(parser, path=("c2s",)):
+    for act in parser._actions:
+        if isinstance(act, argparse._SubParsersAction):
+            for choice in act._choices_actions:
+                yield (*path, choice.dest), choice.help
+            for name, sub in act.choices.items():
+                yield from _walk(sub, (*path, name))
+        elif not isinstance(act, argparse._HelpAction):
+            yield (*path, "/".join(act.option_strings) or act.dest), act.help
+
+
+def test_every_sub_command_and_flag_has_help_text():
+    items = list(_walk(_parser()))
+    assert len(items) > 80  # the walk reaches the nested sub-commands
+    assert [where for where, text in items if not text] == []
+
+
+def test_check_parity_help_lists_the_parity_tools_own_options(capsys):
+    with pytest.raises(SystemExit):
+        main(["check-parity", "--help"])
+    out = capsys.readouterr().out
+    for flag in ("--backends", "--images", "--tol", "--prompt", "--vllm-python", "--server-url", "--option"):
+        assert flag in out
+    assert "rest" not in out
+
+
+def test_check_parity_options_are_checked_by_the_parity_parser(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["check-parity", "/models/m", "--images", "only-one.png"])
+    assert exc.value.code == 2
+    assert "c2s check-parity: error: --images needs at least two images" in capsys.readouterr().err
+
+
+def test_fetch_offline_reports_the_reason_once_and_each_file_once(tmp_path, capsys):
+    assert main(["datasets", "fetch", "--dest", str(tmp_path), "--base-url", "http://127.0.0.1:9"]) == 2
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[0] == ("c2s datasets: error: 90 of 90 official split files could not be fetched from "
+                        "http://127.0.0.1:9:")
+    assert lines[1].startswith("  cannot reach http://127.0.0.1:9 (") and lines[1].endswith(
+        "the other files were not tried: 90 file(s)")
+    assert len(lines) == 92 and len(set(lines[2:])) == 90 and all(line.startswith("    ") for line in lines[2:])
+
+
+def test_fetch_from_a_mirror_without_the_files_names_each_file(tmp_path, capsys):
+    assert main(["datasets", "fetch", "--dest", str(tmp_path / "d"), "--base-url", (tmp_path / "none").as_uri()]) == 2
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[1] == "  no such file: 90 file(s)" and len(lines) == 92
+
+
+def test_broken_pipe_is_silent_with_status_141(tmp_path):
+    """`c2s ... | head -1`: the reader goes away; no traceback, the shell's status for a closed pipe."""
+    code = "import harness.cli as c\nc.cmd_models = lambda a: [print('line', i) for i in range(100000)] and 0\n" \
+           "c.COMMANDS['models'] = c.cmd_models"
+    proc = subprocess.Popen([sys.executable, "-c", code + "\nimport sys\nsys.exit(c.main(['models']))"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=REPO,
+                            env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert proc.stdout.readline() == b"line 0\n"
+    proc.stdout.close()  # what head does after its line
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=600) == EXIT_BROKEN_PIPE == 141
+    assert err == ""
+
+
+def test_python_warnings_are_one_c2s_line(tmp_path):
+    code = ("import warnings, harness.cli as c\n"
+            "def noisy(a):\n    warnings.warn('first part\\n  second part', UserWarning)\n    return 0\n"
+            "c.COMMANDS['models'] = noisy")
+    proc = subprocess.run([sys.executable, "-c", code + "\nimport sys\nsys.exit(c.main(['models']))"],
+                          capture_output=True, text=True, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
+                          timeout=600)
+    assert proc.returncode == 0
+    assert proc.stderr == "c2s: warning: first part second part\n"
