@@ -101,7 +101,7 @@ def _overrides(a) -> dict:
 
 def _parser() -> argparse.ArgumentParser:
     from harness.core.profiles import DEFAULT_PROFILE, PROFILES
-    from harness.core.vocabulary import MODES, ORDERS
+    from harness.core.vocabulary import MODES, ORDERS, SUMMARIES
 
     profiles = sorted(PROFILES)
     fmt = argparse.RawDescriptionHelpFormatter
@@ -137,6 +137,11 @@ def _parser() -> argparse.ArgumentParser:
                    help="a registered dataset (official splits, needs --root), 'demo', or NAME=manifest.json|csv|folder")
     p.add_argument("--root", help="folder holding the dataset images")
     p.add_argument("--splits", help="comma-separated split names (default: all)")
+    p.add_argument("--summary", choices=SUMMARIES,
+                   help="each dataset's headline: 'all' = SRCC/PLCC over all its images, 'splits' = the median "
+                        "over its splits (the paper's protocol for registered datasets). Default: splits for a "
+                        "registered dataset, all for the demo; a manifest with a split column: splits. Reports "
+                        "always show both (YAML: `summary:` per dataset)")
     p.add_argument("--anchors", default=None, help="koniq (default) | select | anchors.json")
     p.add_argument("--anchors-root", help="folder holding the anchor images (for koniq: the folder with koniq/)")
     p.add_argument("--anchors-dataset", help="with --anchors select: the dataset to select from")
@@ -163,7 +168,10 @@ def _parser() -> argparse.ArgumentParser:
                               "  c2s score --model classical --images photos/ --out scores.csv\n"
                               "  c2s score --model hf:/models/qwen -o device=cuda --images a.jpg b.jpg --anchors my.json")
     _add_model(p)
-    p.add_argument("--images", nargs="+", required=True, help="a folder, or image files")
+    p.add_argument("--images", nargs="+", required=True, help="folders and/or image files")
+    p.add_argument("--strict", action="store_true",
+                   help="stop before any model work when an image cannot be read (default: such images are rows "
+                        "with status failed and the reason in the error column)")
     p.add_argument("--out", required=True, help="CSV file to write")
     p.add_argument("--anchors", default="select", help="select (Eqn. 4 on --anchors-dataset; default the embedded "
                                                         "demo benchmark) | koniq | anchors.json")
@@ -266,11 +274,11 @@ def _parser() -> argparse.ArgumentParser:
     return ap
 
 
-def _dataset_spec(text: str, root, splits):
+def _dataset_spec(text: str, root, splits, summary=None):
     from harness.run.runner import DatasetSpec
 
     name, sep, source = text.partition("=")
-    return DatasetSpec(name=name, source=source or None, root=root,
+    return DatasetSpec(name=name, source=source or None, root=root, summary=summary,
                        splits=[s.strip() for s in splits.split(",")] if splits else None)
 
 
@@ -286,7 +294,7 @@ def cmd_run(a) -> int:
         anchors = a.anchors or "koniq"
         configs = [RunConfig(
             model=a.model, model_options=_kv(a.model_option), label=a.label,
-            datasets=[_dataset_spec(d, a.root, a.splits) for d in a.dataset],
+            datasets=[_dataset_spec(d, a.root, a.splits, a.summary) for d in a.dataset],
             anchors=AnchorSpec(source=anchors, root=a.anchors_root, dataset=a.anchors_dataset, alpha=a.alpha,
                                beta=a.beta),
             **_given(profiles=a.profile, modes=a.mode),
@@ -302,6 +310,8 @@ def _print_run(run_dir: Path, *, report: bool) -> None:
     """Write the run's report (if asked) and print its headline numbers."""
     from harness.run.record import read_run
 
+    from harness.report.reports import quality_flags, summaries, summary_line
+
     if report:
         from harness.report.reports import write_report
 
@@ -311,10 +321,42 @@ def _print_run(run_dir: Path, *, report: bool) -> None:
     print(f"{run_dir}  [{m.model.label} | {m.profile.name} | {m.mode}]  pairs {c.pairs_total} "
           f"(cached {c.pairs_cached}, computed {c.pairs_computed}, failed {c.pairs_failed}), "
           f"images failed {c.images_failed}")
+    if m.limit:
+        print(f"    LIMITED RUN: only the first {m.limit} images of each dataset were scored")
     for name, d in rec.metrics.datasets.items():
-        if d.summary:
-            print(f"    {name:24s} SRCC {d.summary['srcc'].median:.4f}  PLCC {d.summary['plcc_logistic'].median:.4f}"
-                  f"  (over {d.summary_over}; {d.n_failed} of {d.n_images} images failed)")
+        for k, e in enumerate(summaries(d)):
+            print(f"    {name if k == 0 else '':24s} {summary_line(e, 4)}  ("
+                  + (f"headline, {e['what']}; {d.n_failed} of {d.n_images} images failed)" if e["headline"] else
+                     f"{e['what']}, not the headline)"))
+    for level, text in quality_flags(rec):
+        print(f"c2s: warning: {level}: {text}", file=sys.stderr)
+
+
+def _score_inputs(items, *, strict: bool) -> list[str]:
+    """The image files to score: folders expanded by the folder loader's rule (image extensions, hidden entries
+    skipped). An unreadable image becomes a failed row of the CSV, unless `strict`: then every problem is
+    listed and nothing is scored."""
+    from harness.data.datasets import load_folder
+    from harness.data.images import ImageError, probe_image
+
+    images = []
+    for item in items:
+        if Path(item).is_dir():
+            folder = load_folder(item, check_files=False)
+            images += [str(folder.abspath(r)) for r in folder.records]
+        else:
+            images.append(item)
+    if strict:
+        problems = []
+        for img in images:
+            try:
+                probe_image(img)
+            except ImageError as exc:
+                problems.append(f"  - {img}: {exc.reason}")
+        if problems:
+            raise ValueError(f"{len(problems)} of {len(images)} image(s) cannot be scored (--strict stops here; "
+                             "without it they are failed rows of the CSV):\n" + "\n".join(problems))
+    return images
 
 
 def cmd_score(a) -> int:
@@ -324,11 +366,8 @@ def cmd_score(a) -> int:
     from harness.run.record import read_run
     from harness.run.runner import AnchorSpec, DatasetSpec, RunConfig, run
 
-    images = a.images
-    if len(images) == 1 and Path(images[0]).is_dir():
-        spec = DatasetSpec(name="images", source=images[0], fmt="folder")
-    else:
-        spec = DatasetSpec(name="images", images=images)
+    images = _score_inputs(a.images, strict=a.strict)
+    spec = DatasetSpec(name="images", images=images)
     cfg = RunConfig(model=a.model, model_options=_kv(a.model_option), datasets=[spec],
                     anchors=AnchorSpec(source=a.anchors, root=a.anchors_root, dataset=a.anchors_dataset),
                     profiles=[a.profile], profile_overrides={k: v for k, v in _overrides(a).items() if v is not None},

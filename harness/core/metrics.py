@@ -30,6 +30,13 @@ def _paired(pred, mos, higher_is_better: bool) -> tuple[np.ndarray, np.ndarray, 
     return x[keep], y[keep], int(np.count_nonzero(~keep))
 
 
+def constant(x) -> bool:
+    """Predictions equal up to floating-point noise: their correlations with anything are noise too
+    (a count-mode run with one verdict everywhere gives scores that differ in the 12th digit)."""
+    x = np.asarray(x, dtype=np.float64)
+    return x.size == 0 or float(np.ptp(x)) <= 1e-9 * max(1.0, float(np.max(np.abs(x))))
+
+
 def _logistic(x, b1, b2, b3, b4):
     # expit: the same 1 / (1 + exp(-z)), without overflow warnings when the optimiser tries steep slopes
     return b2 + (b1 - b2) * expit((x - b3) / np.abs(b4))
@@ -66,7 +73,7 @@ def fit_logistic(pred, mos) -> LogisticFit:
     nan4 = np.full(4, np.nan)
     if x.size < 5:
         return LogisticFit(nan4, center, 1.0, False, f"need >= 5 points for a 4-parameter fit, got {x.size}")
-    if not scale > 0:
+    if constant(x):
         return LogisticFit(nan4, center, 1.0, False, "predictions are constant")
     z = (x - center) / scale
     lo, hi = float(np.min(y)), float(np.max(y))
@@ -84,14 +91,20 @@ def fit_logistic(pred, mos) -> LogisticFit:
             best, best_sse = params, sse
     if best is None:
         return LogisticFit(nan4, center, scale, False, "logistic fit failed: " + "; ".join(reasons))
+    # a curve that leaves the MOS range by more than the range itself within the predictions' range
+    # fits noise (e.g. a near-step through two clusters): not a mapping to report or draw
+    curve = _logistic(np.linspace(float(z.min()), float(z.max()), 200), *best)
+    if curve.min() < lo - (hi - lo) or curve.max() > hi + (hi - lo):
+        return LogisticFit(nan4, center, scale, False, f"logistic fit unusable: the curve spans {curve.min():.3g} "
+                           f"to {curve.max():.3g}, far outside the MOS range {lo:.3g} to {hi:.3g}")
     return LogisticFit(np.asarray(best), center, scale, True)
 
 
 def correlations(pred, mos, *, higher_is_better: bool = True) -> dict:
     """SRCC, KRCC, PLCC (raw), PLCC and RMSE after the logistic fit, with n used and n dropped.
 
-    RMSE is in ground-truth units. With fewer than 2 usable points, or a constant ground truth,
-    every metric is NaN.
+    RMSE is in ground-truth units. With fewer than 2 usable points, a constant ground truth or
+    constant predictions, every metric is NaN and `logistic_message` says why.
     """
     x, y, dropped = _paired(pred, mos, higher_is_better)
     out: dict[str, Any] = {"n": int(x.size), "n_dropped": dropped}
@@ -102,9 +115,11 @@ def correlations(pred, mos, *, higher_is_better: bool = True) -> dict:
         fit = LogisticFit(np.full(4, nan), 0.0, 1.0, False, "constant ground truth: no correlation is defined")
     else:
         fit = fit_logistic(x, y)
+    if x.size >= 2 and constant(x):
+        fit = LogisticFit(np.full(4, nan), 0.0, 1.0, False, "constant predictions: no correlation is defined")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # constant inputs give NaN, reported as such
-        enough = x.size >= 2
+        enough = x.size >= 2 and not constant(x)
         out["srcc"] = float(stats.spearmanr(x, y)[0]) if enough else nan
         out["krcc"] = float(stats.kendalltau(x, y)[0]) if enough else nan
         out["plcc"] = float(np.corrcoef(x, y)[0, 1]) if enough else nan

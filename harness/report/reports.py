@@ -9,12 +9,14 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections import Counter
 from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
-from harness.core.vocabulary import ALL
-from harness.run.evaluation import SUMMARY_METRICS
+from harness.core.metrics import constant
+from harness.core.vocabulary import ALL, SUMMARIES
+from harness.run.evaluation import SUMMARY_METRICS, summarise, summary_splits
 from harness.run.record import Aggregate, DatasetMetrics, RunRecord, ScoreRow, read_run
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -49,18 +51,47 @@ def summary_text(stats: Aggregate, digits: int = 3) -> str:
 
 
 def headline_ci(ds: DatasetMetrics, key: str) -> tuple[float, float] | None:
-    """The 95% bootstrap interval of a dataset's headline `key`, where the run computed one: only when
-    the headline is one group of images (a median over splits has its sd over splits instead), and
-    only for the metrics bootstrapped (SRCC and raw PLCC; not the logistic PLCC)."""
-    over = ds.over
-    if len(over) != 1:
-        return None
-    return getattr(ds.splits[over[0]], f"{key}_ci95", None)
+    """The 95% bootstrap interval of a dataset's headline `key`, where the run computed one."""
+    return _ci(ds, ds.over, key)
+
+
+def _ci(ds: DatasetMetrics, over: list[str], key: str) -> tuple[float, float] | None:
+    """An interval only when the number is one group of images (a median over splits has its sd over
+    splits instead), and only for the metrics bootstrapped (SRCC and raw PLCC, not the logistic PLCC)."""
+    return getattr(ds.splits[over[0]], f"{key}_ci95", None) if len(over) == 1 else None
+
+
+def summaries(ds: DatasetMetrics) -> list[dict]:
+    """A dataset's numbers both ways, the headline first: over all images, and the median over its named
+    splits (where it has any). Which one is the headline is the run's `--summary`; showing both means
+    that adding a split column to a manifest can never change the headline unnoticed."""
+    out = []
+    for over in (ds.summary_over, *(o for o in SUMMARIES if o != ds.summary_over)):
+        if not ds.splits or (over == ALL and ALL not in ds.splits):
+            continue
+        names = summary_splits(ds.splits, over)
+        if any(e["splits"] == names for e in out):
+            continue
+        stats = ds.summary if names == ds.over else {
+            k: Aggregate.model_validate(v)
+            for k, v in summarise({n: c.model_dump() for n, c in ds.splits.items()}, over).items()}
+        out.append({"splits": names, "headline": not out, "stats": stats,
+                    "what": "all images" if names == [ALL] else f"median over {len(names)} splits",
+                    "ci95": {k: _ci(ds, names, k) for k in SUMMARY_METRICS}})
+    return out
+
+
+def summary_line(entry: dict, digits: int = 3) -> str:
+    """"SRCC x [lo, hi], PLCC (logistic) y" of one `summaries` entry."""
+    return ", ".join(f"{title} {summary_text(entry['stats'][k], digits)}{ci_text(entry['ci95'][k], digits)}"
+                     for k, title in (("srcc", "SRCC"), ("plcc_logistic", "PLCC (logistic)")))
 
 
 def ci_text(ci, digits: int = 3) -> str:
-    """" [low, high]" for an interval, "" for none; an undefined end is "n/a"."""
-    return "" if ci is None else f" [{fmt(ci[0], digits)}, {fmt(ci[1], digits)}]"
+    """" [low, high]" for an interval, "" for none (or one undefined at both ends); an undefined end is "n/a"."""
+    if ci is None or not any(math.isfinite(v) for v in ci):
+        return ""
+    return f" [{fmt(ci[0], digits)}, {fmt(ci[1], digits)}]"
 
 
 def md_cell(value) -> str:
@@ -75,6 +106,8 @@ def template_env(autoescape: bool) -> Environment:
     env.filters["fmt"] = fmt
     env.filters["md"] = md_cell
     env.filters["summary"] = summary_text
+    env.filters["ci"] = ci_text
+    env.filters["summary_line"] = summary_line
     return env
 
 
@@ -88,6 +121,48 @@ def _failed_images(scores: list[ScoreRow]) -> tuple[int, list[dict]]:
     return len(failed), listed
 
 
+#: a share of images with the same score from which predictions count as near-constant
+TIED_SHARE = 0.5
+
+
+def _prediction_flags(name: str, scores: list[ScoreRow]) -> list[tuple[str, str]]:
+    """Constant (red) or near-constant (amber) predictions of one dataset, from its scored images."""
+    values = {}
+    for r in scores:
+        if r.dataset == name and r.status == "ok" and math.isfinite(r.score):
+            values.setdefault(r.image, r.score)
+    v = list(values.values())
+    if len(v) < 2:
+        return []
+    if constant(v):
+        return [("red", f"{name}: every image has the same score ({v[0]:.6g}): the predictions carry no ranking")]
+    top = Counter(v).most_common(1)[0][1]
+    if len(set(v)) < 3 or top >= TIED_SHARE * len(v):
+        return [("amber", f"{name}: near-constant predictions: {len(set(v))} distinct scores over {len(v)} images, "
+                          f"{top} images share one score")]
+    return []
+
+
+def quality_flags(run: RunRecord) -> list[tuple[str, str]]:
+    """(level, text) for every degenerate result: "red" when a headline number is undefined or the
+    predictions are constant, "amber" for near-constant predictions or a failed logistic fit."""
+    flags = []
+    for name, ds in run.metrics.datasets.items():
+        flags += _prediction_flags(name, run.scores)
+        if not ds.splits:
+            continue
+        for key, title in METRIC_COLUMNS[:1] + METRIC_COLUMNS[3:4]:
+            if not math.isfinite(ds.summary[key].median):
+                reasons = sorted({ds.splits[s].logistic_message or "undefined" for s in ds.over})
+                flags.append(("red", f"{name}: headline {title} is n/a ({'; '.join(reasons)})"))
+        failed = [s for s, c in ds.splits.items() if not c.logistic_ok]
+        if failed:
+            reasons = sorted({ds.splits[s].logistic_message or "no reason recorded" for s in failed})
+            flags.append(("amber", f"{name}: logistic fit failed in {len(failed)} of {len(ds.splits)} group(s) "
+                                   f"({'; '.join(reasons)}): PLCC (logistic) and RMSE are n/a there, no curve drawn"))
+    return flags
+
+
 def _over_text(over: list[str]) -> str:
     if not over:
         return "-"
@@ -95,10 +170,12 @@ def _over_text(over: list[str]) -> str:
 
 
 def _dataset_context(name: str, ds: DatasetMetrics, plot: Path | None) -> dict:
-    splits = [{"name": s, **corr.model_dump(include={"n", "n_dropped", "logistic_ok", *SUMMARY_METRICS})}
+    splits = [{"name": s, **corr.model_dump(include={"n", "n_dropped", "logistic_ok", "logistic_message",
+                                                     "srcc_ci95", "plcc_ci95", *SUMMARY_METRICS})}
               for s, corr in ds.splits.items()]
     return {"name": name, "higher_is_better": ds.higher_is_better, "n_images": ds.n_images,
             "n_failed": ds.n_failed, "summary": ds.summary, "splits": splits, "summary_over": _over_text(ds.over),
+            "ci95": {k: headline_ci(ds, k) for k in SUMMARY_METRICS}, "summaries": summaries(ds),
             "plot": plot.as_posix() if plot else None}
 
 
@@ -113,7 +190,10 @@ def report_context(run: RunRecord, plots: dict) -> dict:
                         "correlations below; see \"Failed images\".")
     else:
         failure_line = f"No failures: 0 of {c.pairs_total} pairs failed, 0 images failed."
+    flags = quality_flags(run)
     return {
+        "quality_flags": flags, "quality_level": "red" if any(lv == "red" for lv, _ in flags) else
+        "amber" if flags else None, "limit": m.limit,
         "failure_line": failure_line, "has_failures": bool(c.pairs_failed or c.images_failed or n_failed_images),
         "run_id": m.run_id, "created": m.created, "mode": m.mode,
         "model": m.model, "profile": m.profile.as_dict(), "profile_name": m.profile.name,

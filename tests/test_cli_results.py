@@ -1,0 +1,106 @@
+"""What `c2s run` and its report say about results: both headlines (--summary), bootstrap intervals
+on the console, in the report and in strict JSON, and degenerate results flagged (issue 11)."""
+from __future__ import annotations
+
+import json
+import re
+
+import numpy as np
+import pytest
+from PIL import Image, ImageFilter
+
+from harness.cli import main
+from harness.run.record import read_run, run_dirs_in
+
+
+class ConstantComparator:
+    """Every pair gets the same verdict: every test image then gets the same score."""
+
+    def __init__(self, model=None):
+        pass
+
+    def compare(self, pairs):
+        return np.tile(np.log([0.1, 0.2, 0.4, 0.2, 0.1]), (len(pairs), 1))
+
+    def fingerprint(self):
+        return {"backend": "constant-test"}
+
+
+def strict_json(text: str):
+    def refuse(token):
+        raise ValueError(f"non-standard JSON constant {token}")
+    return json.loads(text, parse_constant=refuse)
+
+
+@pytest.fixture(scope="module")
+def manifest(tmp_path_factory):
+    """16 images blurred 0..15 (MOS falls with blur), in two splits: 'a' (even) and 'b' (odd)."""
+    root = tmp_path_factory.mktemp("mine")
+    rng = np.random.default_rng(0)
+    base = Image.fromarray(rng.integers(0, 256, (48, 48, 3), dtype=np.uint8))
+    lines = ["image,mos,split"]
+    for k in range(16):
+        base.filter(ImageFilter.GaussianBlur(k * 0.3)).save(root / f"img{k:02d}.png")
+        lines.append(f"img{k:02d}.png,{5 - k * 0.25 + (0.6 if k % 4 == 1 else 0)},{'ab'[k % 2]}")
+    (root / "mine.csv").write_text("\n".join(lines) + "\n")
+    return root
+
+
+def _run(tmp_path, manifest, *more, model="classical"):
+    out = tmp_path / "runs"
+    argv = ["run", "--model", model, "--dataset", f"mine={manifest / 'mine.csv'}", "--root", str(manifest),
+            "--anchors", "select", "--anchors-dataset", "mine", "--alpha", "3", "--out", str(out),
+            "--cache", "", *more]
+    assert main(argv) == 0
+    (run_dir,) = run_dirs_in(out)
+    return run_dir
+
+
+@pytest.mark.parametrize("summary", ["all", "splits"])
+def test_summary_chooses_the_headline_and_both_numbers_are_shown(tmp_path, manifest, capsys, summary):
+    run_dir = _run(tmp_path, manifest, "--summary", summary)
+    out = capsys.readouterr().out
+    d = read_run(run_dir).metrics.datasets["mine"]
+    assert d.summary_over == summary
+    whole, median = d.splits["all"].srcc, float(np.median([d.splits[s].srcc for s in "ab"]))
+    headline = whole if summary == "all" else median
+    assert d.summary["srcc"].median == headline
+    lines = [line for line in out.splitlines() if "SRCC" in line]
+    first = "(headline, all images;" if summary == "all" else "(headline, median over 2 splits;"
+    second = "(median over 2 splits, not the headline)" if summary == "all" else "(all images, not the headline)"
+    assert first in lines[0] and second in lines[1]
+    assert f"SRCC {whole:.4f}" in "\n".join(lines) and f"SRCC {median:.4f}" in "\n".join(lines)
+    report = (run_dir / "report.md").read_text()
+    other = "splits" if summary == "all" else "all"
+    assert re.search(rf"Headline \({'all images' if summary == 'all' else 'median over 2 splits'}\): SRCC", report)
+    assert f"`--summary {other}` makes it the headline" in report
+
+
+def test_bootstrap_intervals_on_console_and_report_and_json_is_strict(tmp_path, manifest, capsys):
+    run_dir = _run(tmp_path, manifest, "--summary", "all", "--bootstrap", "200")
+    out = capsys.readouterr().out
+    lo, hi = read_run(run_dir).metrics.datasets["mine"].splits["all"].srcc_ci95
+    assert f"[{lo:.4f}, {hi:.4f}]" in out.splitlines()[1]
+    assert f"[{lo:.3f}, {hi:.3f}]" in (run_dir / "report.md").read_text()
+    assert f"[{lo:.3f}, {hi:.3f}]" in (run_dir / "report.html").read_text()
+    for name in ("manifest.json", "metrics.json"):
+        strict_json((run_dir / name).read_text())
+    assert main(["leaderboard", str(run_dir), "--out", str(tmp_path / "lb")]) == 0
+    assert f"[{lo:.3f}, {hi:.3f}]" in capsys.readouterr().out
+    strict_json((tmp_path / "lb" / "leaderboard.json").read_text())
+
+
+def test_constant_predictions_are_flagged_not_reported_as_fine(tmp_path, manifest, capsys):
+    run_dir = _run(tmp_path, manifest, "--summary", "all", "--bootstrap", "20",
+                   model=f"py:{__name__}:ConstantComparator")
+    cap = capsys.readouterr()
+    assert "c2s: warning: red: mine: every image has the same score" in cap.err
+    assert "SRCC n/a" in cap.out
+    split = read_run(run_dir).metrics.datasets["mine"].splits["all"]
+    assert not split.logistic_ok and "constant predictions" in split.logistic_message
+    report = (run_dir / "report.md").read_text()
+    assert "> **RED: degenerate results" in report
+    assert "headline SRCC is n/a (constant predictions: no correlation is defined)" in report
+    assert "**failed**: constant predictions" in report
+    assert 'class="red"' in (run_dir / "report.html").read_text()
+    strict_json((run_dir / "metrics.json").read_text())
