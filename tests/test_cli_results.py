@@ -11,6 +11,7 @@ from PIL import Image, ImageFilter
 
 from harness.cli import main
 from harness.run.record import read_run, run_dirs_in
+from tests.test_plots import _curve_pixels
 
 
 class ConstantComparator:
@@ -104,3 +105,5 @@ def test_constant_predictions_are_flagged_not_reported_as_fine(tmp_path, manifes
     assert "**failed**: constant predictions" in report
     assert 'class="red"' in (run_dir / "report.html").read_text()
     strict_json((run_dir / "metrics.json").read_text())
+    (png,) = (run_dir / "plots").glob("*.png")
+    assert _curve_pixels(png) == 0                      # no logistic drawn for a failed fit

@@ -68,9 +68,56 @@ def test_whole_dataset_plot_uses_every_scored_image_once(tmp_path, monkeypatch):
     rows, ds = synthetic_dataset(4, n_images=50, splits=("all", "1", "2"), n_failed=5, summary_over="splits")
     run_dir = make_run(tmp_path, "r", {"SPAQ": ds}, scores={"SPAQ": rows})
     drawn = []
-    monkeypatch.setattr(plots, "scatter_plot", lambda pred, mos, fit, title, out: drawn.append((pred, mos)) or out)
+    monkeypatch.setattr(plots, "scatter_plot", lambda pred, mos, fit, title, out, **kw: drawn.append((pred, mos)) or out)
     write_plots(run_dir)
     ok = {r["image"]: (r["score"], r["mos"]) for r in rows if r["status"] == "ok"}
     assert len(ok) == 45 and len(drawn) == 1
     pred, mos = drawn[0]
     assert sorted(zip(pred, mos)) == sorted(ok.values())
+
+
+def _rgb_pixels(png, hex_colour: str, alpha=plots.POINT_ALPHA) -> int:
+    """Pixels of a colour as drawn on white with `alpha` (the points' by default)."""
+    rgb = np.asarray(Image.open(png).convert("RGB"), dtype=int)
+    colour = np.array([int(hex_colour[i:i + 2], 16) for i in (1, 3, 5)])
+    target = alpha * colour + (1 - alpha) * 255
+    return int(np.sum(np.all(np.abs(rgb - target) < 12, axis=-1)))
+
+
+def test_groups_are_coloured_error_bars_drawn_and_long_titles_wrapped(tmp_path):
+    rng = np.random.default_rng(1)
+    pred = rng.uniform(0, 10, 60)
+    mos = 1 + 4 / (1 + np.exp(-(pred - 5))) + rng.normal(0, 0.1, 60)
+    groups = ["blur" if k % 2 else "noise" for k in range(60)]
+    title = "LIVE (split all): " + "a-very-long-model-label-" * 6 + ", paper, soft"
+    seen = {}
+    real_set_title = plots.Figure.add_subplot
+
+    def spy(fig, *a, **kw):
+        ax = real_set_title(fig, *a, **kw)
+        original = ax.set_title
+        ax.set_title = lambda text, **k: seen.setdefault("title", text) and original(text, **k)
+        return ax
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(plots.Figure, "add_subplot", spy)
+        out = scatter_plot(pred, mos, fit_logistic(pred, mos), title, tmp_path / "g.png", sd=np.full(60, 0.8),
+                           groups=groups)
+    assert _rgb_pixels(out, plots.GROUP_COLOURS[0]) > 50 and _rgb_pixels(out, plots.GROUP_COLOURS[1]) > 50
+    assert all(len(line) <= plots.TITLE_WIDTH for line in seen["title"].splitlines())
+    assert seen["title"].replace("\n", "").replace(" ", "") == title.replace(" ", "")
+    plain = scatter_plot(pred, mos, None, "x", tmp_path / "p.png")
+    assert _rgb_pixels(plain, plots.GROUP_COLOURS[1]) == 0
+    bars = scatter_plot(pred, mos, None, "x", tmp_path / "e.png", sd=np.full(60, 0.8))
+    no_bars = scatter_plot(pred, mos, None, "x", tmp_path / "n.png")
+    bar_pixels = [_rgb_pixels(p, plots.GROUP_COLOURS[0], plots.BAR_ALPHA) for p in (bars, no_bars)]
+    assert bar_pixels[0] > 100 and bar_pixels[0] > 5 * bar_pixels[1]
+
+
+def test_score_sd_follows_an_affine_scale_only():
+    class Row:
+        def __init__(self, score, latent, sd):
+            self.score, self.latent, self.sd = score, latent, sd
+    latent = np.array([-1.0, 0.0, 2.0])
+    affine = [Row(3 * x + 1, x, 0.1) for x in latent]
+    assert np.allclose(plots.score_sd(affine), 0.3)
+    assert plots.score_sd([Row(x * x, x, 0.1) for x in latent]) is None     # per-image min-max: no sd

@@ -1,12 +1,15 @@
 """Scatter plots of predicted score vs MOS with the fitted logistic, one PNG per dataset.
 
-Drawn on an explicit Agg canvas (no pyplot, no display, no global backend switch), so plots can
-be made on headless machines and from any thread.
+Each point has a horizontal error bar (the posterior sd, where it is on the plotted scale) and a
+colour per group (the image's manifest group, else its one split), and the title is wrapped, never
+cut. Drawn on an explicit Agg canvas (no pyplot, no display, no global backend switch), so plots
+can be made on headless machines and from any thread.
 """
 from __future__ import annotations
 
 import math
 import re
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -19,10 +22,16 @@ from harness.run.record import RunRecord, SplitMetrics, read_run
 
 #: the folder of a run folder the plots go into
 PLOTS_DIR = "plots"
+#: characters per title line (the figure is 5.5 inches wide at font size 9)
+TITLE_WIDTH = 70
+POINT_ALPHA, BAR_ALPHA = 0.7, 0.35
+#: point colours by group, in order of first appearance; more groups than colours share "other"
+GROUP_COLOURS = ("#1f77b4", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22")
 
 
-def scatter_plot(pred, mos, fit, title: str, out_png) -> Path:
-    """Predicted score vs MOS, with `fit` (a `harness.core.metrics.LogisticFit`) drawn when it succeeded.
+def scatter_plot(pred, mos, fit, title: str, out_png, *, sd=None, groups=None) -> Path:
+    """Predicted score vs MOS, with `fit` (a `harness.core.metrics.LogisticFit`) drawn when it succeeded,
+    horizontal error bars of `sd` (the posterior sd on the prediction's scale) and a colour per group.
 
     A failed fit is said on the plot rather than drawn, so a flat or wrong curve never passes
     for a result.
@@ -35,13 +44,25 @@ def scatter_plot(pred, mos, fit, title: str, out_png) -> Path:
     if not keep.any():
         raise ValueError(f"scatter_plot: no finite (prediction, MOS) pair to plot for {title!r}")
     pred, mos = pred[keep], mos[keep]
+    sd = None if sd is None else np.asarray(sd, dtype=np.float64)[keep]
+    groups = [""] * pred.size if groups is None else [g for g, k in zip(groups, keep) if k]
     out_png = Path(out_png)
     out_png.parent.mkdir(parents=True, exist_ok=True)
 
     fig = Figure(figsize=(5.5, 4.5), dpi=100, layout="constrained")
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
-    ax.scatter(pred, mos, s=12, alpha=0.6, color="#1f77b4", edgecolors="none", label=f"images (n = {pred.size})")
+    names = list(dict.fromkeys(groups))
+    for k, name in enumerate(names):
+        at = np.array([g == name for g in groups])
+        colour = GROUP_COLOURS[min(k, len(GROUP_COLOURS) - 1)]
+        label = f"{name or 'no group'} (n = {at.sum()})" if len(names) > 1 else f"images (n = {pred.size})"
+        if k >= len(GROUP_COLOURS) - 1 and len(names) > len(GROUP_COLOURS):
+            label = "other groups" if k == len(GROUP_COLOURS) - 1 else None
+        if sd is not None and np.isfinite(sd[at]).any():
+            ax.errorbar(pred[at], mos[at], xerr=np.where(np.isfinite(sd[at]), sd[at], 0.0), fmt="none",
+                        ecolor=colour, alpha=BAR_ALPHA, lw=0.8)
+        ax.scatter(pred[at], mos[at], s=12, alpha=POINT_ALPHA, color=colour, edgecolors="none", label=label)
     if fit is not None and fit.ok:
         lo, hi = float(pred.min()), float(pred.max())
         pad = 0.02 * (hi - lo) if hi > lo else 0.5
@@ -52,11 +73,31 @@ def scatter_plot(pred, mos, fit, title: str, out_png) -> Path:
                 transform=ax.transAxes, va="top", fontsize=8, color="#444444", wrap=True)
     ax.set_xlabel("predicted score")
     ax.set_ylabel("MOS")
-    ax.set_title(title, fontsize=9)
+    ax.set_title(wrap_title(title), fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend(loc="best", fontsize=8)
     fig.savefig(out_png, format="png")
     return out_png
+
+
+def wrap_title(title: str) -> str:
+    """Each line of a title wrapped to TITLE_WIDTH characters: a long model name is never cut off."""
+    return "\n".join(textwrap.fill(line, TITLE_WIDTH) for line in title.splitlines())
+
+
+def score_sd(rows) -> np.ndarray | None:
+    """The posterior sd on the scale of `score`: the latent sd times |slope| where score is an affine map
+    of latent across the images (latent and mos scales), None where it is not (the official min-max)."""
+    score = np.array([r.score for r in rows], dtype=np.float64)
+    latent = np.array([r.latent for r in rows], dtype=np.float64)
+    sd = np.array([r.sd for r in rows], dtype=np.float64)
+    ok = np.isfinite(score) & np.isfinite(latent)
+    if ok.sum() < 2 or np.ptp(latent[ok]) == 0:
+        return None
+    slope, icept = np.polyfit(latent[ok], score[ok], 1)
+    if np.max(np.abs(slope * latent[ok] + icept - score[ok])) > 1e-6 * max(1.0, float(np.ptp(score[ok]))):
+        return None
+    return np.abs(slope) * sd
 
 
 def _slug(text: str) -> str:
@@ -77,6 +118,15 @@ def _title(run: RunRecord, name: str, split: str, corr: SplitMetrics) -> str:
     return (f"{name} (split {split}): {m.model_label}, {m.profile}, {m.mode}\n"
             f"SRCC {num(corr.srcc)}, PLCC (logistic) {num(corr.plcc_logistic)}; "
             f"{corr.n_dropped} failed images not shown")
+
+
+def _groups(run: RunRecord, name: str, rows) -> list[str]:
+    """Each plotted image's colour group: its one named split (e.g. a distortion family), else none."""
+    splits: dict[str, set] = {}
+    for r in run.scores:
+        if r.dataset == name and r.split != ALL:
+            splits.setdefault(r.image, set()).add(r.split)
+    return [next(iter(splits[r.image])) if len(splits.get(r.image, ())) == 1 else "" for r in rows]
 
 
 def dataset_plots(run: RunRecord) -> dict[str, Path]:
@@ -100,6 +150,9 @@ def dataset_plots(run: RunRecord) -> dict[str, Path]:
         keep = np.isfinite(pred) & np.isfinite(mos)
         if not keep.any():
             continue
+        sd = score_sd(rows)
+        sd = None if sd is None else sd[keep]
+        groups = [g for g, k in zip(_groups(run, name, rows), keep) if k]
         pred, mos = pred[keep], mos[keep]
         stem = f"scatter_{_slug(name)}_{_slug(split)}"
         while stem in used:
@@ -107,7 +160,8 @@ def dataset_plots(run: RunRecord) -> dict[str, Path]:
         used.add(stem)
         fit = fit_logistic(pred, mos)
         title = _title(run, name, split, ds.splits[split])
-        out[name] = scatter_plot(pred, mos, fit, title, run.run_dir / PLOTS_DIR / f"{stem}.png")
+        out[name] = scatter_plot(pred, mos, fit, title, run.run_dir / PLOTS_DIR / f"{stem}.png", sd=sd,
+                                 groups=groups)
     return out
 
 
