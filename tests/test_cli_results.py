@@ -107,3 +107,21 @@ def test_constant_predictions_are_flagged_not_reported_as_fine(tmp_path, manifes
     strict_json((run_dir / "metrics.json").read_text())
     (png,) = (run_dir / "plots").glob("*.png")
     assert _curve_pixels(png) == 0                      # no logistic drawn for a failed fit
+
+
+def test_limit_scores_the_first_images_and_is_labelled_everywhere(tmp_path, manifest, capsys):
+    full = _run(tmp_path / "full", manifest, "--summary", "all")
+    small = _run(tmp_path / "small", manifest, "--summary", "all", "--limit", "6")
+    out = capsys.readouterr().out
+    assert "LIMITED RUN: only the first 6 images of each dataset were scored" in out
+    rec, whole = read_run(small), read_run(full)
+    assert rec.manifest.limit == 6 and whole.manifest.limit is None and "-first6-" in small.name
+    assert [r.image for r in rec.scores if r.split == "a" or r.split == "b"] == [f"img{k:02d}.png" for k in range(6)]
+    assert rec.manifest.anchors.digest == whole.manifest.anchors.digest      # anchors from the whole dataset
+    assert "LIMITED RUN: only the first 6 images" in (small / "report.md").read_text()
+    assert main(["leaderboard", str(full), str(small), "--out", str(tmp_path / "lb")]) == 0
+    table = capsys.readouterr().out
+    assert re.search(r"^\| classical \| paper \| soft \|", table, re.M)
+    assert re.search(r"^\| classical \[limited to first 6\] \| paper \| soft \|", table, re.M)
+    assert main(["run", "--model", "classical", "--dataset", "demo", "--limit", "0"]) == 2
+    assert "limit must be >= 1" in capsys.readouterr().err

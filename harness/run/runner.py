@@ -94,6 +94,9 @@ class RunConfig:
     bootstrap: int = 0
     seed: int = 0
     reports: bool = True
+    #: score only the first N images of each dataset (manifest order), anchors unchanged: a labelled
+    #: preview, never a dataset's result (its own run id and leaderboard row)
+    limit: int | None = None
 
     def __post_init__(self):
         # an unknown backend or a bad option fails here, before any data or model work (and, in a YAML
@@ -110,6 +113,8 @@ class RunConfig:
             self.cache = str(home.pair_cache_path())
         if int(self.batch_size) < 1:
             raise ValueError("batch_size must be >= 1")
+        if self.limit is not None and int(self.limit) < 1:
+            raise ValueError(f"limit must be >= 1 (images per dataset), got {self.limit}")
         names = [d.name for d in self.datasets]
         if len(set(names)) != len(names):
             raise ValueError(f"dataset names must be distinct, got {names}")
@@ -264,7 +269,10 @@ def run(config: RunConfig, *, comparator=None, progress: bool = True) -> list[Pa
         ds, summary = resolve_dataset(spec, drop_bad=config.drop_bad)
         dsruns.append(DatasetRun(ds, summary))
     datasets = {dr.dataset.name: dr.dataset for dr in dsruns}
-    anchors = resolve_anchors(config.anchors, datasets)
+    anchors = resolve_anchors(config.anchors, datasets)  # from the whole datasets: --limit keeps the anchors
+    if config.limit:
+        dsruns = [replace(dr, dataset=replace(dr.dataset, records=dr.dataset.records[:config.limit]))
+                  for dr in dsruns]
     profiles = [get_profile(p, **config.profile_overrides) for p in config.profiles]
     tests = list(dict.fromkeys(p for dr in dsruns for p in dr.paths))
     timings["load_datasets"] = time.perf_counter() - t0
@@ -309,8 +317,11 @@ def run(config: RunConfig, *, comparator=None, progress: bool = True) -> list[Pa
             j = judged["rating" if mode == "rating" else "pairs"]
             identity = {"model": config.model, "options": config.model_options, "fp": fp_hash,
                         "datasets": [asdict(s) for s in config.datasets], "anchors": anchors.digest(),
-                        "profile": profile.as_dict(), "mode": mode, "order": config.order}
-            run_id = config.run_id or f"{slug(config.model_label)}-{profile.name}-{mode}-{short_digest(identity)}"
+                        "profile": profile.as_dict(), "mode": mode, "order": config.order,
+                        **({"limit": config.limit} if config.limit else {})}  # full runs keep their ids
+            scope = f"-first{config.limit}" if config.limit else ""
+            run_id = config.run_id or (f"{slug(config.model_label)}-{profile.name}-{mode}{scope}-"
+                                       f"{short_digest(identity)}")
             if config.run_id and len(config.modes) * len(profiles) > 1:
                 run_id = f"{config.run_id}-{profile.name}-{mode}"
             manifest = {"run_id": run_id, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -319,7 +330,8 @@ def run(config: RunConfig, *, comparator=None, progress: bool = True) -> list[Pa
                         "order": config.order, "batch_size": config.batch_size, "anchors_in_test": overlap,
                         "datasets_config": [asdict(s) for s in config.datasets], "anchors_config": asdict(config.anchors),
                         "seeds": {"bootstrap": config.seed, "official_adam": 0},
-                        "cache": str(Path(config.cache).resolve()) if config.cache else None}
+                        "cache": str(Path(config.cache).resolve()) if config.cache else None,
+                        "limit": config.limit}
             path = finish_run(Path(config.out_dir) / run_id, manifest, dsruns, tests, anchors, j, profile, mode,
                               dict(timings), bootstrap=config.bootstrap, seed=config.seed)
             out.append(path)
