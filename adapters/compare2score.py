@@ -196,7 +196,8 @@ class Compare2ScoreComparator(Comparator):
             python = str(worker_python(default_env_dir()))
             if not Path(python).is_file():
                 raise ValueError(f"no Compare2Score worker environment at {default_env_dir()}: create it once with "
-                                 "adapters.compare2score.setup_worker_env() (the `c2s` setup command), or pass python=")
+                                 "`c2s setup compare2score`, or point -o python=PATH (python: in YAML options) at "
+                                 "an existing one")
         self.model_id = self.model_id or DEFAULT_MODEL
         self.batch_size, self.timeout_s = o.batch_size, o.timeout_s
         self.prompt = load_prompt("official")

@@ -455,8 +455,9 @@ class OpenAIComparator(Comparator):
             return {"ids": list(given), "strings": None, "strategy": "given"}
         source = self.options.tokenizer or (self.model_id if os.path.isdir(self.model_id or "") else None)
         if source is None:
-            raise ValueError(f"openai adapter, server='vllm': pass tokenizer=PATH (the served model's tokenizer) "
-                             f"or {option}=[{len(words)} ids] so the exact level tokens can be requested")
+            raise ValueError(f"openai adapter, server='vllm': pass -o tokenizer=PATH (the served model's tokenizer) "
+                             f"or -o {option}=[{len(words)} ids] (the same keys under options: in YAML) so the exact "
+                             "level tokens can be requested")
         from adapters.level_tokens import resolve_level_tokens
 
         if self._tokenizer is None:
@@ -571,5 +572,6 @@ def _make_client(base_url: str | None, api_key_env: str | None, timeout: float):
         key = os.environ.get(api_key_env, "")
         if not key:
             raise ValueError(f"openai adapter: the environment variable {api_key_env} (api_key_env) is not set; "
-                             "export it, or pass api_key_env=None for a server without authentication")
+                             "export it, or pass -o api_key_env=null (api_key_env: null in YAML options) for a "
+                             "server without authentication")
     return openai.OpenAI(base_url=base_url, api_key=key, max_retries=0, timeout=timeout)

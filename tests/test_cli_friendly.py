@@ -121,3 +121,91 @@ def test_python_warnings_are_one_c2s_line(tmp_path):
                           timeout=600)
     assert proc.returncode == 0
     assert proc.stderr == "c2s: warning: first part second part\n"
+
+
+# --- c2s score never aborts on a bad file; hints name flags and commands -------------------------------------------
+
+@pytest.fixture
+def photos(tmp_path):
+    """A folder of three images and one file that only looks like one."""
+    from tests.conftest import noise_pngs
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    good = noise_pngs(folder, [(64, 48), (40, 40), (50, 30)], seed=1)
+    (folder / "broken.jpg").write_text("not an image")
+    return folder, good
+
+
+def _csv_rows(path):
+    import csv
+
+    with open(path, newline="") as f:
+        return [r for r in csv.DictReader(line for line in f if not line.startswith("#"))]
+
+
+def test_score_gives_one_row_per_input_and_scores_every_readable_image(photos, tmp_path, capsys):
+    folder, good = photos
+    out = tmp_path / "scores.csv"
+    assert main(["score", "--model", "classical", "--images", str(folder), "--out", str(out)]) == 0
+    rows = {Path(r["image"]).name: r for r in _csv_rows(out)}
+    assert sorted(rows) == ["broken.jpg", "img0.png", "img1.png", "img2.png"]
+    assert rows["broken.jpg"]["status"] == "failed" and "not an image" in rows["broken.jpg"]["error"]
+    for name in ("img0.png", "img1.png", "img2.png"):
+        assert rows[name]["status"] == "ok" and rows[name]["error"] == "" and float(rows[name]["score"]) == float(
+            rows[name]["score"])  # a number, not NaN
+    assert "(1 failed;" in capsys.readouterr().out
+
+
+def test_score_strict_stops_before_any_model_work(photos, tmp_path, capsys):
+    folder, _ = photos
+    out = tmp_path / "scores.csv"
+    assert main(["score", "--model", "classical", "--images", str(folder), "--out", str(out), "--strict"]) == 2
+    err = capsys.readouterr().err
+    assert "1 of 4 image(s) cannot be scored (--strict" in err and "broken.jpg: not an image" in err
+    assert not out.exists()
+
+
+def test_run_hint_names_the_drop_bad_flag(photos, tmp_path, capsys):
+    folder, _ = photos
+    assert main(["run", "--model", "classical", "--dataset", f"mine={folder}", "--anchors", "select",
+                 "--anchors-dataset", "demo", "--out", str(tmp_path / "runs")]) == 2
+    err = capsys.readouterr().err
+    assert "pass --drop-bad (drop_bad: true in YAML) to run without these items" in err
+
+
+def test_koniq_anchors_hint_names_the_flags(photos, tmp_path, capsys):
+    folder, _ = photos
+    assert main(["run", "--model", "classical", "--dataset", f"mine={folder}", "--drop-bad",
+                 "--out", str(tmp_path / "runs")]) == 2
+    err = capsys.readouterr().err
+    assert "need --anchors-root (anchors: root: in YAML)" in err and "--anchors select --anchors-dataset" in err
+
+
+#: what a hint must never name (the user cannot type it): Python keywords and functions, YAML dotted keys
+PYTHON_HINT = r"\b[a-z]+_[a-z_]+=(True|False|None)\b|pass [a-z_]+=[)\s\"]|setup_worker_env\(\)|\banchors\.(root|source|dataset)\b"
+#: a Python-only entry point: harness.core.scaling.solve_map's own keyword, unreachable from c2s
+PYTHON_ONLY = {"harness/core/scaling.py"}
+
+
+def _message_texts(path: Path):
+    """Every string literal of a module except docstrings (those document the Python API): what users may read."""
+    import ast
+
+    tree = ast.parse(path.read_text())
+    docs = {id(n.body[0].value) for n in ast.walk(tree)
+            if isinstance(n, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+            and n.body and isinstance(n.body[0], ast.Expr) and isinstance(n.body[0].value, ast.Constant)}
+    return [(n.lineno, n.value) for n in ast.walk(tree)
+            if isinstance(n, ast.Constant) and isinstance(n.value, str) and id(n) not in docs]
+
+
+def test_message_texts_name_no_python_keyword():
+    import re
+
+    assert re.search(PYTHON_HINT, "fix them or pass drop_bad=True to run")  # the old hint is caught
+    found = [f"{path.relative_to(REPO)}:{line}: {text[:100]}"
+             for path in sorted([*REPO.glob("harness/**/*.py"), *REPO.glob("adapters/*.py")])
+             if path.relative_to(REPO).as_posix() not in PYTHON_ONLY
+             for line, text in _message_texts(path) if re.search(PYTHON_HINT, text)]
+    assert found == []

@@ -200,7 +200,7 @@ def test_fingerprint_and_registry(comp):
 
 def test_missing_worker_environment_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setenv("C2S_HOME", str(tmp_path / "none"))
-    with pytest.raises(ValueError, match="setup_worker_env"):
+    with pytest.raises(ValueError, match="`c2s setup compare2score`"):
         Compare2ScoreComparator()
     with pytest.raises(ValueError, match="does not exist"):
         Compare2ScoreComparator(python=str(tmp_path / "bin" / "python"))

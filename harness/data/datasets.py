@@ -87,7 +87,7 @@ class DatasetError(ValueError):
         tally = ", ".join(f"{n} {k}" for k, n in counts.items())
         super().__init__(
             f"dataset {name!r} has {len(self.problems)} problem(s) ({tally}); fix them or pass "
-            f"drop_bad=True to run without these items:\n" + (f"  ({hint})\n" if hint else "") + _listing(self.problems)
+            f"--drop-bad (drop_bad: true in YAML) to run without these items:\n" + (f"  ({hint})\n" if hint else "") + _listing(self.problems)
         )
 
 
@@ -184,10 +184,10 @@ def _relative_path(raw, allow_outside_root: bool) -> str:
     if allow_outside_root:
         return raw
     if os.path.isabs(raw) or Path(raw).drive:
-        raise _RowError("outside root", f"absolute path {raw!r} (pass allow_outside_root=True to allow)")
+        raise _RowError("outside root", f"absolute path {raw!r}: write it relative to the dataset root (--root; root: in YAML)")
     norm = os.path.normpath(raw)
     if norm == ".." or norm.startswith(".." + os.sep) or norm.startswith("../"):
-        raise _RowError("outside root", f"path {raw!r} escapes the root (pass allow_outside_root=True to allow)")
+        raise _RowError("outside root", f"path {raw!r} escapes the root: pass the folder holding it as --root (root: in YAML)")
     return raw
 
 
@@ -417,7 +417,7 @@ def load_dataset(source, root=None, *, name=None, fmt: str = "auto", allow_outsi
         elif source.suffix.lower() in (".csv", ".txt", ".tsv"):
             fmt = _sniff_csv_kind(source)
         else:
-            raise ValueError(f"cannot tell the format of {source} (a folder, .json or .csv); pass fmt=")
+            raise ValueError(f"cannot tell the format of {source} (a folder, .json or .csv); give the manifest a .json or .csv name (or fmt: in YAML)")
     if fmt == "folder":
         if root is not None and Path(root) != source:
             raise ValueError("for a folder dataset the folder is the root: pass the folder as source only")

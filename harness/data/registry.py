@@ -158,7 +158,7 @@ def split_file(name: str, split, splits_dir=None, *, must_exist: bool = True) ->
     if must_exist and not path.is_file():
         raise FileNotFoundError(
             f"official split file not found: {path}. Download the splits once with "
-            f"`c2s datasets fetch` (or `python -m harness.data.registry fetch`; or pass splits_dir=)"
+            f"`c2s datasets fetch`"
         )
     return path
 

@@ -204,15 +204,17 @@ def resolve_anchors(spec: AnchorSpec, datasets: dict[str, Dataset]) -> AnchorSet
         if root is None and "koniq" in {n.lower() for n in datasets}:
             root = next(str(d.root) for n, d in datasets.items() if n.lower() == "koniq")
         if root is None:
-            raise ValueError("the default KonIQ anchors need anchors.root: the folder holding koniq/ (KonIQ-10k "
-                             "images); or choose anchors.source: select (Eqn. 4 on one of your datasets)")
+            raise ValueError("the default KonIQ anchors need --anchors-root (anchors: root: in YAML): the folder "
+                             "holding koniq/ (KonIQ-10k images); or choose --anchors select --anchors-dataset NAME "
+                             "(anchors: source: select in YAML): Eqn. 4 on one of your datasets")
         return replace(base, images=[str(Path(root) / i) for i in base.images])
     if spec.source == "select":
         name = spec.dataset or (next(iter(datasets)) if len(datasets) == 1 else None)
         if name == "demo" and name not in datasets:  # the embedded benchmark: a reference usable anywhere
             datasets = {**datasets, "demo": resolve_dataset(DatasetSpec("demo"))[0]}
         if name not in datasets:
-            raise ValueError(f"anchors.source=select needs anchors.dataset, one of {sorted(datasets)}")
+            raise ValueError(f"--anchors select needs --anchors-dataset (anchors: dataset: in YAML), one of "
+                             f"{sorted(datasets)}")
         ds = datasets[name]
         mos, std = selection_inputs(ds)
         idx = select_anchors(mos, std, spec.alpha, spec.beta)
@@ -224,8 +226,8 @@ def resolve_anchors(spec: AnchorSpec, datasets: dict[str, Dataset]) -> AnchorSet
     try:
         data = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
-        raise ValueError(f"anchors.source {spec.source!r} is neither 'koniq', 'select' nor a readable JSON file: "
-                         f"{exc}") from None
+        raise ValueError(f"--anchors {spec.source!r} (anchors: source: in YAML) is neither 'koniq', 'select' nor a "
+                         f"readable JSON file: {exc}") from None
     root = Path(spec.root or data.get("root") or path.parent)
     return AnchorSet(images=[str(root / i) for i in data["images"]], mos=data["mos"], std=data["std"],
                      matrix=data.get("matrix"), name=data.get("name", path.stem), source=str(path))
