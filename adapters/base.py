@@ -34,8 +34,9 @@ outside `Options`, so the command line and YAML cannot set them.
 User classes (`py:package.module:Class`) need only `compare(pairs)` and `fingerprint()`; they may add
 `compare_detailed`, `rate` or `rate_detailed`, `close` and an `Options` dataclass. A class that is not
 a `Comparator` is wrapped (`UserComparator`): it is built as `Class(model, **options)` when its
-`__init__` has a positional parameter (the model comes from the option `model=`), else as
-`Class(**options)`, and then a model is refused. Without `Options` its options are passed through as
+`__init__`'s first parameter is named `model` or is positional without a default (the model comes from
+the option `model=`), else as `Class(**options)` (e.g. a dataclass whose fields are all options), and
+then a model is refused. Without `Options` its options are passed through as
 given, checked only against the names its `__init__` accepts. Its fingerprint is its own.
 """
 from __future__ import annotations
@@ -293,13 +294,18 @@ def _parameters(user_class: type) -> Optional[list]:
 
 
 def _takes_model(user_class: type) -> bool:
-    """Whether `__init__` has a positional parameter, which receives the model."""
+    """Whether `__init__`'s first parameter receives the model: it is named `model`, or it is
+    positional without a default (`def __init__(self, path)`), positional-only or `*args`. A first
+    parameter with a default and another name (`scale=1.0`, a dataclass's first field) is an option."""
     params = _parameters(user_class)
     if params is None:
         return True
-    positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD,
-                  inspect.Parameter.VAR_POSITIONAL)
-    return bool(params) and params[0].kind in positional
+    if not params:
+        return False
+    first, kind = params[0], inspect.Parameter
+    if first.kind in (kind.POSITIONAL_ONLY, kind.VAR_POSITIONAL):
+        return True
+    return first.kind is kind.POSITIONAL_OR_KEYWORD and (first.name == "model" or first.default is kind.empty)
 
 
 def _keyword_names(user_class: type, takes_model: bool) -> Optional[set]:

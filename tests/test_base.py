@@ -65,6 +65,33 @@ class NoModelComparator:
         return {"backend": "no-model", "level": self.level}
 
 
+@dataclass
+class DataclassComparator:
+    """A user's dataclass: every field is an option (its first field is not a model)."""
+
+    scale: float = 1.0
+    name: str = "dc"
+
+    def compare(self, pairs):
+        return np.zeros((len(pairs), 5)) + self.scale
+
+    def fingerprint(self):
+        return {"backend": self.name, "scale": self.scale}
+
+
+class PathComparator:
+    """A user's class whose first parameter has no default: it receives the model."""
+
+    def __init__(self, path, scale=1.0):
+        self.path, self.scale = path, scale
+
+    def compare(self, pairs):
+        return np.zeros((len(pairs), 5))
+
+    def fingerprint(self):
+        return {"backend": "path", "path": self.path}
+
+
 class DeclaredComparator:
     """A user's class that declares its options: they are checked and coerced like a built-in's."""
 
@@ -231,6 +258,16 @@ def test_py_class_without_a_model_argument():
     assert rate_batch(comp, ["x.png"]).ok.all()
     with pytest.raises(ValueError, match="NoModelComparator takes no model .got '/m'."):
         load_comparator("py:tests.test_base:NoModelComparator", model="/m")
+
+
+def test_which_first_parameter_receives_the_model():
+    dc = load_comparator("py:tests.test_base:DataclassComparator", scale=2, name="x")
+    assert (dc.inner.scale, dc.inner.name) == (2, "x")
+    assert check_model_options("py:tests.test_base:DataclassComparator", {"scale": 3}) == {"scale": 3}
+    with pytest.raises(ValueError, match="takes no model"):
+        load_comparator("py:tests.test_base:DataclassComparator", model="/m")
+    pc = load_comparator("py:tests.test_base:PathComparator", model="/ckpt", scale=2)
+    assert (pc.inner.path, pc.inner.scale) == ("/ckpt", 2)
 
 
 def test_py_spec_errors_are_clear():
