@@ -54,7 +54,9 @@ def model_options_help(names=None) -> str:
     parts = ["model options (-o KEY=VALUE on the command line, `options:` in YAML), per backend:"]
     for b in chosen:
         parts.append(f"  {b.spec()}: {b.summary}")
-        parts.append(describe_options(b.load().Options, indent="      ") or "      (no options)")
+        declared = b.load().Options
+        parts.append("      (no declared options: given to the class as they are)" if declared is None
+                     else describe_options(declared, indent="      ") or "      (no options)")
     parts.append("  py:package.module:Class: your own comparator class (see adapters/base.py for its contract)")
     return "\n".join(parts) + "\n"
 
@@ -255,10 +257,14 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", formatter_class=fmt, help="the offline demo (embedded real photos, no weights)",
                        description="Runs the whole pipeline on the embedded real-photo benchmark: the classical "
                                    "comparator and a tiny RANDOM LMM built offline (it proves the LMM code path; "
-                                   "its scores mean nothing), paper and official profiles and the count variant, "
-                                   "ending with a leaderboard and plots.",
+                                   "its scores mean nothing), soft and count modes (the classical one under the paper "
+                                   "and official profiles, the tiny one under paper), with anchors that are not "
+                                   "test images, ending with a leaderboard and plots.",
                        epilog="example:\n  c2s demo --out results/demo")
     p.add_argument("--out", default="results/demo", help="folder for the demo's runs, leaderboard and plots")
+    p.add_argument("--publish", action="store_true",
+                   help="also write the table every machine prints into results/demo_leaderboard.md and README.md "
+                        "(run in the repository)")
     p.add_argument("--no-lmm", action="store_true", help="skip the tiny LMM (no torch needed)")
 
     p = sub.add_parser("check-parity", formatter_class=fmt, help="same model, several backends: same probabilities?",
@@ -513,7 +519,13 @@ def cmd_leaderboard(a) -> int:
 def cmd_demo(a) -> int:
     from harness.tools.demo import run_demo
 
-    run_demo(Path(a.out), with_lmm=not a.no_lmm)
+    if a.publish and a.no_lmm:
+        raise ValueError("--publish needs the whole demo: drop --no-lmm")
+    text = run_demo(Path(a.out), with_lmm=not a.no_lmm)
+    if a.publish:
+        from harness.tools.demo import publish
+
+        print("wrote " + ", ".join(map(str, publish(text))))
     return 0
 
 

@@ -150,3 +150,11 @@ def test_model_options_in_help_and_models_come_from_the_declarations(capsys):
     assert "model options (-o KEY=VALUE" in capsys.readouterr().out
     assert main(["models", "nope"]) == 2
     assert "unknown backend(s) ['nope']; known: hf" in capsys.readouterr().err
+
+
+def test_models_lists_a_registered_plain_class(capsys, monkeypatch):
+    from adapters import base
+
+    monkeypatch.setitem(base._REGISTRY, "mine", base.Backend("mine", "tests.test_base:FixedComparator", "a test"))
+    assert main(["models", "mine"]) == 0
+    assert "mine[:MODEL]: a test\n      (no declared options: given to the class as they are)" in capsys.readouterr().out
