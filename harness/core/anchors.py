@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import warnings
 from dataclasses import dataclass, field
 from importlib import resources
@@ -57,8 +58,15 @@ class AnchorSet:
                 raise ValueError("anchor matrix entries must be probabilities in [0, 1] (NaN: not observed)")
 
     def digest(self) -> str:
-        """Stable hash of what changes the numbers (images, MOS, std, matrix); name and source excluded."""
-        blob = {"images": self.images, "mos": self.mos.tolist(), "std": self.std.tolist(),
+        """Stable hash of what changes the numbers (images, MOS, std, matrix); name and source excluded.
+        Images count by their paths relative to their common folder, so the same anchor files give the
+        same digest wherever that folder lives (a leaderboard row must not depend on the home folder)."""
+        try:
+            base = os.path.commonpath([os.path.dirname(str(p)) for p in self.images])
+        except ValueError:  # no images, or absolute and relative paths mixed: keep them as given
+            base = ""
+        blob = {"images": [os.path.relpath(str(p), base) if base else str(p) for p in self.images],
+                "mos": self.mos.tolist(), "std": self.std.tolist(),
                 "matrix": None if self.matrix is None else
                 [[None if np.isnan(v) else v for v in row] for row in self.matrix.tolist()]}
         text = json.dumps(blob, sort_keys=True, separators=(",", ":"))
