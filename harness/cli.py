@@ -93,7 +93,9 @@ def _add_profile(p):
     p.add_argument("--steps", type=int, help="Adam steps of the official solver (50 or 100)")
     p.add_argument("--scale", choices=SCALES, help="output scale of the exact solver")
     p.add_argument("--anchor-matrix", choices=MATRIX_SOURCES,
-                   help="anchor block: judged by the model, Thurstone from MOS, or the official fixed matrix")
+                   help="anchor block: comparator (judged by the model), mos (Thurstone from MOS and std), file (the "
+                        "matrix in your anchors file), official (the paper's KonIQ matrix, KonIQ anchors only), "
+                        "auto (per profile; docs/method.md)")
 
 
 def _overrides(a) -> dict:

@@ -209,3 +209,72 @@ def test_message_texts_name_no_python_keyword():
              if path.relative_to(REPO).as_posix() not in PYTHON_ONLY
              for line, text in _message_texts(path) if re.search(PYTHON_HINT, text)]
     assert found == []
+
+
+# --- anchor matrices named for what they are ---------------------------------------------------------------------
+
+def _run_matrix_source(tmp_path, photos, *extra) -> str:
+    from harness.run.record import read_run
+
+    folder, _ = photos
+    out = tmp_path / "runs"
+    assert main(["run", "--model", "classical", "--dataset", f"mine={folder}", "--drop-bad", "--profile", "official",
+                 "--out", str(out), "--no-report", *extra]) == 0
+    (run_dir,) = [p for p in out.iterdir() if p.is_dir()]
+    return read_run(run_dir).manifest.anchors.matrix_source
+
+
+@pytest.fixture
+def own_anchors(tmp_path):
+    """An anchors file of the user's own with a fixed matrix."""
+    import json
+
+    from tests.conftest import noise_pngs
+
+    (tmp_path / "anchors").mkdir()
+    images = noise_pngs(tmp_path / "anchors", [(32, 32)] * 3, seed=7, prefix="a")
+    path = tmp_path / "anchors.json"
+    path.write_text(json.dumps({"images": images, "mos": [1.0, 2.0, 3.0], "std": [0.3, 0.3, 0.3],
+                                "matrix": [[0.5, 0.2, 0.1], [0.8, 0.5, 0.3], [0.9, 0.7, 0.5]]}))
+    return path
+
+
+def test_anchor_matrix_file_is_the_users_matrix_and_auto_names_it_file(photos, own_anchors, tmp_path):
+    assert _run_matrix_source(tmp_path / "auto", photos, "--anchors", str(own_anchors)) == "file"
+    assert _run_matrix_source(tmp_path / "file", photos, "--anchors", str(own_anchors),
+                              "--anchor-matrix", "file") == "file"
+
+
+def test_anchor_matrix_official_is_only_the_papers_koniq_matrix(photos, own_anchors, tmp_path, capsys):
+    folder, _ = photos
+    assert main(["run", "--model", "classical", "--dataset", f"mine={folder}", "--drop-bad", "--anchors",
+                 str(own_anchors), "--anchor-matrix", "official", "--out", str(tmp_path / "runs")]) == 2
+    assert "--anchor-matrix official is the paper's KonIQ matrix" in capsys.readouterr().err
+
+
+def test_official_profile_auto_picks_the_koniq_matrix_for_the_koniq_anchors(photos, tmp_path):
+    """Stand-in files under the KonIQ anchors' names: the set is the paper's by names, MOS and std."""
+    from PIL import Image
+
+    from harness.core.anchors import koniq_default
+
+    root = tmp_path / "iqa"
+    for k, rel in enumerate(koniq_default().images):
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (32, 32), (40 * k, 90, 200 - 30 * k)).save(root / rel)
+    assert _run_matrix_source(tmp_path, photos, "--anchors-root", str(root)) == "official"
+
+
+def test_mos_matrix_without_std_warns_once_on_one_line(tmp_path):
+    import json
+
+    from tests.conftest import noise_pngs
+
+    images = noise_pngs(tmp_path, [(16, 16)] * 2, seed=3)
+    (tmp_path / "a.json").write_text(json.dumps({"images": images, "mos": [1.0, 4.0], "std": [0.0, 0.0]}))
+    proc = _c2s("anchors", "matrix", "--anchors", str(tmp_path / "a.json"), "--from-mos", "--out",
+                str(tmp_path / "m.json"))
+    assert proc.returncode == 0
+    assert proc.stderr == ("c2s: warning: the anchor matrix from MOS is all 0/1: the anchors carry no std, so every "
+                           "anchor pair is a certain win; give std in the anchors file or use --anchor-matrix "
+                           "comparator\n")

@@ -228,7 +228,10 @@ def test_configuration_errors_stop_before_any_model_work(bench, tmp_path):
         run(_config(root / "manifest.json", tmp_path, anchors=AnchorSpec(str(anchors))), progress=False)
     anchors.write_text(json.dumps({"images": ["camera/jpeg_5.png", "camera/pristine.png"], "mos": [0.0, 5.0],
                                    "std": [0.0, 0.0], "root": str(root)}))
-    with pytest.raises(ValueError, match="carries none"):
+    with pytest.raises(ValueError, match="carries no matrix"):
+        run(_config(root / "manifest.json", tmp_path, anchors=AnchorSpec(str(anchors)),
+                    profile_overrides={"anchor_matrix": "file"}), progress=False)
+    with pytest.raises(ValueError, match="official is the paper's KonIQ matrix"):
         run(_config(root / "manifest.json", tmp_path, anchors=AnchorSpec(str(anchors)),
                     profile_overrides={"anchor_matrix": "official"}), progress=False)
     empty = tmp_path / "empty.csv"

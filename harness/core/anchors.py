@@ -146,6 +146,9 @@ def matrix_from_mos(mos, std) -> np.ndarray:
         raise ValueError("mos must be finite and std finite and >= 0")
     diff = q[:, None] - q[None, :]
     scale = np.hypot(sd[:, None], sd[None, :])
+    if np.any(diff != 0) and np.all(scale[diff != 0] == 0):
+        warnings.warn("the anchor matrix from MOS is all 0/1: the anchors carry no std, so every anchor pair is a "
+                      "certain win; give std in the anchors file or use --anchor-matrix comparator", stacklevel=2)
     with np.errstate(divide="ignore", invalid="ignore"):
         z = np.where(scale > 0, diff / np.where(scale > 0, scale, 1.0), 0.0)
     return np.where(scale > 0, ndtr(z), 0.5 * (1.0 + np.sign(diff)))

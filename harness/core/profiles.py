@@ -27,8 +27,8 @@ class Profile:
     steps: int = 100
     scale: str = "latent"
     prior_var: float = 1.0
-    #: where the anchor block comes from: "auto" = the anchor set's fixed matrix for the official
-    #: profile when it carries one, else the comparator itself
+    #: where the anchor block comes from: "auto" = for the official solver, the fixed matrix the anchor set
+    #: carries ("official" for the paper's KonIQ anchors, "file" for the user's), else the comparator itself
     anchor_matrix: str = "auto"
 
     def __post_init__(self):

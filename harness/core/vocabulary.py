@@ -12,8 +12,9 @@ LINKS = ("probit", "logit")
 SOLVERS = ("exact", "official-adam")
 #: the scale scores are reported on: latent MAP, min-max 0-100 over anchors + test, or anchors' MOS
 SCALES = ("latent", "minmax", "mos")
-#: where the anchor-vs-anchor block comes from
-MATRIX_SOURCES = ("auto", "comparator", "mos", "official")
+#: where the anchor-vs-anchor block comes from: the model, Thurstone from MOS, the matrix in the user's anchors
+#: file, or the paper's KonIQ matrix (only for the paper's KonIQ anchors); auto picks per profile
+MATRIX_SOURCES = ("auto", "comparator", "mos", "file", "official")
 #: soft (the paper), count (hard verdicts), rating (single-image baseline)
 MODES = ("soft", "count", "rating")
 #: presentation order: the anchor first (the official code), or both orders folded by the runner

@@ -34,7 +34,7 @@ from harness.core.profiles import DEFAULT_PROFILE, Profile, get_profile, profile
 from harness.core.vocabulary import ALL, MODES, ORDERS, SUMMARIES
 from harness.run.record import (Manifest, Metrics, ScoreRow, anchors_info, comparison_rows, git_revision, read_run,
                                 short_digest, slug, versions, write_run)
-from harness.run.scoring import anchor_matrix_needs_model, score_tests
+from harness.run.scoring import anchor_matrix_needs_model, fixed_matrix, matrix_source, score_tests
 
 # --- configuration ------------------------------------------------------------------------------
 
@@ -252,10 +252,8 @@ def check_before_model_work(config: RunConfig, anchors: AnchorSet, profiles: lis
             broken.append(f"  - {img}: {exc.reason}")
     if broken:
         raise ValueError(f"{len(broken)} anchor image(s) cannot be used:\n" + "\n".join(broken))
-    for p in profiles:
-        if p.anchor_matrix == "official" and anchors.matrix is None:
-            raise ValueError(f"profile {p.name!r} asks for the official fixed anchor matrix, but the anchor set "
-                             f"{anchors.name!r} carries none; use anchor_matrix comparator or mos")
+    for p in profiles:  # a fixed matrix the anchor set cannot give (and a degenerate MOS one) shows here
+        fixed_matrix(matrix_source(p, anchors), anchors)
     if "rating" in config.modes:
         rater = as_comparator(comparator) if comparator is not None else comparator_class(config.model)
         if not rater.can_rate:

@@ -1,8 +1,9 @@
 """Scoring: judged pairs -> per-image scores under a profile and mode (soft, count, rating), with
-the anchor block from the anchor set's fixed matrix, from MOS, or from the model's own judgements."""
+the anchor block from the user's anchors file, the paper's KonIQ matrix, MOS, or the model's own judgements."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -10,6 +11,7 @@ from adapters.base import Pair
 from harness.core.anchors import (
     AnchorSet,
     anchor_pairs,
+    koniq_default,
     matrix_from_mos,
     matrix_from_preferences,
 )
@@ -27,23 +29,59 @@ def pair_preference(lp: np.ndarray, mode: str, temperature: float) -> np.ndarray
     return preference(lp, 1.0 if mode == "rating" else temperature)
 
 
-def anchor_matrix_for(profile: Profile, mode: str, anchors: AnchorSet, lookup: dict) -> tuple[np.ndarray, str]:
-    """The anchor block for a profile: the set's fixed matrix, Thurstone from MOS, or the model's own
-    judgements (both orders averaged: C[i, j] = mean of P(i beats j) over the pairs that show it)."""
+def is_paper_koniq(anchors: AnchorSet) -> bool:
+    """Whether an anchor set is the paper's five KonIQ anchors (same files by name, same MOS and std), the
+    only set the official hard-coded matrix belongs to."""
+    ref = koniq_default()
+    return ([Path(i).name for i in anchors.images] == [Path(i).name for i in ref.images]
+            and np.array_equal(anchors.mos, ref.mos) and np.array_equal(anchors.std, ref.std))
+
+
+def matrix_source(profile: Profile, anchors: AnchorSet) -> str:
+    """The profile's anchor-matrix source with `auto` resolved: the official solver takes the fixed matrix the
+    anchor set carries (`official` for the paper's KonIQ set, `file` for a user's anchors file), every other
+    profile the comparator."""
     source = profile.anchor_matrix
-    if source == "auto":
-        source = "official" if profile.solver == "official-adam" and anchors.matrix is not None else "comparator"
-    if source == "official":
+    if source != "auto":
+        return source
+    if profile.solver == "official-adam" and anchors.matrix is not None:
+        return "official" if is_paper_koniq(anchors) else "file"
+    return "comparator"
+
+
+def fixed_matrix(source: str, anchors: AnchorSet) -> np.ndarray | None:
+    """The anchor block that needs no model (`file`, `official`, `mos`), None for `comparator`; a source the
+    anchor set cannot give is an error naming the ones it can."""
+    if source == "file":
         if anchors.matrix is None:
-            raise ValueError(f"anchor set {anchors.name!r} carries no fixed matrix; use anchor_matrix comparator or mos")
-        return anchors.matrix, source
+            raise ValueError(f"--anchor-matrix file: the anchor set {anchors.name!r} carries no matrix (add "
+                             "\"matrix\" to the anchors file, e.g. with c2s anchors matrix); or use --anchor-matrix "
+                             "comparator or mos (anchor_matrix: in YAML)")
+        return anchors.matrix
+    if source == "official":
+        if not is_paper_koniq(anchors):
+            raise ValueError(f"--anchor-matrix official is the paper's KonIQ matrix and belongs to the paper's KonIQ "
+                             f"anchors (--anchors koniq), not to {anchors.name!r}; use --anchor-matrix file for the "
+                             "matrix in your anchors file, or comparator or mos (anchor_matrix: in YAML)")
+        return koniq_default().matrix
     if source == "mos":
-        return matrix_from_mos(anchors.mos, anchors.std), source
+        return matrix_from_mos(anchors.mos, anchors.std)
+    return None
+
+
+def anchor_matrix_for(profile: Profile, mode: str, anchors: AnchorSet, lookup: dict) -> tuple[np.ndarray, str]:
+    """The anchor block for a profile: a fixed matrix (the user's file, the paper's KonIQ one, Thurstone from
+    MOS) or the model's own judgements (both orders averaged: C[i, j] = mean of P(i beats j) over the pairs
+    that show it)."""
+    source = matrix_source(profile, anchors)
+    fixed = fixed_matrix(source, anchors)
+    if fixed is not None:
+        return fixed, source
     block = anchor_pairs(anchors.images)
     missing = [p for p in block if p not in lookup]
     if missing:
         raise ValueError(f"the anchor block was not judged ({len(missing)} pairs missing); this run used a fixed "
-                         "anchor matrix, so re-run with the model to use anchor_matrix comparator")
+                         "anchor matrix, so re-run with the model to use --anchor-matrix comparator")
     p = pair_preference(np.array([lookup[q] for q in block]), mode, profile.anchor_temperature)
     return matrix_from_preferences(block, p, anchors.images), source
 
@@ -122,5 +160,4 @@ def _nanmean2(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def anchor_matrix_needs_model(profile: Profile, anchors: AnchorSet) -> bool:
-    src = profile.anchor_matrix
-    return src == "comparator" or (src == "auto" and not (profile.solver == "official-adam" and anchors.matrix is not None))
+    return matrix_source(profile, anchors) == "comparator"
