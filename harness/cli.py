@@ -117,11 +117,21 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--version", action="version", version=f"c2s {__version__}", help="print the version and exit")
     sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
 
-    p = sub.add_parser("models", formatter_class=fmt, help="the backends a model spec can name, with their options",
+    p = sub.add_parser("models", formatter_class=fmt,
+                       help="the backends and model families a spec can name, with their options; tiny offline models",
                        description="Every backend with its spec form and the options it declares (type, default, "
-                                   "what it does): the same declarations that check -o KEY=VALUE and YAML options.",
-                       epilog="examples:\n  c2s models\n  c2s models hf openai")
-    p.add_argument("backends", nargs="*", metavar="BACKEND", help="only these backends (default: all)")
+                                   "what it does: the same declarations that check -o KEY=VALUE and YAML options), "
+                                   "the model families the harness knows with recommended settings, and the "
+                                   "constructor contract of py:module:Class. `c2s models tiny FAMILY --out DIR` "
+                                   "builds a tiny RANDOM model of a family (seconds, offline) to try the whole path "
+                                   "with --model hf:DIR; its scores mean nothing.",
+                       epilog="examples:\n  c2s models\n  c2s models hf openai\n"
+                              "  c2s models tiny qwen2_vl --out tiny-qwen2-vl\n"
+                              "  c2s run --model hf:tiny-qwen2-vl --dataset demo --anchors select --anchors-dataset demo "
+                              "--limit 10")
+    p.add_argument("backends", nargs="*", metavar="BACKEND",
+                   help="only these backends (default: all, and the model families); or: tiny FAMILY")
+    p.add_argument("--out", metavar="DIR", help="with tiny FAMILY: the folder the tiny model is written to")
 
     p = sub.add_parser("run", formatter_class=fmt, help="judge, score and measure a model on datasets",
                        description="Judge every test image against the anchors (cached, resumable: re-run the "
@@ -538,7 +548,37 @@ def cmd_check_parity(a) -> int:
 
 
 def cmd_models(a) -> int:
+    if a.backends[:1] == ["tiny"]:
+        return _tiny_model(a.backends[1:], a.out)
+    if a.out:
+        raise ValueError("--out goes with `c2s models tiny FAMILY --out DIR`")
     print(model_options_help(a.backends or None), end="")
+    if not a.backends:
+        import adapters.base
+        from harness.tools.families import describe_families
+
+        doc = adapters.base.__doc__ or ""
+        contract = "\n".join(f"  {line}" if line else "" for line in doc[doc.index("Constructor contract:"):]
+                             .strip().splitlines())
+        print(f"\n{describe_families()}\npy:package.module:Class, your own class:\n{contract}")
+    return 0
+
+
+def _tiny_model(args: list[str], out) -> int:
+    """`c2s models tiny FAMILY --out DIR`: a tiny random model of a family, to try the path offline."""
+    from harness.tools.tiny_vlm import FAMILIES
+
+    if len(args) != 1 or not out:
+        raise ValueError(f"usage: c2s models tiny FAMILY --out DIR, FAMILY one of {', '.join(FAMILIES)}")
+    from harness.tools.families import tiny_family
+    from harness.tools.tiny_vlm import build_tiny_vlm
+
+    family = tiny_family(args[0])
+    if Path(out).exists() and any(Path(out).iterdir()):
+        raise ValueError(f"{out} exists and is not empty: choose a new folder for the tiny model")
+    path = build_tiny_vlm(family, out)
+    print(f"built a tiny RANDOM {family} model in {path} (its scores mean nothing; it exercises the real code path)")
+    print(f"try it: c2s run --model hf:{path} --dataset demo --anchors select --anchors-dataset demo --limit 10")
     return 0
 
 
