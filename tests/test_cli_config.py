@@ -158,3 +158,33 @@ def test_models_lists_a_registered_plain_class(capsys, monkeypatch):
     monkeypatch.setitem(base._REGISTRY, "mine", base.Backend("mine", "tests.test_base:FixedComparator", "a test"))
     assert main(["models", "mine"]) == 0
     assert "mine[:MODEL]: a test\n      (no declared options: given to the class as they are)" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("extra, message", [
+    ({"batch_size": 2.5}, r"config: 'batch_size' = 2.5 \(float\) is not int"),
+    ({"seed": "x"}, r"config: 'seed' = 'x' \(str\) is not int"),
+    ({"bootstrap": "many"}, r"config: 'bootstrap' = 'many' \(str\) is not int"),
+    ({"reports": "no"}, r"config: 'reports' = 'no' \(str\) is not bool"),
+    ({"drop_bad": "no"}, r"config: 'drop_bad' = 'no' \(str\) is not bool"),
+    ({"profiles": "paper"}, r"config: 'profiles' = 'paper' \(str\) is not list"),
+    ({"bootstrap": -1}, r"bootstrap must be >= 0"),
+    ({"anchors": {"alpha": "five"}}, r"anchors: 'alpha' = 'five' \(str\) is not int"),
+    ({"anchors": {"beta": 0}}, r"anchors: alpha and beta must be >= 1"),
+    ({"datasets": [{"name": "d", "splits": "1"}]}, r"dataset 'd': 'splits' = '1' \(str\) is not list or None"),
+])
+def test_run_settings_have_strict_types_checked_before_any_work(extra, message):
+    doc = {"models": ["classical"], "datasets": ["demo"], **extra}
+    with pytest.raises(ValueError, match=message):
+        configs_from_dict(doc)
+
+
+def test_yaml_numbers_become_the_declared_types():
+    (cfg,) = configs_from_dict({"models": ["classical"], "batch_size": "8", "bootstrap": 1e3,
+                                "datasets": [{"name": "d", "source": "x.csv", "splits": [1, 2]}]})
+    assert (cfg.batch_size, cfg.bootstrap, cfg.datasets[0].splits) == (8, 1000, ["1", "2"])
+
+
+def test_rating_capability_of_every_model_is_checked_before_the_first_runs():
+    with pytest.raises(ValueError, match=r"mode rating needs a comparator with single-image rating; 'classical'"):
+        configs_from_dict({"models": ["py:tests.test_base:NoModelComparator", "classical"],
+                           "datasets": ["demo"], "modes": ["soft", "rating"]})

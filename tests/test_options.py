@@ -6,7 +6,7 @@ from typing import Literal, Optional
 
 import pytest
 
-from harness.core.options import OptionError, build_options, check_options, describe_options, option, option_infos
+from harness.core.options import OptionError, check_fields, check_options, describe_options, option, option_infos
 
 
 @dataclass
@@ -31,8 +31,8 @@ def test_values_are_coerced_to_the_declared_types():
     assert check_options(Demo, {"temperature": 2}, "m") == {"temperature": 2.0}
     assert check_options(Demo, {"max_pixels": None}, "m") == {"max_pixels": None}
     assert check_options(Demo, None, "m") == {}
-    opts = build_options(Demo, {"batch_size": 4}, "m")
-    assert opts.batch_size == 4 and opts.engine == {} and opts.engine is not Demo().engine
+    assert Demo().engine == {} and Demo().engine is not Demo().engine
+    assert check_options(Demo, {"device": 0, "batch_size": "1e1"}, "m") == {"device": "0", "batch_size": 10}
 
 
 @pytest.mark.parametrize("values, message", [
@@ -49,10 +49,10 @@ def test_values_are_coerced_to_the_declared_types():
     ({"trust_remote_code": "no"}, r"option 'trust_remote_code' = 'no' \(str\) is not bool"),
     ({"trust_remote_code": 1}, r"option 'trust_remote_code' = 1 \(int\) is not bool"),
     ({"dtype": "fp8"}, r"option 'dtype' = 'fp8' \(str\) is not one of 'float32', 'bfloat16'"),
-    ({"device": 0}, r"option 'device' = 0 \(int\) is not str"),
+    ({"device": 1.5}, r"option 'device' = 1.5 \(float\) is not str"),
     ({"level_ids": [1, "x"]}, r"option 'level_ids' = \[1, 'x'\] \(list\) is not list or None"),
     ({"engine": [1]}, r"option 'engine' = \[1\] \(list\) is not dict"),
-    ({"api_key": 12345678}, r"option 'api_key' = \*\*\* \(int\) is not str or None"),
+    ({"api_key": [1234, 5678]}, r"option 'api_key' = \*\*\* \(list\) is not str or None"),
 ])
 def test_bad_options_are_named_with_the_fix(values, message):
     with pytest.raises(OptionError, match=message):
@@ -82,3 +82,11 @@ def test_description_lists_every_option_with_type_default_and_help():
     assert "dtype (one of 'float32', 'bfloat16', default 'float32'): weights dtype" in text
     assert "max_pixels (int or None, default None)" in text
     assert len(text.splitlines()) == len(option_infos(Demo))
+
+
+def test_dataclass_fields_are_checked_in_place():
+    d = Demo(batch_size="4", temperature="1e-2")
+    check_fields(d, "config")
+    assert (d.batch_size, d.temperature) == (4, 0.01)
+    with pytest.raises(OptionError, match=r"config: 'trust_remote_code' = 'no' \(str\) is not bool"):
+        check_fields(Demo(trust_remote_code="no"), "config")

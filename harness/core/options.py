@@ -133,6 +133,8 @@ def _coerce(tp: Any, value: Any) -> Any:
     if tp is str:
         if isinstance(value, str):
             return value
+        if isinstance(value, int) and not isinstance(value, bool):  # YAML reads `revision: 20240101` as int
+            return str(value)
         raise TypeError
     if isinstance(value, tp):
         return value
@@ -186,9 +188,18 @@ def check_options(cls, values: dict | None, where: str) -> dict:
     return out
 
 
-def build_options(cls, values: dict | None, where: str):
-    """`cls(**check_options(...))`: the validated options object."""
-    return cls(**check_options(cls, values, where))
+def check_fields(obj: Any, where: str) -> None:
+    """Coerce a dataclass instance's fields, in place, to their declared types (the run configuration
+    checks itself this way, so `batch_size: 2.5` or `drop_bad: "no"` stop a run before any work)."""
+    hints = _hints(type(obj))
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        try:
+            coerced = _coerce(hints[f.name], value)
+        except TypeError:
+            raise OptionError(f"{where}: {f.name!r} = {value!r} ({type(value).__name__}) is not "
+                              f"{type_name(hints[f.name])}") from None
+        object.__setattr__(obj, f.name, coerced)
 
 
 def option_infos(cls) -> list[OptionInfo]:

@@ -25,11 +25,12 @@ from adapters.base import (Pair, as_comparator, check_model_options, comparator_
                            fingerprint_hash, load_comparator, rate_batch)
 from harness.core import home
 from harness.core.anchors import AnchorSet, koniq_default, select_anchors
+from harness.core.options import check_fields
 from harness.run.cache import PairCache
 from harness.data.datasets import Dataset, Record, load_dataset, load_official_split
 from harness.data.images import ImageError, probe_image
 from harness.run.evaluation import DatasetRun, evaluate
-from harness.run.judging import Judged, judge, plan_pairs, prompt_key
+from harness.run.judging import Judged, cache_lookup, judge, plan_pairs, prompt_key
 from harness.core.profiles import DEFAULT_PROFILE, Profile, get_profile, profile_label
 from harness.core.vocabulary import ALL, MODES, ORDERS, SUMMARIES
 from harness.run.record import (Manifest, Metrics, ScoreRow, anchors_info, comparison_rows, git_revision, read_run,
@@ -37,6 +38,9 @@ from harness.run.record import (Manifest, Metrics, ScoreRow, anchors_info, compa
 from harness.run.scoring import anchor_matrix_needs_model, fixed_matrix, matrix_source, score_tests
 
 # --- configuration ------------------------------------------------------------------------------
+
+_NO_RATING = "mode rating needs a comparator with single-image rating; {!r} has none (use --mode soft or count)"
+
 
 @dataclass
 class DatasetSpec:
@@ -57,6 +61,7 @@ class DatasetSpec:
     images: list[str] | None = None
 
     def __post_init__(self):
+        check_fields(self, f"dataset {self.name!r}")
         if self.summary is not None and self.summary not in SUMMARIES:
             raise ValueError(f"dataset {self.name!r}: summary must be one of {', '.join(SUMMARIES)}, "
                              f"got {self.summary!r}")
@@ -72,6 +77,11 @@ class AnchorSpec:
     dataset: str | None = None
     alpha: int = 5
     beta: int = 1
+
+    def __post_init__(self):
+        check_fields(self, "anchors")
+        if self.alpha < 1 or self.beta < 1:
+            raise ValueError(f"anchors: alpha and beta must be >= 1, got alpha={self.alpha}, beta={self.beta}")
 
 
 @dataclass
@@ -99,8 +109,9 @@ class RunConfig:
     limit: int | None = None
 
     def __post_init__(self):
-        # an unknown backend or a bad option fails here, before any data or model work (and, in a YAML
-        # grid, before the first model runs); values come back in their declared types
+        # a value of the wrong type, an unknown backend or a bad option fails here, before any data or
+        # model work (and, in a YAML grid, before the first model runs); values take their declared types
+        check_fields(self, "config")
         self.model_options = check_model_options(self.model, self.model_options)
         if not self.datasets:
             raise ValueError("a run needs at least one dataset")
@@ -111,8 +122,10 @@ class RunConfig:
             raise ValueError(f"order must be one of {ORDERS}, got {self.order!r}")
         if self.cache is None:
             self.cache = str(home.pair_cache_path())
-        if int(self.batch_size) < 1:
+        if self.batch_size < 1:
             raise ValueError("batch_size must be >= 1")
+        if self.bootstrap < 0:
+            raise ValueError(f"bootstrap must be >= 0 (resamples), got {self.bootstrap}")
         if self.limit is not None and int(self.limit) < 1:
             raise ValueError(f"limit must be >= 1 (images per dataset), got {self.limit}")
         names = [d.name for d in self.datasets]
@@ -120,6 +133,8 @@ class RunConfig:
             raise ValueError(f"dataset names must be distinct, got {names}")
         for p in self.profiles:  # fail before any model work
             get_profile(p, **self.profile_overrides)
+        if "rating" in self.modes and not comparator_class(self.model).can_rate:
+            raise ValueError(_NO_RATING.format(self.model))
 
     @property
     def model_label(self) -> str:
@@ -254,16 +269,32 @@ def check_before_model_work(config: RunConfig, anchors: AnchorSet, profiles: lis
         raise ValueError(f"{len(broken)} anchor image(s) cannot be used:\n" + "\n".join(broken))
     for p in profiles:  # a fixed matrix the anchor set cannot give (and a degenerate MOS one) shows here
         fixed_matrix(matrix_source(p, anchors), anchors)
-    if "rating" in config.modes:
-        rater = as_comparator(comparator) if comparator is not None else comparator_class(config.model)
-        if not rater.can_rate:
-            raise ValueError(f"mode rating needs a comparator with single-image rating; {config.model!r} has none")
+    if "rating" in config.modes and comparator is not None and not as_comparator(comparator).can_rate:
+        raise ValueError(_NO_RATING.format(config.model))
 
 
-def run(config: RunConfig, *, comparator=None, progress: bool = True) -> list[Path]:
-    """Judge what the configured runs need once, then score and write one folder per (profile, mode)."""
-    timings: dict = {}
-    t0 = time.perf_counter()
+@dataclass
+class Plan:
+    """What a run will do, all known before any model loads (shared by `run` and `dry_run`)."""
+
+    dsruns: list[DatasetRun]
+    anchors: AnchorSet
+    profiles: list[Profile]
+    tests: list[str]
+    #: anchor images that are also test images
+    overlap: list[str]
+    #: "pairs" (soft and count modes) and/or "rating" -> the items to judge and their roles
+    work: dict[str, tuple[list[Pair], list[str]]]
+
+
+def config_key(config: RunConfig) -> str:
+    """A model configuration known without loading it (spec and checked options): how the pair cache's
+    timings name it, so a dry run finds the fingerprint and the speed of a model it has not loaded."""
+    return short_digest({"model": config.model, "options": config.model_options})
+
+
+def plan_run(config: RunConfig, comparator=None) -> Plan:
+    """Datasets, anchors, profiles and the pairs to judge, checked; no model is loaded."""
     dsruns = []
     for spec in config.datasets:
         ds, summary = resolve_dataset(spec, drop_bad=config.drop_bad)
@@ -275,13 +306,53 @@ def run(config: RunConfig, *, comparator=None, progress: bool = True) -> list[Pa
                   for dr in dsruns]
     profiles = [get_profile(p, **config.profile_overrides) for p in config.profiles]
     tests = list(dict.fromkeys(p for dr in dsruns for p in dr.paths))
-    timings["load_datasets"] = time.perf_counter() - t0
     check_before_model_work(config, anchors, profiles, tests, comparator)
     overlap = sorted(set(anchors.images) & set(tests))
     # e.g. the KonIQ anchors sit in some official KonIQ test splits (docs/method.md, "Eqn. 4: choosing anchors")
     if overlap:
         warnings.warn(f"{len(overlap)} anchor image(s) are also test images and will be compared with themselves: "
-                      f"{overlap[:3]}{' ...' if len(overlap) > 3 else ''}", stacklevel=2)
+                      f"{overlap[:3]}{' ...' if len(overlap) > 3 else ''}", stacklevel=3)
+    work = {}
+    if any(m != "rating" for m in config.modes):
+        block = any(anchor_matrix_needs_model(p, anchors) for p in profiles)
+        work["pairs"] = plan_pairs(tests, anchors.images, order=config.order, anchor_block=block)
+    if "rating" in config.modes:
+        work["rating"] = ([Pair(x, x) for x in tests], ["test"] * len(tests))
+    return Plan(dsruns, anchors, profiles, tests, overlap, work)
+
+
+def dry_run(config: RunConfig) -> tuple[Plan, dict[str, dict]]:
+    """The plan of a run and, per kind of work, how many items it has, how many the pair cache already
+    holds and an estimate of the seconds the rest take, from the cache's timings of the same model spec
+    and options; no model is loaded and nothing is written. Without such timings the cached count is
+    unknown (None): the fingerprint that keys the cache needs the model."""
+    plan = plan_run(config)
+    cache = PairCache(config.cache) if config.cache and Path(config.cache).is_file() else None
+    out = {}
+    try:
+        for kind, (items, _) in plan.work.items():
+            seen = cache.history(config_key(config), rating=kind == "rating") if cache else None
+            entry = {"items": len(items), "cached": None, "to_judge": None, "seconds": None, "timed_pairs": 0}
+            if seen:
+                keys, _, found = cache_lookup(items, cache, seen["fingerprint"], seen["prompt"])
+                entry["cached"] = sum(k in found for k in keys.values())
+                entry["to_judge"] = len({k for k in keys.values() if k not in found})
+                entry["timed_pairs"] = seen["pairs"]
+                entry["seconds"] = entry["to_judge"] * seen["seconds"] / max(seen["pairs"], 1)
+            out[kind] = entry
+    finally:
+        if cache:
+            cache.close()
+    return plan, out
+
+
+def run(config: RunConfig, *, comparator=None, progress: bool = True) -> list[Path]:
+    """Judge what the configured runs need once, then score and write one folder per (profile, mode)."""
+    timings: dict = {}
+    t0 = time.perf_counter()
+    plan = plan_run(config, comparator)
+    dsruns, anchors, profiles, tests, overlap = plan.dsruns, plan.anchors, plan.profiles, plan.tests, plan.overlap
+    timings["load_datasets"] = time.perf_counter() - t0
 
     owned = comparator is None
     comparator = load_comparator(config.model, **config.model_options) if owned else as_comparator(comparator)
@@ -289,21 +360,13 @@ def run(config: RunConfig, *, comparator=None, progress: bool = True) -> list[Pa
         fp = comparator.fingerprint()
         fp_hash = fingerprint_hash(fp)
         cache = PairCache(config.cache) if config.cache else None
+        calls = {"pairs": lambda b: compare_batch(comparator, b),
+                 "rating": lambda b: rate_batch(comparator, [p.first for p in b])}
         try:
-            judged = {}
-            pair_modes = [m for m in config.modes if m != "rating"]
-            if pair_modes:
-                block = any(anchor_matrix_needs_model(p, anchors) for p in profiles)
-                pairs, roles = plan_pairs(tests, anchors.images, order=config.order, anchor_block=block)
-                judged["pairs"] = judge(lambda b: compare_batch(comparator, b), pairs, roles, cache=cache,
-                                        fp_hash=fp_hash, prompt_key=prompt_key(fp), batch_size=config.batch_size,
-                                        progress=progress, timings=timings)
-            if "rating" in config.modes:
-                items = [Pair(x, x) for x in tests]
-                judged["rating"] = judge(lambda b: rate_batch(comparator, [p.first for p in b]), items,
-                                         ["test"] * len(items), cache=cache, fp_hash=fp_hash,
-                                         prompt_key=prompt_key(fp, rating=True), batch_size=config.batch_size,
-                                         progress=progress, timings=timings)
+            judged = {kind: judge(calls[kind], items, roles, cache=cache, fp_hash=fp_hash,
+                                  prompt_key=prompt_key(fp, rating=kind == "rating"), batch_size=config.batch_size,
+                                  progress=progress, timings=timings, config_key=config_key(config))
+                      for kind, (items, roles) in plan.work.items()}
         finally:
             if cache:
                 cache.close()
