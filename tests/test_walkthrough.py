@@ -122,3 +122,20 @@ def test_walkthrough(tmp_path, monkeypatch, capsys):
     (new,) = [p for p in run_folders(tmp_path / "results" / "runs") if p != run]
     assert json.loads((new / "manifest.json").read_text())["profile"]["link"] == "logit"
 
+
+
+def test_the_readme_yaml_grid_passes_every_check(tmp_path, monkeypatch):
+    """The YAML example (`c2s run --config runs/zero_shot.yaml`) needs weights to run, but every key, model
+    option and ${ENV} of it is checked before any model work: it must pass those checks as printed."""
+    from harness.run.config import load_config
+
+    (block,) = re.findall(r"```yaml\n(.*?)```", README, flags=re.S)
+    path = tmp_path / "zero_shot.yaml"
+    path.write_text(block)
+    monkeypatch.setenv("IQA_ROOT", "/data/iqa")
+    configs = load_config(path)
+    assert [c.model for c in configs] == ["hf:/models/Qwen2.5-VL-7B-Instruct",
+                                          "vllm:/models/llava-onevision-qwen2-7b-ov-hf", "classical"]
+    assert configs[0].model_options == {"device": "cuda", "dtype": "bfloat16"}
+    assert [d.root for d in configs[0].datasets] == ["/data/iqa", "/data/iqa", "data/mine"]
+    assert configs[0].profiles == ["paper", "official"] and configs[0].modes == ["soft", "count"]
