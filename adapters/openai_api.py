@@ -127,10 +127,12 @@ def classify_error(exc: BaseException) -> tuple[bool, float | None, str]:
     return False, None, f"{type(exc).__name__}: {_short(str(exc))}"
 
 
-def call_with_retries(send: Callable[[], Any], policy: RetryPolicy, *, rng: random.Random,
+def call_with_retries(send: Callable[[float], Any], policy: RetryPolicy, *, rng: random.Random,
                       sleep: Callable[[float], None] = time.sleep,
                       clock: Callable[[], float] = time.monotonic) -> tuple[Any, int]:
-    """Run `send()` until it succeeds or `policy` says stop; returns (result, attempts).
+    """Run `send(time_left)` until it succeeds or `policy` says stop; returns (result, attempts).
+    `time_left` is what remains of the deadline: the caller caps the attempt's own timeout with it,
+    so the deadline bounds the attempts as well as the waits between them.
 
     tenacity drives the loop; this function only says which errors are transient (`classify_error`),
     how long to wait and when to stop. Raises PairFailure with the last reason and why it stopped
@@ -143,7 +145,7 @@ def call_with_retries(send: Callable[[], Any], policy: RetryPolicy, *, rng: rand
     def attempt():
         nonlocal attempts
         attempts += 1
-        return send()
+        return send(max(0.0, policy.deadline - (clock() - start)))
 
     def wait(state: tenacity.RetryCallState) -> float:
         return policy.delay(state.attempt_number - 1, classify_error(state.outcome.exception())[1], rng)
@@ -536,13 +538,14 @@ class OpenAIComparator(Comparator):
                 return None, (reason if path in reason else f"image {path}: {reason}"), {}
         messages = conversation(task.rendered, [image_url_part(urls[p]) for p in paths])
         kwargs = dict(model=self.model_id, messages=messages, max_completion_tokens=1, temperature=0.0, logprobs=True,
-                      top_logprobs=task.top_logprobs, timeout=self.options.timeout)
+                      top_logprobs=task.top_logprobs)
         if task.extra_body:
             kwargs["extra_body"] = task.extra_body
         info: dict = {}
         try:
             response, info["attempts"] = call_with_retries(
-                lambda: self._client.chat.completions.create(**kwargs), self.retry, rng=self._rng)
+                lambda time_left: self._client.chat.completions.create(
+                    **kwargs, timeout=min(self.options.timeout, time_left)), self.retry, rng=self._rng)
             if self.server == "vllm":
                 row = levels_from_token_ids(response, task.levels["ids"], task.words)
                 info["level_mass"] = float(np.exp(row).sum())  # as the transformers adapter reports it

@@ -98,9 +98,9 @@ def run_faults(faults, policy=RetryPolicy(max_attempts=4, base_delay=0.01, max_d
     clock = clock or FakeClock()
     calls = []
 
-    def send():
+    def send(time_left):
         calls.append(clock.now)
-        clock.now += clock.attempt_s
+        clock.now += min(clock.attempt_s, time_left)  # the attempt's timeout is capped by the deadline
         if len(calls) <= len(faults):
             raise faults[len(calls) - 1]
         return "ok"
@@ -154,11 +154,16 @@ def test_the_deadline_bounds_all_attempts_and_waits_together():
     (result, attempts), sleeps = run_faults([status_error(429, {"retry-after": "4"})],
                                             RetryPolicy(max_delay=9.0, deadline=10.0), clock)
     assert (result, attempts) == ("ok", 2) and sleeps[0] >= 4.0
-    # an attempt that itself ends past the deadline is the last one
+    # an attempt gets no more than what is left of the deadline, so slow attempts cannot stretch it
     clock = FakeClock(attempt_s=12.0)
     req = httpx.Request("POST", "http://127.0.0.1:9/v1/chat/completions")
     with pytest.raises(PairFailure, match=r"request timed out \(deadline of 10 s reached: 1 attempt\(s\)"):
         run_faults([openai.APITimeoutError(request=req)], RetryPolicy(deadline=10.0), clock)
+    assert clock.now == pytest.approx(10.0)
+    clock = FakeClock(attempt_s=60.0)
+    with pytest.raises(PairFailure, match=r"deadline of 100 s reached: 2 attempt\(s\) in 100\.0 s"):
+        run_faults([openai.APITimeoutError(request=req)] * 5, RetryPolicy(deadline=100.0), clock)
+    assert clock.now == pytest.approx(100.0)
 
 
 def test_the_client_leaves_retries_to_the_policy_and_keeps_its_per_attempt_timeout(monkeypatch):
