@@ -396,14 +396,40 @@ def cmd_score(a) -> int:
                     batch_size=a.batch_size, cache=a.cache, out_dir=str(home.score_runs_dir()),
                     reports=False)
     (run_dir,) = run(cfg)
-    rows = read_run(run_dir).scores
+    rec = read_run(run_dir)
+    rows, scale = rec.scores, rec.manifest.profile.scale
+    _print_anchors(rec.manifest.anchors)
     n_failed = sum(r.status != "ok" for r in rows)
     with open(a.out, "w", newline="") as g:
+        # the scale is a column, not a comment line: every CSV reader keeps it without being told to skip lines
         w = csv.writer(g)  # floats as repr: the same text as the run's own scores.csv
-        w.writerow(["image", "score", "latent", "sd", "n_anchors_ok", "status", "error"])
-        w.writerows([r.path, r.score, r.latent, r.sd, r.n_anchors_ok, r.status, r.error] for r in rows)
+        w.writerow(["image", "score", "scale", "latent", "sd", "n_anchors_ok", "status", "error"])
+        w.writerows([r.path, r.score, scale, r.latent, r.sd, r.n_anchors_ok, r.status, r.error] for r in rows)
+    print(f"scores on the {scale} scale: {SCORE_SCALES[scale]}")
     print(f"wrote {a.out} ({n_failed} failed; full run in {run_dir})")
     return 0
+
+
+#: what a score means on each scale (docs/method.md, "Eqn. 6: Thurstone Case V, maximum a posteriori"), for c2s score
+SCORE_SCALES = {"latent": "the MAP latent quality, comparable only between images scored against the same anchors; "
+                          "higher is better",
+                "minmax": "0-100 between the worst and the best of the anchors and the image (the official output)",
+                "mos": "the anchors' MOS scale (one affine map from the latent score)"}
+
+
+def _print_anchors(anchors) -> None:
+    """Which anchors every score is relative to, and a warning when they are all copies of one photograph."""
+    from harness.data.demo_data import source_photographs
+
+    print(f"anchors: {anchors.name} ({len(anchors.images)} images, matrix from {anchors.matrix_source})")
+    for img, mos in zip(anchors.images, anchors.mos):
+        print(f"  MOS {mos:<6g} {img}")
+    sources = source_photographs(anchors.images)
+    if sources is not None and len(sources) == 1:
+        warnings.warn(f"the {len(anchors.images)} anchors are all degraded copies of one photograph "
+                      f"({sources.pop()!r} of the demo benchmark): a score says how an image compares with them, "
+                      "not with photographs like yours; give --anchors anchors.json (c2s anchors select) for "
+                      "anchors from your own domain")
 
 
 def cmd_compare(a) -> int:

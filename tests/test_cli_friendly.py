@@ -141,7 +141,7 @@ def _csv_rows(path):
     import csv
 
     with open(path, newline="") as f:
-        return [r for r in csv.DictReader(line for line in f if not line.startswith("#"))]
+        return list(csv.DictReader(f))
 
 
 def test_score_gives_one_row_per_input_and_scores_every_readable_image(photos, tmp_path, capsys):
@@ -278,3 +278,35 @@ def test_mos_matrix_without_std_warns_once_on_one_line(tmp_path):
     assert proc.stderr == ("c2s: warning: the anchor matrix from MOS is all 0/1: the anchors carry no std, so every "
                            "anchor pair is a certain win; give std in the anchors file or use --anchor-matrix "
                            "comparator\n")
+
+
+# --- c2s score says what it does ---------------------------------------------------------------------------------
+
+def test_score_names_its_anchors_warns_about_one_photograph_states_the_scale_and_hides_nothing(
+        photos, tmp_path, monkeypatch, capsys):
+    folder, _ = photos
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    assert main(["score", "--model", "classical", "--images", str(folder), "--out", "scores.csv"]) == 0
+    captured = capsys.readouterr()
+    lines = captured.out.splitlines()
+    assert lines[0] == "anchors: demo Eqn. 4 (alpha=5, beta=1) (5 images, matrix from comparator)"
+    assert len([line for line in lines if line.startswith("  MOS ")]) == 5
+    assert "scores on the latent scale: the MAP latent quality" in captured.out
+    warned = [line for line in captured.err.splitlines() if "warning" in line]
+    assert len(warned) == 1 and warned[0].startswith("c2s: warning: the 5 anchors are all degraded copies of one "
+                                                     "photograph (")
+    rows = _csv_rows(cwd / "scores.csv")
+    assert {r["scale"] for r in rows} == {"latent"}
+    assert sorted(p.name for p in cwd.iterdir()) == ["scores.csv"]  # no cache or run folder beside it
+
+
+def test_score_with_anchors_from_several_photographs_does_not_warn(photos, own_anchors, tmp_path, capsys):
+    folder, _ = photos
+    assert main(["score", "--model", "classical", "--images", str(folder), "--out", str(tmp_path / "s.csv"),
+                 "--anchors", str(own_anchors), "--profile", "official"]) == 0
+    captured = capsys.readouterr()
+    assert "warning" not in captured.err
+    assert captured.out.startswith("anchors: anchors (3 images, matrix from file)")
+    assert {r["scale"] for r in _csv_rows(tmp_path / "s.csv")} == {"minmax"}

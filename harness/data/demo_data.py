@@ -203,6 +203,24 @@ def _install(tmp: Path, folder: Path) -> None:
             raise
 
 
+def source_photographs(paths) -> set[str] | None:
+    """The photographs that images of a built embedded benchmark were made from; None when any path is not
+    such an image (so a caller can tell anchors that are all copies of one photograph)."""
+    sources, known = set(), {}
+    for p in map(Path, paths):
+        manifest = p.parent.parent / MANIFEST
+        if manifest not in known:
+            try:
+                known[manifest] = {i["image"]: i.get("source") for i in json.loads(manifest.read_text())}
+            except (OSError, ValueError, TypeError, KeyError):
+                return None
+        src = known[manifest].get(f"{p.parent.name}/{p.name}")
+        if src is None:
+            return None
+        sources.add(src)
+    return sources
+
+
 def manifest_items(ds: Dataset) -> list[dict]:
     """The generator's manifest items (source, family, level per image) of a built benchmark."""
     return json.loads((ds.root / MANIFEST).read_text())
