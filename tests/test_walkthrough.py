@@ -11,6 +11,8 @@ import re
 import shutil
 from pathlib import Path
 
+import pytest
+
 from harness.cli import main
 from tests.conftest import REPO
 
@@ -33,6 +35,7 @@ COMMANDS: dict[str, str | None] = {
     f"c2s models tiny qwen2_vl --out {TINY}": None,
     f"c2s run --model hf:{TINY} --dataset demo --anchors select --anchors-dataset demo --limit 10": None,
     "c2s score --model M --images DIR --out scores.csv": None,
+    "c2s --version": None,
     "c2s compare --model M first.png second.png": None,
     "c2s anchors select --dataset koniq=/data/koniq/train.json --root /data/iqa --out anchors.json":
         None,  # run on the embedded benchmark instead of KonIQ-10k
@@ -102,6 +105,11 @@ def test_walkthrough(tmp_path, monkeypatch, capsys):
     with open("scores.csv", newline="") as f:
         rows = list(csv.DictReader(row for row in f if not row.startswith("#")))
     assert sorted(Path(r["image"]).name for r in rows) == sorted(p.name for p in demo[:4])
+
+    # c2s --version
+    with pytest.raises(SystemExit) as stop:
+        main(["--version"])
+    assert stop.value.code == 0 and re.fullmatch(r"c2s \S+\n", capsys.readouterr().out)
 
     # c2s compare --model M first.png second.png
     out = c2s(capsys, "compare", "--model", "classical", str(demo[-1]), str(demo[0]))
