@@ -173,6 +173,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--run-id", help="run folder name (default: derived from the configuration)")
     p.add_argument("--drop-bad", action="store_true", help="go on without broken dataset items (they are listed)")
     p.add_argument("--bootstrap", type=int, default=0, metavar="N", help="bootstrap CIs with N resamples")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print what the run would do (pairs to judge, pairs already cached, anchors, a time estimate "
+                        "from the cache's timings when this model and options ran before) without loading the model "
+                        "or writing anything")
     p.add_argument("--limit", type=int, metavar="N",
                    help="try the configuration on the first N images of each dataset (manifest order; anchors "
                         "unchanged); the run is labelled limited everywhere and is its own leaderboard row")
@@ -322,10 +326,37 @@ def cmd_run(a) -> int:
             profile_overrides={k: v for k, v in _overrides(a).items() if v is not None}, order=a.order, batch_size=a.batch_size, out_dir=a.out, cache=a.cache,
             run_id=a.run_id, drop_bad=a.drop_bad, bootstrap=a.bootstrap, reports=not a.no_report,
             limit=a.limit)]
+    if a.dry_run:
+        for cfg in configs:
+            _print_dry_run(cfg)
+        return 0
     for cfg in configs:
         for run_dir in run(cfg):
             _print_run(run_dir, report=cfg.reports)
     return 0
+
+
+def _print_dry_run(cfg) -> None:
+    """What `run(cfg)` would do, from `harness.run.runner.dry_run` (no model loaded, nothing written)."""
+    from harness.run.runner import dry_run
+
+    plan, work = dry_run(cfg)
+    a = plan.anchors
+    print(f"dry run of {cfg.model_label} (no model loaded, nothing written)")
+    for dr in plan.dsruns:
+        print(f"  dataset {dr.dataset.name}: {len(dr.dataset)} images"
+              + (f" (limited to the first {cfg.limit})" if cfg.limit else ""))
+    print(f"  anchors: {a.name}, {len(a.images)} images, digest {a.digest()[:8]}")
+    for img in a.images:
+        print(f"    {img}")
+    for kind, e in work.items():
+        what = "pairs" if kind == "pairs" else "single-image ratings"
+        if e["cached"] is None:
+            print(f"  {what}: {e['items']} to judge; already cached: unknown, as this model and options have no "
+                  f"timed batches in the cache ({cfg.cache or 'none'}): no time estimate")
+        else:
+            print(f"  {what}: {e['items']} planned, {e['cached']} already cached, {e['to_judge']} to judge; "
+                  f"estimated {e['seconds']:.1f} s (from {e['timed_pairs']} timed before with this model and options)")
 
 
 def _print_run(run_dir: Path, *, report: bool) -> None:
@@ -456,7 +487,7 @@ def cmd_compare(a) -> int:
 def cmd_anchors(a) -> int:
     import numpy as np
 
-    from harness.core.anchors import matrix_from_mos, selection_report
+    from harness.core.anchors import matrix_from_mos, read_anchor_file, selection_report
     from harness.run.judging import matrix_from_comparator
     from harness.run.runner import resolve_dataset, selection_inputs
 
@@ -470,11 +501,10 @@ def cmd_anchors(a) -> int:
         if rep.empty:
             print(f"warning: empty MOS intervals {rep.empty}: {len(rep.indices)} anchors", file=sys.stderr)
     else:
-        doc = json.loads(Path(a.anchors).read_text())
-        root = Path(a.root or doc.get("root") or Path(a.anchors).parent)
-        images = [str(root / i) for i in doc["images"]]
+        anchors, doc = read_anchor_file(a.anchors, a.root)
+        images = anchors.images
         if a.from_mos:
-            C = matrix_from_mos(doc["mos"], doc["std"])
+            C = matrix_from_mos(anchors.mos, anchors.std)
         else:
             if not a.model:
                 raise ValueError("give --model, or --from-mos")

@@ -7,7 +7,7 @@ import pytest
 from scipy.stats import norm
 
 from adapters.base import Pair
-from harness.core.anchors import (AnchorSet, anchor_pairs, koniq_default,
+from harness.core.anchors import (AnchorSet, anchor_pairs, koniq_default, read_anchor_file,
                              matrix_from_logprobs, matrix_from_mos, select_anchors, selection_report)
 from harness.core.levels import LEVEL_WEIGHTS
 from harness.run.judging import matrix_from_comparator
@@ -189,3 +189,34 @@ def test_matrix_from_preferences_takes_hard_verdicts_too():
     assert P[1, 0] == pytest.approx((1.0 + 0.5 + 1.0) / 3) and P[0, 1] == pytest.approx(1 - P[1, 0])
     with pytest.raises(ValueError, match="preferences of shape"):
         matrix_from_preferences(pairs, hard[:2], images)
+
+
+@pytest.mark.parametrize("content, message", [
+    ('{"images": ["a.png", "b.png"], "mos": [1, 2]}', r"missing std \(each a list"),
+    ('["a.png", "b.png"]', r"expected a JSON object with images, mos and std, got a list"),
+    ('{"images": "a.png", "mos": [1], "std": [0]}', r"images must be a list of file names"),
+    ('{"images": ["a.png", "b.png"], "mos": [2, 1], "std": [0, 0]}', r"ascending MOS order"),
+    ('{"images": ["a.png", "b.png"], "mos": ["x", 1], "std": [0, 0]}', r"anchors file .*: could not convert"),
+    ("not json", r"cannot be read as JSON"),
+])
+def test_a_bad_anchors_file_is_one_message_naming_it(tmp_path, content, message, capsys):
+    from harness.cli import main
+
+    path = tmp_path / "anchors.json"
+    path.write_text(content)
+    with pytest.raises(ValueError, match=message):
+        read_anchor_file(path)
+    assert main(["anchors", "matrix", "--anchors", str(path), "--from-mos", "--out", str(tmp_path / "m.json")]) == 2
+    assert capsys.readouterr().err.startswith(f"c2s anchors: error: anchors file {path}: ")
+    assert main(["run", "--model", "classical", "--dataset", "demo", "--anchors", str(path),
+                 "--out", str(tmp_path / "runs")]) == 2
+    assert f"anchors file {path}: " in capsys.readouterr().err
+
+
+def test_an_anchors_file_reads_relative_to_its_root(tmp_path):
+    path = tmp_path / "sub" / "anchors.json"
+    path.parent.mkdir()
+    path.write_text(json.dumps({"images": ["a.png", "b.png"], "mos": [1, 2], "std": [0.1, 0.2], "name": "mine"}))
+    anchors, doc = read_anchor_file(path)
+    assert anchors.images == [str(path.parent / "a.png"), str(path.parent / "b.png")] and anchors.name == "mine"
+    assert read_anchor_file(path, root="/data")[0].images[0] == "/data/a.png" and doc["mos"] == [1, 2]

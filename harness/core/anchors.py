@@ -11,6 +11,7 @@ import os
 import warnings
 from dataclasses import dataclass, field
 from importlib import resources
+from pathlib import Path
 
 import numpy as np
 from scipy.special import ndtr
@@ -81,6 +82,33 @@ def koniq_default() -> AnchorSet:
     return AnchorSet(images=[a["image"] for a in anchors], mos=np.array([a["mos"] for a in anchors]),
                      std=np.array([a["std"] for a in anchors]), matrix=np.array(data["matrix"]),
                      name=data["name"], source=data["source"])
+
+
+def read_anchor_file(path, root=None) -> tuple[AnchorSet, dict]:
+    """An anchors file, JSON `{images, mos, std[, matrix][, name][, root]}`, as an AnchorSet whose images
+    sit under `root` (else the file's own `root`, else its folder), and the document as read (commands
+    that add to it write it back). Every problem is one ValueError naming the file."""
+    path = Path(path)
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"anchors file {path}: cannot be read as JSON: {exc}") from None
+    if not isinstance(doc, dict):
+        raise ValueError(f"anchors file {path}: expected a JSON object with images, mos and std, "
+                         f"got a {type(doc).__name__}")
+    missing = [k for k in ("images", "mos", "std") if k not in doc]
+    if missing:
+        raise ValueError(f"anchors file {path}: missing {', '.join(missing)} (each a list, one entry per anchor; "
+                         "std may be 0 where unknown)")
+    base = root or doc.get("root") or path.parent
+    try:
+        if not isinstance(doc["images"], list) or not all(isinstance(i, str) for i in doc["images"]):
+            raise ValueError("images must be a list of file names")
+        anchors = AnchorSet(images=[str(Path(base) / i) for i in doc["images"]], mos=doc["mos"], std=doc["std"],
+                            matrix=doc.get("matrix"), name=str(doc.get("name", path.stem)), source=str(path))
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"anchors file {path}: {exc}") from None
+    return anchors, doc
 
 
 # --- Eqn. 4 selection -----------------------------------------------------------------------------

@@ -11,7 +11,6 @@ pair already in the cache is skipped.
 """
 from __future__ import annotations
 
-import json
 import time
 import warnings
 from collections import Counter
@@ -24,7 +23,7 @@ import numpy as np
 from adapters.base import (Pair, as_comparator, check_model_options, comparator_class, compare_batch,
                            fingerprint_hash, load_comparator, rate_batch)
 from harness.core import home
-from harness.core.anchors import AnchorSet, koniq_default, select_anchors
+from harness.core.anchors import AnchorSet, koniq_default, read_anchor_file, select_anchors
 from harness.core.options import check_fields
 from harness.run.cache import PairCache
 from harness.data.datasets import Dataset, Record, load_dataset, load_official_split
@@ -237,15 +236,10 @@ def resolve_anchors(spec: AnchorSpec, datasets: dict[str, Dataset]) -> AnchorSet
                          name=f"{name} Eqn. 4 (alpha={spec.alpha}, beta={spec.beta})"
                               + ("" if ds.higher_is_better else "; MOS = -DMOS so that higher is better"),
                          source=f"selected from dataset {name!r}")
-    path = Path(spec.source)
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise ValueError(f"--anchors {spec.source!r} (anchors: source: in YAML) is neither 'koniq', 'select' nor a "
-                         f"readable JSON file: {exc}") from None
-    root = Path(spec.root or data.get("root") or path.parent)
-    return AnchorSet(images=[str(root / i) for i in data["images"]], mos=data["mos"], std=data["std"],
-                     matrix=data.get("matrix"), name=data.get("name", path.stem), source=str(path))
+    if not Path(spec.source).is_file():
+        raise ValueError(f"--anchors {spec.source!r} (anchors: source: in YAML) is neither 'koniq', 'select' nor "
+                         "an anchors JSON file")
+    return read_anchor_file(spec.source, spec.root)[0]
 
 
 
