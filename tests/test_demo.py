@@ -90,3 +90,11 @@ def test_anchor_digest_does_not_depend_on_where_the_anchor_folder_lives():
     assert at("/home/u/.cache/c2s/demo").digest() == at("/tmp/elsewhere").digest()
     assert at("/r").digest() != AnchorSet(images=["/r/a/x.png", "/r/b/z.png"], mos=[1.0, 2.0],
                                           std=[0.0, 0.0]).digest()
+
+
+def test_the_readme_prose_quotes_the_committed_table():
+    lines = (REPO / COMMITTED).read_text().splitlines()
+    row = next(line for line in lines if line.startswith("| classical (weight-free NR index) | paper | soft |"))
+    column = [c.strip() for c in lines[0].split("|")].index("demo SRCC")
+    srcc = row.split("|")[column].strip().strip("*")
+    assert f"ranks the benchmark's distortion levels with SRCC {srcc};" in (REPO / "README.md").read_text()
