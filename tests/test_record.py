@@ -182,6 +182,9 @@ MALFORMED_CSV = {
     "short row": (lambda d: (d / "scores.csv").write_text((d / "scores.csv").read_text() + "LIVE,1\n"), "scores",
                   r"scores.csv line \d+: 2 cells, 11 expected"),
     "missing comparisons": (lambda d: (d / "comparisons.csv").unlink(), "comparisons", r"missing comparisons.csv"),
+    "truncated comparisons": (lambda d: (d / "comparisons.csv").write_text(
+        "\n".join((d / "comparisons.csv").read_text().splitlines()[:3]) + "\n"), "comparisons",
+        r"comparisons.csv: 2 rows, but manifest.json field 'counts.pairs_total' says \d+"),
     "bad log-prob": (lambda d: (d / "comparisons.csv").write_text(
         "first,second,role,inferior,worse,similar,better,superior,preference,status,error,cached\n"
         "a.png,b.png,test,-1,-2,x,-4,-5,0.5,ok,,0\n"), "comparisons",
@@ -207,7 +210,7 @@ def test_malformed_csv_is_one_error_naming_line_and_column(run_dir, case):
 
 
 @pytest.mark.parametrize("case", ["missing field", "mistyped field", "bad JSON", "bad number", "missing column",
-                                  "bad log-prob", "missing comparisons"])
+                                  "bad log-prob", "missing comparisons", "truncated comparisons"])
 def test_rescore_of_a_malformed_folder_says_what_is_wrong(run_dir, case, capsys):
     damage, message = MALFORMED[case] if case in MALFORMED else MALFORMED_CSV[case][::2]
     damage(run_dir)

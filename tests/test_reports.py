@@ -17,7 +17,7 @@ from harness.core.metrics import correlations
 from harness.core.profiles import Profile
 from harness.report.reports import summary_text, write_report
 from harness.run.evaluation import summarise
-from harness.run.record import (AnchorsInfo, Counts, DatasetInfo, Manifest, Metrics, ModelInfo, RunFolderError,
+from harness.run.record import (AnchorsInfo, ComparisonRow, Counts, DatasetInfo, Manifest, Metrics, ModelInfo, RunFolderError,
                                 ScoreRow, Seeds, read_run, write_run)
 
 
@@ -90,7 +90,11 @@ def make_run(root, run_id, datasets, *, label="tiny-model", profile="paper", mod
                          **(counts or {})}),
         map_converged_fraction=1.0, anchors_unusable=[])
     metrics = Metrics(run_id=run_id, model_label=label, profile=profile, mode=mode, datasets=entries)
-    return write_run(Path(root) / run_id, manifest, metrics, rows, [])
+    c = manifest.counts  # one comparisons.csv row per pair counted, as the runner writes them
+    pairs = [ComparisonRow(first="a1.jpg", second=f"t{i}.jpg", role="test", logprobs=[-1.6] * 5, preference=0.5,
+                           status="ok" if i >= c.pairs_failed else "failed", error="", cached=i < c.pairs_cached)
+             for i in range(c.pairs_total)]
+    return write_run(Path(root) / run_id, manifest, metrics, rows, pairs)
 
 
 def edit_json(path: Path, change) -> None:

@@ -482,7 +482,12 @@ class RunRecord:
 
     @cached_property
     def comparisons(self) -> list[ComparisonRow]:
-        return _read_csv(self.run_dir / COMPARISONS)
+        rows = _read_csv(self.run_dir / COMPARISONS)
+        expected = self.manifest.counts.pairs_total
+        if len(rows) != expected:  # a truncated table would quietly rescore with pairs missing
+            raise RunFolderError(f"{self.run_dir / COMPARISONS}: {len(rows)} rows, but {MANIFEST} field "
+                                 f"'counts.pairs_total' says {expected}")
+        return rows
 
     def anchor_set(self) -> AnchorSet:
         a = self.manifest.anchors
@@ -507,7 +512,7 @@ class RunRecord:
         tests: dict[str, None] = {}
         for i, row in enumerate(self.scores, start=1):
             if row.dataset not in recs:
-                raise RunFolderError(f"{self.run_dir / SCORES} row {i}: dataset {row.dataset!r} is not in "
+                raise RunFolderError(f"{self.run_dir / SCORES} line {i + 1}: dataset {row.dataset!r} is not in "
                                      f"{MANIFEST} (it lists {sorted(info)})")
             old = recs[row.dataset].get(row.image)
             tag = frozenset() if row.split == ALL else frozenset([row.split])
@@ -601,7 +606,14 @@ def comparison_rows(judged: Judged, profile: Profile, mode: str) -> list[Compari
             for i, (p, role) in enumerate(zip(judged.pairs, judged.roles))]
 
 
-def anchors_info(anchors: AnchorSet, matrix: np.ndarray | None, source: str | None) -> AnchorsInfo:
+#: the anchors of a rating-only run, which compares nothing
+NO_ANCHORS = "none (rating mode)"
+
+
+def anchors_info(anchors: AnchorSet | None, matrix: np.ndarray | None, source: str | None) -> AnchorsInfo:
+    if anchors is None:
+        return AnchorsInfo(name=NO_ANCHORS, source="", images=[], mos=[], std=[], digest="-", fixed_matrix=None,
+                           matrix_source=None, matrix=None)
     return AnchorsInfo(name=anchors.name, source=anchors.source, images=anchors.images, mos=anchors.mos.tolist(),
                        std=anchors.std.tolist(), digest=anchors.digest(),
                        fixed_matrix=None if anchors.matrix is None else anchors.matrix.tolist(),
