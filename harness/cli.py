@@ -630,8 +630,8 @@ def _tiny_model(args: list[str], out) -> int:
     from harness.tools.tiny_vlm import build_tiny_vlm
 
     family = tiny_family(args[0])
-    if Path(out).exists() and any(Path(out).iterdir()):
-        raise ValueError(f"{out} exists and is not empty: choose a new folder for the tiny model")
+    if Path(out).exists() and (not Path(out).is_dir() or any(Path(out).iterdir())):
+        raise ValueError(f"{out} exists and is not an empty folder: choose a new folder for the tiny model")
     path = build_tiny_vlm(family, out)
     print(f"built a tiny RANDOM {family} model in {path} (its scores mean nothing; it exercises the real code path)")
     print(f"try it: c2s run --model hf:{path} --dataset demo --anchors select --anchors-dataset demo --limit 10")

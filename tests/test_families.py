@@ -62,8 +62,10 @@ def test_c2s_models_tiny_usage_errors(args, message, capsys):
 def test_c2s_models_tiny_refuses_a_non_empty_folder(tmp_path, capsys):
     (tmp_path / "keep.txt").write_text("mine")
     assert main(["models", "tiny", "idefics3", "--out", str(tmp_path)]) == 2
-    assert "exists and is not empty" in capsys.readouterr().err
+    assert "exists and is not an empty folder" in capsys.readouterr().err
     assert [p.name for p in tmp_path.iterdir()] == ["keep.txt"]
+    assert main(["models", "tiny", "idefics3", "--out", str(tmp_path / "keep.txt")]) == 2
+    assert "keep.txt exists and is not an empty folder" in capsys.readouterr().err
 
 
 def test_a_tiny_model_runs_the_whole_path_offline(tmp_path, capsys):
