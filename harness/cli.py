@@ -346,8 +346,9 @@ def _print_dry_run(cfg) -> None:
     for dr in plan.dsruns:
         print(f"  dataset {dr.dataset.name}: {len(dr.dataset)} images"
               + (f" (limited to the first {cfg.limit})" if cfg.limit else ""))
-    print(f"  anchors: {a.name}, {len(a.images)} images, digest {a.digest()[:8]}")
-    for img in a.images:
+    print(f"  anchors: {a.name}, {len(a.images)} images, digest {a.digest()[:8]}" if a else
+          "  anchors: none (rating mode rates each image on its own)")
+    for img in a.images if a else []:
         print(f"    {img}")
     for kind, e in work.items():
         what = "pairs" if kind == "pairs" else "single-image ratings"

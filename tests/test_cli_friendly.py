@@ -310,3 +310,24 @@ def test_score_with_anchors_from_several_photographs_does_not_warn(photos, own_a
     assert "warning" not in captured.err
     assert captured.out.startswith("anchors: anchors (3 images, matrix from file)")
     assert {r["scale"] for r in _csv_rows(tmp_path / "s.csv")} == {"minmax"}
+
+
+def test_rating_mode_needs_no_anchor_flags(tmp_path, capsys):
+    """No --anchors-root for the default KonIQ anchors: a rating-only run resolves no anchors at all."""
+    from harness.run.record import read_run
+    from tests.conftest import noise_pngs
+
+    (tmp_path / "imgs").mkdir()
+    noise_pngs(tmp_path / "imgs", [(32, 32), (40, 24), (24, 40)], seed=5)
+    manifest = tmp_path / "mine.csv"
+    manifest.write_text("path,mos\nimgs/img0.png,1\nimgs/img1.png,2\nimgs/img2.png,3\n")
+    out = tmp_path / "runs"
+    assert main(["run", "--model", "py:tests.runner_support:CountingComparator", "-o", f"log={tmp_path / 'log'}",
+                 "--dataset", f"mine={manifest}", "--mode", "rating", "--out", str(out),
+                 "--cache", str(tmp_path / "c.sqlite")]) == 0, capsys.readouterr().err
+    (run_dir,) = [p for p in out.iterdir() if p.is_dir()]
+    rec = read_run(run_dir)
+    assert rec.manifest.anchors.images == [] and rec.manifest.anchors.name == "none (rating mode)"
+    assert [r.status for r in rec.scores] == ["ok"] * 3
+    assert "| Anchors | none (rating mode) |" in (run_dir / "report.md").read_text()
+    assert "## Anchors" not in (run_dir / "report.md").read_text()

@@ -246,6 +246,11 @@ def resolve_anchors(spec: AnchorSpec, datasets: dict[str, Dataset]) -> AnchorSet
 
 # --- the two entry points --------------------------------------------------------------------------
 
+def needs_anchors(config: RunConfig) -> bool:
+    """Anchors are resolved only for the comparison modes: `--mode rating` alone rates each image on its own."""
+    return any(m != "rating" for m in config.modes)
+
+
 def check_before_model_work(config: RunConfig, anchors: AnchorSet, profiles: list[Profile], tests: list[str],
                             comparator=None) -> None:
     """Configuration errors stop the run here, before any model is loaded: nothing to score, an
@@ -254,14 +259,14 @@ def check_before_model_work(config: RunConfig, anchors: AnchorSet, profiles: lis
     if not tests:
         raise ValueError("no images to score: the datasets are empty (or every item was dropped as bad)")
     broken = []
-    for img in anchors.images:
+    for img in anchors.images if anchors else []:
         try:
             probe_image(img)
         except ImageError as exc:
             broken.append(f"  - {img}: {exc.reason}")
     if broken:
         raise ValueError(f"{len(broken)} anchor image(s) cannot be used:\n" + "\n".join(broken))
-    for p in profiles:  # a fixed matrix the anchor set cannot give (and a degenerate MOS one) shows here
+    for p in profiles if anchors else []:  # a fixed matrix the anchor set cannot give (or a degenerate MOS one)
         fixed_matrix(matrix_source(p, anchors), anchors)
     if "rating" in config.modes and comparator is not None and not as_comparator(comparator).can_rate:
         raise ValueError(_NO_RATING.format(config.model))
@@ -272,7 +277,7 @@ class Plan:
     """What a run will do, all known before any model loads (shared by `run` and `dry_run`)."""
 
     dsruns: list[DatasetRun]
-    anchors: AnchorSet
+    anchors: AnchorSet | None  # None: a rating-only run
     profiles: list[Profile]
     tests: list[str]
     #: anchor images that are also test images
@@ -294,14 +299,15 @@ def plan_run(config: RunConfig, comparator=None) -> Plan:
         ds, summary = resolve_dataset(spec, drop_bad=config.drop_bad)
         dsruns.append(DatasetRun(ds, summary))
     datasets = {dr.dataset.name: dr.dataset for dr in dsruns}
-    anchors = resolve_anchors(config.anchors, datasets)  # from the whole datasets: --limit keeps the anchors
+    # from the whole datasets (--limit keeps the anchors); a rating-only run compares nothing: no anchors
+    anchors = resolve_anchors(config.anchors, datasets) if needs_anchors(config) else None
     if config.limit:
         dsruns = [replace(dr, dataset=replace(dr.dataset, records=dr.dataset.records[:config.limit]))
                   for dr in dsruns]
     profiles = [get_profile(p, **config.profile_overrides) for p in config.profiles]
     tests = list(dict.fromkeys(p for dr in dsruns for p in dr.paths))
     check_before_model_work(config, anchors, profiles, tests, comparator)
-    overlap = sorted(set(anchors.images) & set(tests))
+    overlap = sorted(set(anchors.images) & set(tests)) if anchors else []
     # e.g. the KonIQ anchors sit in some official KonIQ test splits (docs/method.md, "Eqn. 4: choosing anchors")
     if overlap:
         warnings.warn(f"{len(overlap)} anchor image(s) are also test images and will be compared with themselves: "
@@ -373,7 +379,8 @@ def run(config: RunConfig, *, comparator=None, progress: bool = True) -> list[Pa
         for profile in (profiles if mode != "rating" else profiles[:1]):
             j = judged["rating" if mode == "rating" else "pairs"]
             identity = {"model": config.model, "options": config.model_options, "fp": fp_hash,
-                        "datasets": [asdict(s) for s in config.datasets], "anchors": anchors.digest(),
+                        "datasets": [asdict(s) for s in config.datasets],
+                        "anchors": anchors.digest() if anchors else None,
                         "profile": profile.as_dict(), "mode": mode, "order": config.order,
                         **({"limit": config.limit} if config.limit else {})}  # full runs keep their ids
             scope = f"-first{config.limit}" if config.limit else ""

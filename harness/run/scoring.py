@@ -108,12 +108,13 @@ def score_tests(tests: list[str], anchors: AnchorSet, lookup: dict, errors: dict
     `order == "both"` is THE place where the two presentation orders meet (no adapter folds them):
     b[x, a] = mean over the orders judged of P(x better), the swapped pair (x shown first)
     contributing 1 - P(a better) (docs/method.md, "Presentation order")."""
-    N, m = len(tests), len(anchors.images)
-    if mode == "rating":
+    N = len(tests)
+    if mode == "rating":  # no anchors (a rating-only run has none)
         lp = np.array([lookup.get(Pair(x, x), np.full(N_LEVELS, np.nan)) for x in tests]).reshape(N, N_LEVELS)
         s = pair_preference(lp, mode, 1.0)  # the expected rating on [0, 1] (Q-Align style)
         errs = [None if np.isfinite(v) else errors.get(Pair(x, x), "no rating") for x, v in zip(tests, s)]
         return Scored(s, s, np.full(N, np.nan), np.isfinite(s).astype(int), errs, None, None)
+    m = len(anchors.images)
     nan_row = np.full(N_LEVELS, np.nan)
     fwd = np.array([[lookup.get(Pair(a, x), nan_row) for a in anchors.images] for x in tests]).reshape(N * m, N_LEVELS)
     b = pair_preference(fwd, mode, profile.temperature).reshape(N, m)
