@@ -77,12 +77,6 @@ def _given(**values) -> dict:
     return {k: v for k, v in values.items() if v is not None}
 
 
-def _run_default(name: str):
-    """A RunConfig field's default: the CLI never restates one."""
-    from harness.run.runner import RunConfig
-
-    return RunConfig.__dataclass_fields__[name].default
-
 
 def _add_profile(p):
     from harness.core.vocabulary import LINKS, MATRIX_SOURCES, SCALES
@@ -106,6 +100,8 @@ def _overrides(a) -> dict:
 def _parser() -> argparse.ArgumentParser:
     from harness.core.profiles import DEFAULT_PROFILE, PROFILES
     from harness.core.vocabulary import MODES, ORDERS, SUMMARIES
+    from harness.core.vocabulary import (DEFAULT_ALPHA, DEFAULT_BATCH_SIZE, DEFAULT_BETA, DEFAULT_LEADERBOARD_DIR,
+                                         DEFAULT_ORDER, DEFAULT_RUNS_DIR, LEADERBOARD_FORMATS)
 
     profiles = sorted(PROFILES)
     fmt = argparse.RawDescriptionHelpFormatter
@@ -159,20 +155,22 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--anchors", default=None, help="koniq (default) | select | anchors.json")
     p.add_argument("--anchors-root", help="folder holding the anchor images (for koniq: the folder with koniq/)")
     p.add_argument("--anchors-dataset", help="with --anchors select: the dataset to select from")
-    p.add_argument("--alpha", type=int, default=5, help="Eqn. 4: number of MOS intervals")
-    p.add_argument("--beta", type=int, default=1, help="Eqn. 4: anchors per interval")
+    p.add_argument("--alpha", type=int, default=DEFAULT_ALPHA,
+                   help="Eqn. 4: number of MOS intervals")
+    p.add_argument("--beta", type=int, default=DEFAULT_BETA, help="Eqn. 4: anchors per interval")
     p.add_argument("--profile", action="append", choices=profiles, help="scoring profile(s)")
     _add_profile(p)
     p.add_argument("--mode", action="append", choices=MODES,
                    help="soft (the paper), count (hard verdicts, Table 3) or rating (single-image baseline)")
-    p.add_argument("--order", choices=ORDERS, default=_run_default("order"),
+    p.add_argument("--order", choices=ORDERS, default=DEFAULT_ORDER,
                    help="show the anchor first (official), or both orders, folded by the runner (docs/method.md)")
-    p.add_argument("--batch-size", type=int, default=_run_default("batch_size"), help="pairs per comparator call")
-    p.add_argument("--out", default=_run_default("out_dir"), help="where run folders go")
+    p.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE, help="pairs per comparator call")
+    p.add_argument("--out", default=DEFAULT_RUNS_DIR, help="where run folders go")
     p.add_argument("--cache", help="the pair cache (SQLite; default: pairs.sqlite in the home folder, $C2S_HOME)")
     p.add_argument("--run-id", help="run folder name (default: derived from the configuration)")
     p.add_argument("--drop-bad", action="store_true", help="go on without broken dataset items (they are listed)")
-    p.add_argument("--bootstrap", type=int, default=0, metavar="N", help="bootstrap CIs with N resamples")
+    p.add_argument("--bootstrap", type=int, default=0, metavar="N",
+                   help="bootstrap CIs with N resamples")
     p.add_argument("--dry-run", action="store_true",
                    help="print what the run would do (pairs to judge, pairs already cached, anchors, a time estimate "
                         "from the cache's timings when this model and options ran before) without loading the model "
@@ -202,7 +200,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--profile", choices=profiles, default=DEFAULT_PROFILE,
                    help="scoring profile")
     _add_profile(p)
-    p.add_argument("--batch-size", type=int, default=_run_default("batch_size"), help="pairs per comparator call")
+    p.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE, help="pairs per comparator call")
     p.add_argument("--cache", help="the pair cache (SQLite; default: pairs.sqlite in the home folder, $C2S_HOME)")
 
     p = sub.add_parser("compare", formatter_class=fmt, help="judge one pair and print the level distribution",
@@ -222,8 +220,9 @@ def _parser() -> argparse.ArgumentParser:
     q.add_argument("--dataset", required=True, metavar="NAME[=SOURCE]",
                    help="a registered dataset, 'demo', or NAME=manifest.json|csv|folder (needs MOS)")
     q.add_argument("--root", help="folder holding the dataset images")
-    q.add_argument("--alpha", type=int, default=5, help="Eqn. 4: number of MOS intervals")
-    q.add_argument("--beta", type=int, default=1, help="Eqn. 4: anchors per interval")
+    q.add_argument("--alpha", type=int, default=DEFAULT_ALPHA,
+                   help="Eqn. 4: number of MOS intervals")
+    q.add_argument("--beta", type=int, default=DEFAULT_BETA, help="Eqn. 4: anchors per interval")
     q.add_argument("--out", required=True, help="anchors JSON file to write")
     q = asub.add_parser("matrix", help="the anchor block judged by a model (both orders) or from MOS")
     q.add_argument("--anchors", required=True, help="anchors.json")
@@ -266,8 +265,8 @@ def _parser() -> argparse.ArgumentParser:
                        epilog="examples:\n  c2s leaderboard results/runs/* --out results/leaderboard\n"
                               "  c2s leaderboard results/runs --formats md,csv --keep-latest")
     p.add_argument("runs", nargs="+", help="run folders, or folders holding run folders")
-    p.add_argument("--out", default="results/leaderboard", help="folder for the tables (default: %(default)s)")
-    p.add_argument("--formats", default="md,html,csv,json", help="comma-separated table formats (default: %(default)s)")
+    p.add_argument("--out", default=DEFAULT_LEADERBOARD_DIR, help="folder for the tables (default: %(default)s)")
+    p.add_argument("--formats", default=",".join(LEADERBOARD_FORMATS), help="comma-separated table formats (default: %(default)s)")
     p.add_argument("--keep-latest", action="store_true", help="when two runs fill the same cell, keep the newer")
 
     p = sub.add_parser("demo", formatter_class=fmt, help="the offline demo (embedded real photos, no weights)",
@@ -316,11 +315,10 @@ def cmd_run(a) -> int:
     else:
         if not a.model or not a.dataset:
             raise ValueError("give --config, or --model and at least one --dataset")
-        anchors = a.anchors or "koniq"
         configs = [RunConfig(
             model=a.model, model_options=_kv(a.model_option), label=a.label,
             datasets=[_dataset_spec(d, a.root, a.splits, a.summary) for d in a.dataset],
-            anchors=AnchorSpec(source=anchors, root=a.anchors_root, dataset=a.anchors_dataset, alpha=a.alpha,
+            anchors=AnchorSpec(**_given(source=a.anchors), root=a.anchors_root, dataset=a.anchors_dataset, alpha=a.alpha,
                                beta=a.beta),
             **_given(profiles=a.profile, modes=a.mode),
             profile_overrides={k: v for k, v in _overrides(a).items() if v is not None}, order=a.order, batch_size=a.batch_size, out_dir=a.out, cache=a.cache,
@@ -391,7 +389,7 @@ def _score_inputs(items, *, strict: bool) -> list[str]:
     skipped). An unreadable image becomes a failed row of the CSV, unless `strict`: then every problem is
     listed and nothing is scored."""
     from harness.data.datasets import load_folder
-    from harness.data.images import ImageError, probe_image
+    from harness.data.images import unreadable
 
     images = []
     for item in items:
@@ -400,16 +398,10 @@ def _score_inputs(items, *, strict: bool) -> list[str]:
             images += [str(folder.abspath(r)) for r in folder.records]
         else:
             images.append(item)
-    if strict:
-        problems = []
-        for img in images:
-            try:
-                probe_image(img)
-            except ImageError as exc:
-                problems.append(f"  - {img}: {exc.reason}")
-        if problems:
-            raise ValueError(f"{len(problems)} of {len(images)} image(s) cannot be scored (--strict stops here; "
-                             "without it they are failed rows of the CSV):\n" + "\n".join(problems))
+    problems = unreadable(images) if strict else []
+    if problems:
+        raise ValueError(f"{len(problems)} of {len(images)} image(s) cannot be scored (--strict stops here; "
+                         "without it they are failed rows of the CSV):\n" + "\n".join(problems))
     return images
 
 

@@ -19,6 +19,7 @@ from scipy.special import ndtr
 from harness.core.pairs import Pair
 from harness.core.levels import LEVEL_WEIGHTS
 from harness.core.scaling import preference
+from harness.core.vocabulary import DEFAULT_ALPHA, DEFAULT_BETA
 
 
 @dataclass
@@ -125,7 +126,7 @@ class SelectionReport:
     short: list[int] = field(default_factory=list)
 
 
-def selection_report(mos, std, alpha: int = 5, beta: int = 1) -> SelectionReport:
+def selection_report(mos, std, alpha: int = DEFAULT_ALPHA, beta: int = DEFAULT_BETA) -> SelectionReport:
     """Eqn. 4: alpha equal-width MOS intervals over [min, max] (left-closed, the last one closed), and
     in each the beta images of lowest std; ties go to the lower index. Returned indices are in
     ascending MOS order (ties by index), ready for an AnchorSet."""
@@ -149,7 +150,7 @@ def selection_report(mos, std, alpha: int = 5, beta: int = 1) -> SelectionReport
                            short=[k for k in range(int(alpha)) if 0 < counts[k] < beta])
 
 
-def select_anchors(mos, std, alpha: int = 5, beta: int = 1) -> np.ndarray:
+def select_anchors(mos, std, alpha: int = DEFAULT_ALPHA, beta: int = DEFAULT_BETA) -> np.ndarray:
     """Indices of the Eqn. 4 anchors (see `selection_report`); warns naming empty or short intervals."""
     rep = selection_report(mos, std, alpha, beta)
     if rep.empty or rep.short:

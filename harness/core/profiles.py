@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
 
-from harness.core.vocabulary import LINKS, MATRIX_SOURCES, SCALES, SOLVERS
+from harness.core.vocabulary import DEFAULT_ORDER, LINKS, MATRIX_SOURCES, SCALES, SOLVERS
 
 
 
@@ -69,12 +69,12 @@ def get_profile(name: str, **overrides) -> Profile:
     return replace(PROFILES[name], **overrides)
 
 
-def profile_label(profile: Profile, order: str = "anchor_first") -> str:
+def profile_label(profile: Profile, order: str = DEFAULT_ORDER) -> str:
     """The profile's name plus every setting that differs from that named profile's defaults (and a
     non-default presentation order), so runs with other settings never share a leaderboard row."""
     base = PROFILES.get(profile.name)
     diffs = [f"{k}={v}" for k, v in profile.as_dict().items()
              if k != "name" and (base is None or getattr(base, k) != v)]
-    if order != "anchor_first":
+    if order != DEFAULT_ORDER:
         diffs.append(f"order={order}")
     return profile.name + (f" [{', '.join(diffs)}]" if diffs else "")

@@ -19,7 +19,25 @@ MATRIX_SOURCES = ("auto", "comparator", "mos", "file", "official")
 MODES = ("soft", "count", "rating")
 #: presentation order: the anchor first (the official code), or both orders folded by the runner
 ORDERS = ("anchor_first", "both")
+DEFAULT_ORDER = ORDERS[0]
 #: the tag of the group holding every image of a dataset (beside its named splits)
 ALL = "all"
 #: what a dataset's headline aggregates: the median over its splits (the paper), or all images at once
-SUMMARIES = ("splits", ALL)
+BY_SPLITS = "splits"
+SUMMARIES = (BY_SPLITS, ALL)
+
+
+# --- defaults the run configuration and the command line share (stated once, here) ---
+
+#: pairs per comparator call
+DEFAULT_BATCH_SIZE = 16
+#: where run folders go
+DEFAULT_RUNS_DIR = "results/runs"
+#: where `c2s leaderboard` writes its tables, and in which formats
+DEFAULT_LEADERBOARD_DIR = "results/leaderboard"
+LEADERBOARD_FORMATS = ("md", "html", "csv", "json")
+#: the anchor set when none is named: the paper's five KonIQ-10k anchors
+DEFAULT_ANCHORS = "koniq"
+#: Eqn. 4: alpha equal-width MOS intervals, beta lowest-std images in each
+DEFAULT_ALPHA = 5
+DEFAULT_BETA = 1

@@ -18,10 +18,11 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
 
+from harness.core.vocabulary import LEADERBOARD_FORMATS
 from harness.report.reports import ci_text, headline_ci, summary_text, template_env
 from harness.run.record import Aggregate, DatasetMetrics, RunRecord, read_run
 
-FORMATS = ("md", "html", "csv", "json")
+FORMATS = LEADERBOARD_FORMATS
 #: decimals shown; "best" is decided on the shown values so ties in print are ties in bold
 DIGITS = 3
 #: (metric key in a split's correlation dict, column title)

@@ -9,6 +9,11 @@ absent and is retried on the next run.
 Why SQLite in WAL mode: readers never block the writer, several processes can share one file
 (busy timeout instead of errors), and each `put_many` is one transaction, so a kill at any
 moment loses at most the batch in flight and never corrupts the file.
+
+The `batches` table records how long each stored batch took and which run configuration (model
+spec and options, `config` key) produced it, so `c2s run --dry-run` can find the fingerprint and
+estimate the time of a model it has not loaded. A cache file written before that table existed
+gets it empty when opened: its pairs are read as before.
 """
 from __future__ import annotations
 
@@ -38,6 +43,16 @@ CREATE TABLE IF NOT EXISTS pairs (
     PRIMARY KEY (fingerprint, prompt, first, second)
 ) WITHOUT ROWID
 """
+_BATCHES = """
+CREATE TABLE IF NOT EXISTS batches (
+    fingerprint TEXT NOT NULL,
+    prompt      TEXT NOT NULL,
+    config      TEXT NOT NULL,
+    pairs       INTEGER NOT NULL,
+    seconds     REAL NOT NULL,
+    created     REAL NOT NULL
+)
+"""
 
 
 def _check_text(name: str, value) -> str:
@@ -59,7 +74,7 @@ def _encode(lp, where: str) -> bytes:
 class PairCache:
     """A shared, crash-safe store of level log-probs per ordered image pair.
 
-    >>> with PairCache("results/cache/pairs.sqlite") as cache:
+    >>> with PairCache(harness.core.home.pair_cache_path()) as cache:
     ...     cache.put_many(fp_hash, prompt_hash, [(h1, h2, logprobs, {"backend": "hf"})])
     ...     found = cache.get_many(fp_hash, prompt_hash, [(h1, h2)])
     """
@@ -97,6 +112,7 @@ class PairCache:
         # NORMAL in WAL mode: a committed batch survives a process kill; the file never corrupts.
         self._conn.execute("PRAGMA synchronous = NORMAL")
         self._conn.execute(_SCHEMA)
+        self._conn.execute(_BATCHES)
 
     # --- context manager -------------------------------------------------------------------
     def __enter__(self) -> "PairCache":
@@ -150,6 +166,19 @@ class PairCache:
         return self._conn.execute("SELECT COUNT(*) FROM pairs WHERE fingerprint = ?",
                                   (fingerprint,)).fetchone()[0]
 
+    def history(self, config: str, rating: bool = False) -> dict | None:
+        """What the cache knows of a run configuration (`config` key) from the batches it timed: the
+        latest fingerprint and prompt it ran with, and the pairs and seconds timed under them; None
+        when it never ran (or its batches were stored before timings were recorded)."""
+        row = self._conn.execute(
+            "SELECT fingerprint, prompt FROM batches WHERE config = ? AND (prompt LIKE 'rating:%') = ? "
+            "ORDER BY created DESC LIMIT 1", (config, int(rating))).fetchone()
+        if row is None:
+            return None
+        pairs, seconds = self._conn.execute(
+            "SELECT SUM(pairs), SUM(seconds) FROM batches WHERE fingerprint = ? AND prompt = ?", row).fetchone()
+        return {"fingerprint": row[0], "prompt": row[1], "pairs": int(pairs), "seconds": float(seconds)}
+
     def stats(self) -> dict:
         """What the cache holds: total rows, rows per (fingerprint, prompt), file size."""
         groups = self._conn.execute(
@@ -166,8 +195,10 @@ class PairCache:
 
     # --- writes ------------------------------------------------------------------------------
     def put_many(self, fingerprint: str, prompt_hash: str,
-                 rows: Iterable[tuple[str, str, np.ndarray, dict]]) -> int:
+                 rows: Iterable[tuple[str, str, np.ndarray, dict]], *,
+                 timing: tuple[str, int, float] | None = None) -> int:
         """Store one batch of successful comparisons in ONE transaction; returns rows given.
+        `timing` (config key, pairs judged, seconds) is recorded in the same transaction.
 
         The whole batch is validated before anything is written, so bad input raises and leaves
         the cache untouched. A pair already present (e.g. written by a concurrent process) is
@@ -196,6 +227,10 @@ class PairCache:
         try:
             cur.execute("BEGIN IMMEDIATE")
             cur.executemany("INSERT OR IGNORE INTO pairs VALUES (?, ?, ?, ?, ?, ?, ?)", records)
+            if timing is not None:
+                cur.execute("INSERT INTO batches VALUES (?, ?, ?, ?, ?, ?)",
+                            (fingerprint, prompt_hash, _check_text("config", timing[0]), int(timing[1]),
+                             float(timing[2]), now))
             cur.execute("COMMIT")
         except BaseException:
             if self._conn.in_transaction:

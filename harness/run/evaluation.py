@@ -7,7 +7,7 @@ import numpy as np
 
 from harness.data.datasets import Dataset
 from harness.core.metrics import aggregate, bootstrap_ci, correlations
-from harness.core.vocabulary import ALL
+from harness.core.vocabulary import ALL, BY_SPLITS
 from harness.run.scoring import Scored
 
 SUMMARY_METRICS = ("srcc", "krcc", "plcc", "plcc_logistic", "rmse_logistic")
@@ -29,7 +29,7 @@ def summary_splits(splits, over: str) -> list[str]:
     """The splits a dataset's headline numbers aggregate: its named splits (the paper's median over
     splits), unless the run asked for the whole dataset (`over == "all"`) or there are none."""
     named = [s for s in splits if s != ALL]
-    if named and over == "splits":
+    if named and over == BY_SPLITS:
         return named
     if ALL not in splits:
         raise ValueError(f"the summary is over the whole dataset but there is no {ALL!r} split")

@@ -58,28 +58,39 @@ def hash_images(paths, progress: bool = False) -> tuple[dict[str, str], dict[str
     return hashes, errors
 
 
+def cache_lookup(pairs: list[Pair], cache: PairCache | None, fp_hash: str, prompt_key: str,
+                 progress: bool = False) -> tuple[dict[int, tuple[str, str]], dict[int, str], dict]:
+    """The content key of each pair whose images are readable (pair index -> key), why the others
+    are not, and what the cache holds for those keys (key -> log-probs)."""
+    hashes, bad = hash_images({p.first for p in pairs} | {p.second for p in pairs}, progress)
+    keys, unreadable = {}, {}
+    for i, p in enumerate(pairs):
+        reason = bad.get(p.first) or bad.get(p.second)
+        if reason:
+            unreadable[i] = f"image unreadable: {reason}"
+        else:
+            keys[i] = (hashes[p.first], hashes[p.second])
+    found = cache.get_many(fp_hash, prompt_key, list(set(keys.values()))) if cache else {}
+    return keys, unreadable, found
+
+
 def judge(call, pairs: list[Pair], roles: list[str], *, cache: PairCache | None, fp_hash: str,
-          prompt_key: str, batch_size: int, progress: bool = False, timings: dict | None = None) -> Judged:
+          prompt_key: str, batch_size: int, progress: bool = False, timings: dict | None = None,
+          config_key: str | None = None) -> Judged:
     """Cached pairs are read; the rest go to `call` (a batch of pairs -> `Comparisons`, e.g.
     `lambda b: compare_batch(comparator, b)`) in batches, each batch stored in the cache (one
-    transaction) as soon as it returns. Failed pairs are recorded, never retried here."""
+    transaction) as soon as it returns, with its seconds under `config_key` (for dry-run estimates).
+    Failed pairs are recorded, never retried here."""
     t0 = time.perf_counter()
     n = len(pairs)
     lp = np.full((n, N_LEVELS), np.nan)
     errors: list = [None] * n
     cached = np.zeros(n, dtype=bool)
-    hashes, bad = hash_images({p.first for p in pairs} | {p.second for p in pairs}, progress)
-    keyed = []
-    for i, p in enumerate(pairs):
-        reason = bad.get(p.first) or bad.get(p.second)
-        if reason:
-            errors[i] = f"image unreadable: {reason}"
-        else:
-            keyed.append(i)
-    keys = {i: (hashes[pairs[i].first], hashes[pairs[i].second]) for i in keyed}
-    found = cache.get_many(fp_hash, prompt_key, list(set(keys.values()))) if cache else {}
+    keys, unreadable, found = cache_lookup(pairs, cache, fp_hash, prompt_key, progress)
+    for i, reason in unreadable.items():
+        errors[i] = reason
     todo: dict[tuple[str, str], list[int]] = {}
-    for i in keyed:
+    for i in keys:
         k = keys[i]
         if k in found:
             lp[i], cached[i] = found[k], True
@@ -90,7 +101,9 @@ def judge(call, pairs: list[Pair], roles: list[str], *, cache: PairCache | None,
     bar = _bar(len(work), progress, "comparing", "pair")
     for start in range(0, len(work), batch_size):
         batch = work[start:start + batch_size]
+        t_batch = time.perf_counter()
         res = call([pairs[i] for i in batch])
+        seconds = time.perf_counter() - t_batch
         rows = []
         for j, i in enumerate(batch):
             for same in todo[keys[i]]:
@@ -98,7 +111,8 @@ def judge(call, pairs: list[Pair], roles: list[str], *, cache: PairCache | None,
             if res.errors[j] is None:
                 rows.append((*keys[i], res.logprobs[j], res.meta[j] or {}))
         if cache and rows:
-            cache.put_many(fp_hash, prompt_key, rows)
+            cache.put_many(fp_hash, prompt_key, rows,
+                           timing=(config_key, len(batch), seconds) if config_key else None)
         if bar:
             bar.update(len(batch))
     if bar:
@@ -135,7 +149,8 @@ def prompt_key(fp: dict, rating: bool = False) -> str:
 
 def matrix_from_comparator(comparator, images, temperature: float = 1.0,
                            weights=LEVEL_WEIGHTS) -> np.ndarray:
-    """Judge every ordered anchor pair with a comparator and combine both orders (see above)."""
+    """Judge every ordered anchor pair with a comparator and combine both orders
+    (`harness.core.anchors.matrix_from_logprobs`)."""
     pairs = anchor_pairs(images)
     result = compare_batch(comparator, pairs)
     return matrix_from_logprobs(pairs, result.logprobs, images, temperature, weights)

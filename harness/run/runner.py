@@ -27,11 +27,12 @@ from harness.core.anchors import AnchorSet, koniq_default, read_anchor_file, sel
 from harness.core.options import check_fields
 from harness.run.cache import PairCache
 from harness.data.datasets import Dataset, Record, load_dataset, load_official_split
-from harness.data.images import ImageError, probe_image
+from harness.data.images import unreadable
 from harness.run.evaluation import DatasetRun, evaluate
 from harness.run.judging import Judged, cache_lookup, judge, plan_pairs, prompt_key
 from harness.core.profiles import DEFAULT_PROFILE, Profile, get_profile, profile_label
-from harness.core.vocabulary import ALL, MODES, ORDERS, SUMMARIES
+from harness.core.vocabulary import (ALL, BY_SPLITS, DEFAULT_ALPHA, DEFAULT_ANCHORS, DEFAULT_BATCH_SIZE, DEFAULT_BETA,
+                                     DEFAULT_ORDER, DEFAULT_RUNS_DIR, MODES, ORDERS, SUMMARIES)
 from harness.run.record import (Manifest, Metrics, ScoreRow, anchors_info, comparison_rows, git_revision, read_run,
                                 short_digest, slug, versions, write_run)
 from harness.run.scoring import anchor_matrix_needs_model, fixed_matrix, matrix_source, score_tests
@@ -71,11 +72,11 @@ class AnchorSpec:
     """"koniq": the paper's five KonIQ anchors (images under `root`); "select": Eqn. 4 on the
     configured dataset `dataset`; otherwise a JSON file {images, mos, std[, matrix][, root]}."""
 
-    source: str = "koniq"
+    source: str = DEFAULT_ANCHORS
     root: str | None = None
     dataset: str | None = None
-    alpha: int = 5
-    beta: int = 1
+    alpha: int = DEFAULT_ALPHA
+    beta: int = DEFAULT_BETA
 
     def __post_init__(self):
         check_fields(self, "anchors")
@@ -93,9 +94,9 @@ class RunConfig:
     profiles: list[str] = field(default_factory=lambda: [DEFAULT_PROFILE])
     profile_overrides: dict = field(default_factory=dict)
     modes: list[str] = field(default_factory=lambda: ["soft"])
-    order: str = "anchor_first"
-    batch_size: int = 16
-    out_dir: str = "results/runs"
+    order: str = DEFAULT_ORDER
+    batch_size: int = DEFAULT_BATCH_SIZE
+    out_dir: str = DEFAULT_RUNS_DIR
     #: the SQLite pair cache; None: the home folder's (harness.core.home.pair_cache_path), "" for none
     cache: str | None = None
     run_id: str | None = None
@@ -158,7 +159,7 @@ def resolve_dataset(spec: DatasetSpec, *, drop_bad: bool = False) -> tuple[Datas
         ds.name = spec.name
         if spec.splits:
             ds = _keep_splits(ds, spec.splits)
-        return ds, spec.summary or (("splits" if ds.splits else ALL))
+        return ds, spec.summary or (BY_SPLITS if ds.splits else ALL)
     if spec.root is None:
         raise ValueError(f"dataset {spec.name!r}: give `source` (a manifest or folder) or `root` (the folder "
                          "holding the images of a registered dataset, for its official splits)")
@@ -177,7 +178,7 @@ def resolve_dataset(spec: DatasetSpec, *, drop_bad: bool = False) -> tuple[Datas
     if spec.higher_is_better is not None:
         ds.higher_is_better = spec.higher_is_better
     ds.validate(drop_bad=drop_bad)
-    return ds, spec.summary or "splits"
+    return ds, spec.summary or BY_SPLITS
 
 
 def images_dataset(name: str, images) -> Dataset:
@@ -258,12 +259,7 @@ def check_before_model_work(config: RunConfig, anchors: AnchorSet, profiles: lis
     does not carry, rating mode for an adapter without single-image rating."""
     if not tests:
         raise ValueError("no images to score: the datasets are empty (or every item was dropped as bad)")
-    broken = []
-    for img in anchors.images if anchors else []:
-        try:
-            probe_image(img)
-        except ImageError as exc:
-            broken.append(f"  - {img}: {exc.reason}")
+    broken = unreadable(anchors.images if anchors else [])
     if broken:
         raise ValueError(f"{len(broken)} anchor image(s) cannot be used:\n" + "\n".join(broken))
     for p in profiles if anchors else []:  # a fixed matrix the anchor set cannot give (or a degenerate MOS one)
