@@ -79,6 +79,18 @@ def probe_image(path, *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> tuple[i
         return img.size
 
 
+def unreadable(paths) -> list[str]:
+    """`  - PATH: REASON` for every image whose header cannot be read (`probe_image`), for one listing of all
+    the problems instead of one error at a time."""
+    lines = []
+    for path in paths:
+        try:
+            probe_image(path)
+        except ImageError as exc:
+            lines.append(f"  - {path}: {exc.reason}")
+    return lines
+
+
 def _scale_to_uint8(a: np.ndarray, mode: str, path: Path) -> np.ndarray:
     """High-bit-depth grey to 8 bits by the range the mode implies, never by clipping.
 
