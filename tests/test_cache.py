@@ -254,3 +254,19 @@ def test_sigkill_during_write_keeps_whole_batches(tmp_path):
         got = cache.get_many("fp", "p", [("k1", "7")])
         np.testing.assert_array_equal(got[("k1", "7")], value_for("k1", "7"))
         assert cache.integrity_check() == "ok"
+
+
+def test_a_cache_file_from_before_timings_is_read_and_gains_them(tmp_path):
+    path = tmp_path / "old.sqlite"
+    lp = np.log(np.full(5, 0.2))
+    with PairCache(path) as c:
+        c.put_many("fp", "pr", [("h1", "h2", lp, {})])
+    with sqlite3.connect(path) as conn:          # the file as written before the batches table existed
+        conn.execute("DROP TABLE batches")
+    with PairCache(path) as c:
+        assert np.array_equal(c.get_many("fp", "pr", [("h1", "h2")])[("h1", "h2")], lp)
+        assert c.history("cfg") is None
+        c.put_many("fp", "pr", [("h3", "h4", lp, {})], timing=("cfg", 2, 0.5))
+        c.put_many("fp", "rating:pr", [("h3", "h3", lp, {})], timing=("cfg", 1, 0.25))
+        assert c.history("cfg") == {"fingerprint": "fp", "prompt": "pr", "pairs": 2, "seconds": 0.5}
+        assert c.history("cfg", rating=True)["prompt"] == "rating:pr"

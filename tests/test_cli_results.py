@@ -125,3 +125,30 @@ def test_limit_scores_the_first_images_and_is_labelled_everywhere(tmp_path, mani
     assert re.search(r"^\| classical \[limited to first 6\] \| paper \| soft \|", table, re.M)
     assert main(["run", "--model", "classical", "--dataset", "demo", "--limit", "0"]) == 2
     assert "limit must be >= 1" in capsys.readouterr().err
+
+
+def test_dry_run_counts_cached_pairs_and_estimates_time_without_a_model(tmp_path, manifest, capsys, monkeypatch):
+    cache = tmp_path / "pairs.sqlite"
+    base = ["run", "--model", "classical", "--dataset", f"mine={manifest / 'mine.csv'}", "--root", str(manifest),
+            "--anchors", "select", "--anchors-dataset", "mine", "--alpha", "3", "--out", str(tmp_path / "runs"),
+            "--cache", str(cache)]
+    import harness.run.runner as runner
+
+    def no_model(*a, **k):
+        raise AssertionError("a dry run loaded the model")
+    with monkeypatch.context() as mp:
+        mp.setattr(runner, "load_comparator", no_model)
+        assert main(base + ["--dry-run"]) == 0                  # no cache yet
+        out = capsys.readouterr().out
+        assert "pairs: 54 to judge; already cached: unknown" in out and "no time estimate" in out
+        assert "anchors: mine Eqn. 4 (alpha=3, beta=1), 3 images" in out
+        assert not cache.exists() and not (tmp_path / "runs").exists()
+    assert main(base + ["--limit", "4"]) == 0                   # 16 distinct pairs judged and timed
+    capsys.readouterr()
+    with monkeypatch.context() as mp:
+        mp.setattr(runner, "load_comparator", no_model)
+        assert main(base + ["--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"pairs: 54 planned, 22 already cached, 32 to judge; estimated \d+\.\d s "
+                     r"\(from 16 timed before with this model and options\)", out)
+    assert len(list((tmp_path / "runs").iterdir())) == 1        # the dry run wrote no run folder
