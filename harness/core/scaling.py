@@ -204,8 +204,8 @@ def validate_matrices(C, observed=None, allow_disconnected: bool = False):
             raise ValueError(
                 f"disconnected design: in problem {k} item {i} has no chain of observed comparisons to "
                 "item 0. The prior still defines a MAP, but it centres each connected group at 0 on "
-                "its own, so scores in different groups are not comparable; pass "
-                "allow_disconnected=True to accept that")
+                "its own, so scores in different groups are not comparable. From c2s: run again (failed pairs "
+                "are retried) or use --anchor-matrix mos; in Python, allow_disconnected=True accepts it")
     return C, obs
 
 
