@@ -186,7 +186,7 @@ def test_koniq_anchors_hint_names_the_flags(photos, tmp_path, capsys):
 
 #: what a hint must never name (the user cannot type it): Python keywords and functions, YAML dotted keys
 PYTHON_HINT = r"\b[a-z]+_[a-z_]+=(True|False|None)\b|pass [a-z_]+=[)\s\"]|setup_worker_env\(\)|\banchors\.(root|source|dataset)\b"
-#: a Python-only entry point: harness.core.scaling.solve_map's own keyword, unreachable from c2s
+#: solve_map's disconnected-design error names the c2s remedy first, then its own Python keyword
 PYTHON_ONLY = {"harness/core/scaling.py"}
 
 
