@@ -152,3 +152,36 @@ def test_dry_run_counts_cached_pairs_and_estimates_time_without_a_model(tmp_path
     assert re.search(r"pairs: 54 planned, 22 already cached, 32 to judge; estimated \d+\.\d s "
                      r"\(from 16 timed before with this model and options\)", out)
     assert len(list((tmp_path / "runs").iterdir())) == 1        # the dry run wrote no run folder
+
+
+@pytest.mark.parametrize("kind", ["csv", "json"])
+def test_group_column_gives_per_group_numbers_without_changing_the_headline(tmp_path, manifest, capsys, kind):
+    rows = [line.split(",") for line in (manifest / "mine.csv").read_text().split()[1:]]
+    items = [{"image": img, "gt_score": float(mos), "group": "blur" if k < 8 else "heavy", "level": str(k)}
+             for k, (img, mos, _) in enumerate(rows)]
+    if kind == "csv":
+        source = tmp_path / "grouped.csv"
+        source.write_text("image,mos,group,level\n" + "".join(f"{i['image']},{i['gt_score']},{i['group']},"
+                                                                f"{i['level']}\n" for i in items))
+    else:
+        source = tmp_path / "grouped.json"
+        source.write_text(json.dumps(items))
+    out = tmp_path / "runs"
+    assert main(["run", "--model", "classical", "--dataset", f"mine={source}", "--root", str(manifest),
+                 "--anchors", "select", "--anchors-dataset", "mine", "--alpha", "3", "--out", str(out),
+                 "--cache", ""]) == 0
+    (run_dir,) = run_dirs_in(out)
+    d = read_run(run_dir).metrics.datasets["mine"]
+    assert d.summary_over == "all" and list(d.splits) == ["all"]            # a group is not a split
+    assert d.summary["srcc"].median == d.splits["all"].srcc
+    assert sorted(d.groups) == ["blur", "heavy"] and d.groups["blur"].n == 8
+    scores = (run_dir / "scores.csv").read_text().splitlines()
+    assert scores[0].endswith(",group,meta:level") and scores[1].endswith(",blur,0")
+    report = (run_dir / "report.md").read_text()
+    assert "Per group (the manifest's `group` column; not part of the headline):" in report
+    assert re.search(r"^\| heavy \| 8 \| 0 \|", report, re.M)
+    capsys.readouterr()
+    assert main(["rescore", str(run_dir), "--link", "logit", "--no-report"]) == 0      # carried through rescore
+    new = next(p for p in run_dirs_in(out) if p != run_dir)
+    assert (new / "scores.csv").read_text().splitlines()[0] == scores[0]
+    assert sorted(read_run(new).metrics.datasets["mine"].groups) == ["blur", "heavy"]

@@ -153,7 +153,7 @@ def test_pyiqa_csv_splits_std_and_dmos_direction(root, tmp_path):
     f.write_text("img_name,mos,std,split,c1\n0.png,70.1,0.5,training,1\n1.png,40,0.6,test,1\n2.png,55,0.7,test,0\n")
     ds = load_pyiqa_csv(f, root / "imgs")
     assert [r.splits for r in ds.records] == [frozenset({"training"}), frozenset({"test"}), frozenset({"test"})]
-    assert ds.records[0] == Record("0.png", 70.1, 0.5, frozenset({"training"}))
+    assert ds.records[0] == Record("0.png", 70.1, 0.5, frozenset({"training"}), extra=(("c1", "1"),))
     assert len(ds.in_split("test")) == 2 and ds.higher_is_better
     fr = tmp_path / "meta_info_FR.csv"
     fr.write_text("ref_name,dist_name,dmos\nref.png,0.png,30\nref.png,1.png,60\n")

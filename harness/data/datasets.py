@@ -33,6 +33,11 @@ class Record:
     mos: float | None = None
     std: float | None = None
     splits: frozenset[str] = frozenset()
+    #: the manifest's `group` (e.g. a distortion family): per-group numbers and plot colours; unlike a
+    #: split it never changes a dataset's headline
+    group: str = ""
+    #: the manifest's other columns or keys, (name, text) in manifest order: carried into scores.csv
+    extra: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -260,10 +265,15 @@ def _read_text(path: Path, what: str) -> str:
 
 
 # --- loaders -----------------------------------------------------------------------------------
+#: the keys of a Compare2Score JSON record the loader reads; any other key is carried into scores.csv
+_JSON_KEYS = {"image", "img_path", "gt_score", "std", "splits", "split", "group"}
+
+
 def load_compare2score_json(path, root, *, name=None, allow_outside_root=False, higher_is_better=None,
                             score_range=None, check_files=True, drop_bad=False) -> Dataset:
     """The official Compare2Score list: `{"image" | "img_path", "gt_score" (number or string),
-    "std"?}`. Optional `"splits"` (list of names) or `"split"` (a name) mark split membership."""
+    "std"?}`. Optional `"splits"` (list of names) or `"split"` (a name) mark split membership, `"group"`
+    a group (per-group numbers, never the headline); other keys are carried into scores.csv."""
     path = Path(path)
     try:
         items = json.loads(_read_text(path, "manifest"))
@@ -281,8 +291,13 @@ def load_compare2score_json(path, root, *, name=None, allow_outside_root=False, 
             splits = item.get("splits", [item["split"]] if "split" in item else [])
             if not isinstance(splits, list) or not all(isinstance(s, str) for s in splits):
                 raise _RowError("unreadable row", f"splits must be a list of names ({splits!r})")
+            group = item.get("group", "")
+            if not isinstance(group, (str, int)) or isinstance(group, bool):
+                raise _RowError("unreadable row", f"group must be a name ({group!r})")
+            extra = tuple((k, str(v)) for k, v in item.items()
+                          if k not in _JSON_KEYS and isinstance(v, (str, int, float)) and str(v) != "")
             return Record(_relative_path(raw, allow_outside_root), _number(item.get("gt_score"), "gt_score", required=True),
-                          _std(item.get("std")), frozenset(splits))
+                          _std(item.get("std")), frozenset(splits), str(group), extra)
         return build
 
     rows = [(f"item {i}", make(item)) for i, item in enumerate(items)]
@@ -332,6 +347,9 @@ def _load_csv(path, root, *, name, allow_outside_root, higher_is_better, score_r
     score_i = _pick(cols, _SCORE_COLUMNS, 1)
     std_i = _pick(cols, _STD_COLUMNS, None if header else 2)
     split_i = _pick(cols, _SPLIT_COLUMNS, None) if with_splits else None
+    group_i = _pick(cols, ("group",), None)
+    used = {img_i, score_i, std_i, split_i, group_i}
+    extra_i = [(i, c) for i, c in enumerate(cols) if i not in used and c]
     if header and higher_is_better is None and score_i < len(cols) and cols[score_i].lower() == "dmos":
         higher_is_better = False
     body = rows[1:] if header else rows
@@ -344,8 +362,10 @@ def _load_csv(path, root, *, name, allow_outside_root, higher_is_better, score_r
             if len(row) <= max(img_i, score_i):
                 raise _RowError("unreadable row", f"expected at least {max(img_i, score_i) + 1} columns, got {len(row)}")
             split = (cell(split_i) or "").strip()
+            extra = tuple((c, cell(i).strip()) for i, c in extra_i if (cell(i) or "").strip())
             return Record(_relative_path(cell(img_i), allow_outside_root), _number(cell(score_i), "score", required=True),
-                          _std(cell(std_i)), frozenset([split]) if split else frozenset())
+                          _std(cell(std_i)), frozenset([split]) if split else frozenset(),
+                          (cell(group_i) or "").strip(), extra)
         return build
 
     fmt = "pyiqa" if with_splits else "csv"

@@ -121,7 +121,10 @@ def _title(run: RunRecord, name: str, split: str, corr: SplitMetrics) -> str:
 
 
 def _groups(run: RunRecord, name: str, rows) -> list[str]:
-    """Each plotted image's colour group: its one named split (e.g. a distortion family), else none."""
+    """Each plotted image's colour group: its manifest group; without any in the dataset, its one named
+    split (e.g. a demo distortion family), else none."""
+    if any(r.group for r in rows):
+        return [r.group for r in rows]
     splits: dict[str, set] = {}
     for r in run.scores:
         if r.dataset == name and r.split != ALL:

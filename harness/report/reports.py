@@ -176,6 +176,9 @@ def _dataset_context(name: str, ds: DatasetMetrics, plot: Path | None) -> dict:
     return {"name": name, "higher_is_better": ds.higher_is_better, "n_images": ds.n_images,
             "n_failed": ds.n_failed, "summary": ds.summary, "splits": splits, "summary_over": _over_text(ds.over),
             "ci95": {k: headline_ci(ds, k) for k in SUMMARY_METRICS}, "summaries": summaries(ds),
+            "groups": [{"name": g, **corr.model_dump(include={"n", "n_dropped", "logistic_ok", "logistic_message",
+                                                             "srcc_ci95", "plcc_ci95", *SUMMARY_METRICS})}
+                       for g, corr in (ds.groups or {}).items()],
             "plot": plot.as_posix() if plot else None}
 
 

@@ -62,7 +62,8 @@ def evaluate(dsruns: list[DatasetRun], tests: list[str], scored: Scored, *, boot
                 rows.append({"dataset": ds.name, "split": split, "image": rec.path, "path": path, "mos": rec.mos,
                              "score": scored.score[i], "latent": scored.latent[i], "sd": scored.sd[i],
                              "n_anchors_ok": int(scored.n_ok[i]), "status": "ok" if scored.errors[i] is None
-                             else "failed", "error": scored.errors[i] or ""})
+                             else "failed", "error": scored.errors[i] or "", "group": rec.group,
+                             "extra": dict(rec.extra)})
         entry = {"higher_is_better": bool(ds.higher_is_better), "n_images": len(idx),
                  "n_failed": int(sum(scored.errors[i] is not None for i in idx)), "summary_over": dr.summary,
                  "splits": {}, "summary": {}}
@@ -75,5 +76,11 @@ def evaluate(dsruns: list[DatasetRun], tests: list[str], scored: Scored, *, boot
                                                                  higher_is_better=ds.higher_is_better))
                 entry["splits"][split] = corr
             entry["summary"] = summarise(entry["splits"], dr.summary)
+            names = sorted({r.group for r in ds.records} - {""})
+            # per group (e.g. distortion family): shown beside the headline, never part of it
+            if names:
+                entry["groups"] = {g: correlations(pred[m], mos[m], higher_is_better=ds.higher_is_better)
+                                   for g in names
+                                   for m in [np.array([r.group == g for r in ds.records], dtype=bool)]}
         metrics[ds.name] = entry
     return rows, metrics

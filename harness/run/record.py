@@ -243,6 +243,8 @@ class DatasetMetrics(_Schema):
     splits: dict[str, SplitMetrics]
     #: metric -> aggregate over the summary splits; empty when the dataset has no MOS
     summary: dict[str, Aggregate]
+    #: the manifest's `group` column -> correlations of that group (never part of the headline)
+    groups: dict[str, SplitMetrics] | None = None
 
     @model_validator(mode="after")
     def _summary_complete(self):
@@ -284,6 +286,11 @@ class ScoreRow(_Schema):
     n_anchors_ok: int
     status: Status
     error: str
+    #: the manifest's `group` column (e.g. a distortion family): per-group tables and plot colours,
+    #: never the headline; absent in folders written before it existed
+    group: str = ""
+    #: the manifest's other columns, as written there (a `meta:NAME` column each in the CSV file)
+    extra: dict[str, str] = {}
 
 
 class ComparisonRow(_Schema):
@@ -302,22 +309,41 @@ class ComparisonRow(_Schema):
 
 # --- CSV tables ----------------------------------------------------------------------------------
 
+#: the CSV column of a key of a table's `extra` field (a manifest column carried into scores.csv)
+EXTRA_PREFIX = "meta:"
+
+
 class _Table:
     """How rows of one model lie in a CSV file: a column per field, except the fields `spread` over
-    several (the log-probs, one column per level)."""
+    several (the log-probs, one column per level) and the `extra` dict field (one `meta:KEY` column
+    per key any row has). A field with a default is written only when some row differs from it, and
+    may be absent from a file (so folders written before it existed read, and rescore to, the same text)."""
 
-    def __init__(self, model: type, spread: dict[str, list[str]]):
-        self.names = tuple(model.model_fields)
+    def __init__(self, model: type, spread: dict[str, list[str]], extra: str | None = None):
+        self.extra = extra
+        self.names = tuple(f for f in model.model_fields if f != extra)
+        self.optional = {f: model.model_fields[f].get_default(call_default_factory=True) for f in self.names
+                         if not model.model_fields[f].is_required()}
         self.spread = spread
         self.columns = [c for f in self.names for c in spread.get(f, [f])]
         self.rows = TypeAdapter(list[model])
 
-    def cells(self, row: BaseModel) -> list[str]:
+    def layout(self, rows: list[BaseModel]) -> tuple[list[str], list[str]]:
+        """The fields written for these rows (optional ones only where used) and the extra keys."""
+        names = [f for f in self.names
+                 if f not in self.optional or any(getattr(r, f) != self.optional[f] for r in rows)]
+        keys = list(dict.fromkeys(k for r in rows for k in getattr(r, self.extra))) if self.extra else []
+        return names, keys
+
+    def header(self, names: list[str], keys: list[str]) -> list[str]:
+        return [c for f in names for c in self.spread.get(f, [f])] + [EXTRA_PREFIX + k for k in keys]
+
+    def cells(self, row: BaseModel, names: list[str], keys: list[str]) -> list[str]:
         out = []
-        for f in self.names:
+        for f in names:
             value = getattr(row, f)
             out += [_cell(v) for v in value] if f in self.spread else [_cell(value)]
-        return out
+        return out + [getattr(row, self.extra).get(k, "") for k in keys]
 
     def column_of(self, loc: tuple) -> str:
         """The column of an error location within a row (field[, item])."""
@@ -325,7 +351,7 @@ class _Table:
         return self.spread[f][loc[1]] if f in self.spread and len(loc) > 1 else f
 
 
-_TABLES = {SCORES: _Table(ScoreRow, {}), COMPARISONS: _Table(ComparisonRow, {"logprobs": list(LEVELS)})}
+_TABLES = {SCORES: _Table(ScoreRow, {}, extra="extra"), COMPARISONS: _Table(ComparisonRow, {"logprobs": list(LEVELS)})}
 
 
 def _cell(value) -> str:
@@ -340,10 +366,11 @@ def _cell(value) -> str:
 
 def _write_csv(path: Path, rows: list[BaseModel]) -> None:
     table = _TABLES[path.name]
+    names, keys = table.layout(rows)
     with open(path, "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
-        w.writerow(table.columns)
-        w.writerows(table.cells(r) for r in rows)
+        w.writerow(table.header(names, keys))
+        w.writerows(table.cells(r, names, keys) for r in rows)
         _sync(f)
 
 
@@ -354,19 +381,24 @@ def _read_csv(path: Path) -> list:
         with open(path, newline="", encoding="utf-8") as f:
             reader = csv.reader(f)
             header = next(reader, [])
-            missing = [c for c in table.columns if c not in header]
-            unknown = [c for c in header if c not in table.columns]
+            missing = [c for c in table.columns if c not in header and c not in table.optional]
+            extra = {i: c[len(EXTRA_PREFIX):] for i, c in enumerate(header)
+                     if table.extra and c.startswith(EXTRA_PREFIX)}
+            unknown = [c for i, c in enumerate(header) if c not in table.columns and i not in extra]
             if missing:
                 raise RunFolderError(f"{path}: missing column(s) {missing}")
             if unknown:
                 raise RunFolderError(f"{path}: unknown column(s) {unknown}")
-            at = {c: header.index(c) for c in table.columns}
-            where = [(f, [at[c] for c in table.spread[f]] if f in table.spread else at[f]) for f in table.names]
+            at = {c: header.index(c) for c in table.columns if c in header}
+            where = [(f, [at[c] for c in table.spread[f]] if f in table.spread else at[f]) for f in table.names
+                     if f in table.spread or f in at]
             fields, lines = [], []
             for cells in reader:
                 if len(cells) != len(header):
                     raise RunFolderError(f"{path} line {reader.line_num}: {len(cells)} cells, {len(header)} expected")
                 fields.append({f: [cells[i] for i in k] if isinstance(k, list) else cells[k] for f, k in where})
+                if extra:
+                    fields[-1][table.extra] = {key: cells[i] for i, key in extra.items() if cells[i] != ""}
                 lines.append(reader.line_num)
     except FileNotFoundError:
         raise RunFolderError(f"{path.parent}: missing {path.name}") from None
@@ -516,7 +548,8 @@ class RunRecord:
                                      f"{MANIFEST} (it lists {sorted(info)})")
             old = recs[row.dataset].get(row.image)
             tag = frozenset() if row.split == ALL else frozenset([row.split])
-            recs[row.dataset][row.image] = Record(row.image, row.mos, None, tag if old is None else old.splits | tag)
+            recs[row.dataset][row.image] = Record(row.image, row.mos, None, tag if old is None else old.splits | tag,
+                                                  row.group, tuple(row.extra.items()))
             tests[row.path] = None
         dsruns = [DatasetRun(Dataset(name=name, root=Path(d.root), records=list(recs[name].values()),
                                      higher_is_better=d.higher_is_better), d.summary_over) for name, d in info.items()]
