@@ -505,9 +505,11 @@ def cmd_anchors(a) -> int:
 
             with load_comparator(a.model, **_kv(a.model_option)) as comp:
                 C = matrix_from_comparator(comp, images, a.temperature)
-        doc["matrix"] = [[None if not np.isfinite(v) else float(v) for v in row] for row in C]
+        doc["matrix"] = np.asarray(C, dtype=np.float64)
         doc["matrix_source"] = "mos" if a.from_mos else a.model
-    Path(a.out).write_text(json.dumps(doc, indent=1))
+    from harness.run.record import strict_json
+
+    Path(a.out).write_text(json.dumps(strict_json(doc), indent=1, allow_nan=False))
     print(f"wrote {a.out}: {len(doc['images'])} anchors, MOS {['%.3g' % v for v in doc['mos']]}")
     return 0
 

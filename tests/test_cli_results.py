@@ -185,3 +185,11 @@ def test_group_column_gives_per_group_numbers_without_changing_the_headline(tmp_
     new = next(p for p in run_dirs_in(out) if p != run_dir)
     assert (new / "scores.csv").read_text().splitlines()[0] == scores[0]
     assert sorted(read_run(new).metrics.datasets["mine"].groups) == ["blur", "heavy"]
+
+
+def test_anchors_files_written_by_the_cli_are_strict_json(tmp_path, capsys):
+    src = tmp_path / "anchors.json"
+    src.write_text('{"images": ["a.png", "b.png", "c.png"], "mos": [1.0, 2.0, 3.0], "std": [0.0, 0.0, 0.0]}')
+    assert main(["anchors", "matrix", "--anchors", str(src), "--from-mos", "--out", str(tmp_path / "m.json")]) == 0
+    doc = strict_json((tmp_path / "m.json").read_text())        # a degenerate matrix, written strictly
+    assert len(doc["matrix"]) == 3 and all(v is None or 0 <= v <= 1 for row in doc["matrix"] for v in row)

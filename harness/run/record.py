@@ -414,12 +414,13 @@ def _read_csv(path: Path) -> list:
 
 # --- JSON ----------------------------------------------------------------------------------------
 
-def _strict(obj):
-    """Plain JSON values: numpy values unwrapped, NaN and infinities as null (strict JSON has none)."""
+def strict_json(obj):
+    """Plain JSON values: numpy values unwrapped, NaN and infinities as null (strict JSON has none).
+    Every JSON file the harness writes goes through this (the run folder here, anchors files in the CLI)."""
     if isinstance(obj, dict):
-        return {str(k): _strict(v) for k, v in obj.items()}
+        return {str(k): strict_json(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple, np.ndarray)):
-        return [_strict(v) for v in obj]
+        return [strict_json(v) for v in obj]
     if isinstance(obj, np.generic):
         obj = obj.item()
     if isinstance(obj, float) and not math.isfinite(obj):
@@ -429,7 +430,7 @@ def _strict(obj):
 
 def _write_json(path: Path, doc: dict) -> None:
     with open(path, "w", encoding="utf-8") as f:
-        f.write(json.dumps(_strict(doc), indent=1, allow_nan=False))
+        f.write(json.dumps(strict_json(doc), indent=1, allow_nan=False))
         _sync(f)
 
 
