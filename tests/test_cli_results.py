@@ -193,3 +193,21 @@ def test_anchors_files_written_by_the_cli_are_strict_json(tmp_path, capsys):
     assert main(["anchors", "matrix", "--anchors", str(src), "--from-mos", "--out", str(tmp_path / "m.json")]) == 0
     doc = strict_json((tmp_path / "m.json").read_text())        # a degenerate matrix, written strictly
     assert len(doc["matrix"]) == 3 and all(v is None or 0 <= v <= 1 for row in doc["matrix"] for v in row)
+
+
+def test_yaml_summary_and_limit(tmp_path, manifest, capsys):
+    config = tmp_path / "run.yaml"
+    config.write_text(f"""
+model: classical
+datasets:
+  - {{name: mine, source: "{manifest / 'mine.csv'}", root: "{manifest}", summary: all}}
+anchors: {{source: select, dataset: mine, alpha: 3}}
+limit: 8
+out_dir: "{tmp_path / 'runs'}"
+cache: ""
+""")
+    assert main(["run", "--config", str(config)]) == 0
+    (run_dir,) = run_dirs_in(tmp_path / "runs")
+    rec = read_run(run_dir)
+    assert rec.manifest.limit == 8 and rec.metrics.datasets["mine"].summary_over == "all"
+    assert "(headline, all images;" in capsys.readouterr().out
