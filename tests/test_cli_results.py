@@ -211,3 +211,28 @@ cache: ""
     rec = read_run(run_dir)
     assert rec.manifest.limit == 8 and rec.metrics.datasets["mine"].summary_over == "all"
     assert "(headline, all images;" in capsys.readouterr().out
+
+
+def test_near_constant_predictions_get_an_amber_banner(tmp_path):
+    from harness.report.reports import write_report
+    from tests.test_reports import corr, make_run
+
+    scores = [{"split": "all", "image": f"i{k}.png", "mos": float(k), "score": 1.0 if k < 7 else 2.0 + k,
+               "latent": 0.0, "sd": 0.1, "n_anchors_ok": 3, "status": "ok", "error": ""} for k in range(10)]
+    ds = {"higher_is_better": True, "n_images": 10, "n_failed": 0, "summary_over": "all",
+          "splits": {"all": corr(0.6, 0.5, n=10)}}
+    run_dir = make_run(tmp_path, "r", {"D": ds}, scores={"D": scores})
+    md, html = write_report(run_dir)
+    text = md.read_text()
+    assert "> **AMBER: degenerate results" in text and "RED" not in text
+    assert "D: near-constant predictions: 4 distinct scores over 10 images, 7 images share one score" in text
+    assert 'class="amber"' in html.read_text()
+
+
+def test_a_logistic_leaving_the_mos_range_is_a_failed_fit(monkeypatch):
+    from harness.core import metrics
+
+    # what curve_fit returned for the count-mode run: asymptotes far outside a 0-5 MOS range
+    monkeypatch.setattr(metrics.optimize, "curve_fit", lambda f, x, y, p0, maxfev: (np.array([27.0, -87.0, 0, 1]), None))
+    fit = metrics.fit_logistic(np.linspace(0, 1, 20), np.linspace(0, 5, 20))
+    assert not fit.ok and "far outside the MOS range 0 to 5" in fit.message
