@@ -233,6 +233,7 @@ def test_a_logistic_leaving_the_mos_range_is_a_failed_fit(monkeypatch):
     from harness.core import metrics
 
     # what curve_fit returned for the count-mode run: asymptotes far outside a 0-5 MOS range
-    monkeypatch.setattr(metrics.optimize, "curve_fit", lambda f, x, y, p0, maxfev: (np.array([27.0, -87.0, 0, 1]), None))
+    wild = np.array([27.0, -87.0, 0, 1])
+    monkeypatch.setattr(metrics.optimize, "curve_fit", lambda f, x, y, p0, maxfev: (wild, None))
     fit = metrics.fit_logistic(np.linspace(0, 1, 20), np.linspace(0, 5, 20))
     assert not fit.ok and "far outside the MOS range 0 to 5" in fit.message

@@ -83,11 +83,13 @@ def test_markdown_table(runs, tmp_path):
     text = md.read_text()
     assert_md_tables_well_formed(text)
     lines = text.splitlines()
-    assert lines[0] == ("| Model | Profile | Mode | Anchors | LIVE SRCC | LIVE PLCC | LIVE failed / dropped | CSIQ SRCC | CSIQ PLCC "
+    assert lines[0] == ("| Model | Profile | Mode | Anchors | LIVE SRCC | LIVE PLCC | LIVE failed / dropped | CSIQ SRCC "
+                        "| CSIQ PLCC "
                         "| CSIQ failed / dropped | KonIQ SRCC | KonIQ PLCC | KonIQ failed / dropped |")
     row_a = next(line for line in lines if line.startswith("| Model A |"))
     row_b = next(line for line in lines if line.startswith("| Model B \\| v2 |"))
-    assert row_a == ("| Model A | paper | soft | koniq-default (feedbeef) | " + _expected(v["a_live_s"]) + " | **" + _expected(v["a_live_p"])
+    assert row_a == ("| Model A | paper | soft | koniq-default (feedbeef) | " + _expected(v["a_live_s"]) + " | **"
+                     + _expected(v["a_live_p"])
                      + "** | 3 / 2 | **" + _expected(v["a_csiq_s"]) + "** | **" + _expected(v["a_csiq_p"])
                      + "** | 0 / 0 | **0.810** | **0.830** | 0 / 0 |")
     assert row_b == ("| Model B \\| v2 | official | soft | koniq-default (feedbeef) | **" + _expected(v["b_live_s"])
@@ -124,7 +126,8 @@ def test_duplicate_row_and_dataset(runs, tmp_path):
                      created="2026-11-26T08:00:00+00:00")
     older = make_run(tmp_path, "a-0", {"CSIQ": _dataset([0.1, 0.3], [0.2, 0.2])}, label="Model A",
                      created="2026-11-26T05:00:00+00:00")
-    with pytest.raises(ValueError, match=r"Model A \(paper, soft, anchors koniq-default \(feedbeef\)\) on 'CSIQ' appears in two runs.*--keep-latest"):
+    with pytest.raises(ValueError, match=r"Model A \(paper, soft, anchors koniq-default \(feedbeef\)\) on 'CSIQ' "
+                                         r"appears in two runs.*--keep-latest"):
         build_leaderboard(dirs + [newer])
     a = RowKey("Model A", "paper", "soft", ANCHORS)
     for order in (dirs + [newer, older], [older, newer] + dirs):
@@ -176,7 +179,8 @@ def test_runner_style_summary_over_and_unranked(tmp_path):
     assert c.text("srcc") == _expected([0.50, 0.70, 0.60]) and (c.n_splits, c.n_dropped) == (3, 4)
     assert lb.cell(row, "SPAQ").text("srcc") == "0.770" and lb.cell(row, "SPAQ").n_splits == 1
     md, js = write_leaderboard(lb, tmp_path / "lb", formats=("md", "json"))
-    assert "Not ranked (no ground-truth scores): M (paper, soft, anchors koniq-default (feedbeef)) on mine." in md.read_text()
+    assert ("Not ranked (no ground-truth scores): M (paper, soft, anchors koniq-default (feedbeef)) on mine."
+            in md.read_text())
     assert json.loads(js.read_text())["unranked"] == [{"model_label": "M", "profile": "paper", "mode": "soft",
                                                        "anchors": ANCHORS, "limit": None,
                                                        "dataset": "mine"}]

@@ -296,7 +296,8 @@ def load_compare2score_json(path, root, *, name=None, allow_outside_root=False, 
                 raise _RowError("unreadable row", f"group must be a name ({group!r})")
             extra = tuple((k, str(v)) for k, v in item.items()
                           if k not in _JSON_KEYS and isinstance(v, (str, int, float)) and str(v) != "")
-            return Record(_relative_path(raw, allow_outside_root), _number(item.get("gt_score"), "gt_score", required=True),
+            return Record(_relative_path(raw, allow_outside_root),
+                          _number(item.get("gt_score"), "gt_score", required=True),
                           _std(item.get("std")), frozenset(splits), str(group), extra)
         return build
 
