@@ -507,7 +507,7 @@ def cmd_anchors(a) -> int:
                 C = matrix_from_comparator(comp, images, a.temperature)
         doc["matrix"] = np.asarray(C, dtype=np.float64)
         doc["matrix_source"] = "mos" if a.from_mos else a.model
-    from harness.run.record import strict_json
+    from harness.core.jsontext import strict_json
 
     Path(a.out).write_text(json.dumps(strict_json(doc), indent=1, allow_nan=False))
     print(f"wrote {a.out}: {len(doc['images'])} anchors, MOS {['%.3g' % v for v in doc['mos']]}")

@@ -270,3 +270,14 @@ def test_a_cache_file_from_before_timings_is_read_and_gains_them(tmp_path):
         c.put_many("fp", "rating:pr", [("h3", "h3", lp, {})], timing=("cfg", 1, 0.25))
         assert c.history("cfg") == {"fingerprint": "fp", "prompt": "pr", "pairs": 2, "seconds": 0.5}
         assert c.history("cfg", rating=True)["prompt"] == "rating:pr"
+
+
+def test_metadata_is_stored_as_strict_json(tmp_path):
+    with PairCache(tmp_path / "c.sqlite") as c:
+        c.put_many("fp", "pr", [("h1", "h2", np.zeros(5), {"margin": float("nan"), "top": [np.float32(1.5)]})])
+    with sqlite3.connect(tmp_path / "c.sqlite") as conn:
+        (text,) = conn.execute("SELECT meta FROM pairs").fetchone()
+
+    def refuse(token):
+        raise ValueError(token)
+    assert json.loads(text, parse_constant=refuse) == {"margin": None, "top": [1.5]}

@@ -19,6 +19,7 @@ from datetime import datetime
 from pathlib import Path
 
 from harness.core.vocabulary import LEADERBOARD_FORMATS
+from harness.core.jsontext import strict_json
 from harness.report.reports import ci_text, headline_ci, summary_text, template_env
 from harness.run.record import Aggregate, DatasetMetrics, RunRecord, read_run
 
@@ -35,11 +36,6 @@ NOTES = (f"SRCC and PLCC (after the 4-parameter logistic fit): median over each 
          "rows). \"limited to first N\": a --limit run, never merged with a full one. "
          "\"failed / dropped\": images of the dataset that could not be scored / the most images left out of any "
          "one split's correlations. –: not evaluated.")
-
-
-def _finite_or_none(value):
-    """CSV and JSON have no portable NaN: an undefined median or sd is written as empty / null."""
-    return None if isinstance(value, float) and not math.isfinite(value) else value
 
 
 @dataclass(frozen=True)
@@ -113,7 +109,7 @@ class Leaderboard:
                 rec.update({"n_splits": c.n_splits, "n_images": c.n_images, "n_failed": c.n_failed,
                             "n_dropped_max_per_split": c.n_dropped, "run_id": c.run_id, "run_dir": c.run_dir,
                             "created": c.created})
-                out.append({k: _finite_or_none(v) for k, v in rec.items()})
+                out.append(strict_json(rec))  # no portable NaN in CSV or JSON: empty / null
         return out
 
 

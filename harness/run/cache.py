@@ -25,6 +25,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from harness.core.jsontext import strict_json
 from harness.core.levels import N_LEVELS
 
 #: seconds a connection waits for another process's write lock before giving up
@@ -216,7 +217,7 @@ class PairCache:
             if not isinstance(meta, dict):
                 raise ValueError(f"PairCache.put_many: metadata for {where} must be a dict, got {type(meta).__name__}")
             try:
-                meta_json = json.dumps(meta, sort_keys=True, separators=(",", ":"))
+                meta_json = json.dumps(strict_json(meta), sort_keys=True, separators=(",", ":"), allow_nan=False)
             except (TypeError, ValueError) as exc:
                 raise ValueError(f"PairCache.put_many: metadata for {where} is not JSON-serialisable: {exc}") from exc
             records.append((fingerprint, prompt_hash, _check_text("first image hash", first),

@@ -39,6 +39,7 @@ from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter
 
 from harness import __version__
 from harness.core.anchors import AnchorSet
+from harness.core.jsontext import strict_json
 from harness.core.levels import LEVELS, N_LEVELS
 from harness.core.pairs import Pair
 from harness.core.profiles import Profile
@@ -413,20 +414,6 @@ def _read_csv(path: Path) -> list:
 
 
 # --- JSON ----------------------------------------------------------------------------------------
-
-def strict_json(obj):
-    """Plain JSON values: numpy values unwrapped, NaN and infinities as null (strict JSON has none).
-    Every JSON file the harness writes goes through this (the run folder here, anchors files in the CLI)."""
-    if isinstance(obj, dict):
-        return {str(k): strict_json(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple, np.ndarray)):
-        return [strict_json(v) for v in obj]
-    if isinstance(obj, np.generic):
-        obj = obj.item()
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj
-
 
 def _write_json(path: Path, doc: dict) -> None:
     with open(path, "w", encoding="utf-8") as f:
