@@ -140,7 +140,8 @@ def _parser() -> argparse.ArgumentParser:
                               "          --profile paper --profile official --mode soft --mode count\n"
                               "  c2s run --model vllm:/models/Qwen2.5-VL-7B --dataset mine=data/mine.csv --root data/mine\n"
                               "  c2s run --config runs/zero_shot.yaml")
-    p.add_argument("--config", metavar="YAML", help="run config (models x datasets x profiles); flags below are ignored")
+    p.add_argument("--config", metavar="YAML", help="run config (models x datasets x profiles); flags below are ignored, except "
+                        "--dry-run and --limit")
     _add_model(p, required=False)
     p.add_argument("--label", help="model name shown in reports and leaderboards")
     p.add_argument("--dataset", action="append", metavar="NAME[=SOURCE]",
@@ -307,11 +308,13 @@ def _dataset_spec(text: str, root, splits, summary=None):
 
 
 def cmd_run(a) -> int:
+    from dataclasses import replace
+
     from harness.run.config import load_config
     from harness.run.runner import AnchorSpec, RunConfig, run
 
     if a.config:
-        configs = load_config(a.config)
+        configs = [replace(c, limit=a.limit) if a.limit else c for c in load_config(a.config)]
     else:
         if not a.model or not a.dataset:
             raise ValueError("give --config, or --model and at least one --dataset")

@@ -211,6 +211,8 @@ cache: ""
     rec = read_run(run_dir)
     assert rec.manifest.limit == 8 and rec.metrics.datasets["mine"].summary_over == "all"
     assert "(headline, all images;" in capsys.readouterr().out
+    assert main(["run", "--config", str(config), "--limit", "3", "--dry-run"]) == 0   # the flag wins over YAML
+    assert "dataset mine: 3 images (limited to the first 3)" in capsys.readouterr().out
 
 
 def test_near_constant_predictions_get_an_amber_banner(tmp_path):
