@@ -407,7 +407,7 @@ def test_configuration_errors_are_specific():
         OpenAIComparator("m", server="generic", timeout=0, api_key_env=None)
     with pytest.raises(ValueError, match="base_url must be an http.s. URL"):
         OpenAIComparator("m", base_url="ftp://host/v1", api_key_env=None)
-    with pytest.raises(ValueError, match="pass tokenizer=PATH"):
+    with pytest.raises(ValueError, match="pass -o tokenizer=PATH"):
         OpenAIComparator("remote-model", base_url="http://127.0.0.1:9/v1", api_key_env=None)
     with pytest.raises(ValueError, match="5 distinct ids"):
         OpenAIComparator("m", base_url="http://127.0.0.1:9/v1", level_token_ids=[1, 1, 2, 3, 4], api_key_env=None)
@@ -659,7 +659,7 @@ def test_rating_configuration_errors_and_fingerprint(images, tmp_path):
 
     comp = OpenAIComparator("remote", base_url="http://127.0.0.1:9/v1", level_token_ids=LEVEL_IDS,
                             api_key_env=None)  # pair-only use needs no tokenizer
-    with pytest.raises(ValueError, match="pass tokenizer=PATH.*rating_token_ids"):
+    with pytest.raises(ValueError, match="pass -o tokenizer=PATH.*rating_token_ids"):
         comp.rate_detailed(images[:1])
     res = rate_batch(comp, images[:2])  # the runner's path records it for every image
     assert all("rating_token_ids" in e for e in res.errors) and np.isnan(res.logprobs).all()
