@@ -106,29 +106,20 @@ def _coerce(tp: Any, value: Any) -> Any:
         if isinstance(value, bool):
             return value
         raise TypeError
-    if tp is int:
+    if tp in (int, float):
         if isinstance(value, bool):
             raise TypeError
+        if isinstance(value, str):  # text from YAML or -o; "1e3" is a whole number too
+            try:
+                value = float(value) if tp is float or any(c in value for c in ".eE") else int(value)
+            except ValueError:
+                raise TypeError from None
+        if tp is float and isinstance(value, (int, float)):
+            return float(value)
         if isinstance(value, int):
             return value
         if isinstance(value, float) and value.is_integer():
             return int(value)
-        if isinstance(value, str):
-            try:
-                return _coerce(int, float(value)) if any(c in value for c in ".eE") else int(value.strip())
-            except ValueError:
-                raise TypeError from None
-        raise TypeError
-    if tp is float:
-        if isinstance(value, bool):
-            raise TypeError
-        if isinstance(value, (int, float)):
-            return float(value)
-        if isinstance(value, str):
-            try:
-                return float(value.strip())
-            except ValueError:
-                raise TypeError from None
         raise TypeError
     if tp is str:
         if isinstance(value, str):
