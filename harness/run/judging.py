@@ -9,10 +9,9 @@ import numpy as np
 
 from adapters.base import Pair, compare_batch
 from harness.core.anchors import anchor_pairs, matrix_from_logprobs
-from harness.core.levels import LEVEL_WEIGHTS
-from harness.run.cache import PairCache
+from harness.core.levels import LEVEL_WEIGHTS, N_LEVELS
 from harness.data.images import ImageError, content_hash
-from harness.core.levels import N_LEVELS
+from harness.run.cache import PairCache
 
 
 @dataclass

@@ -309,7 +309,7 @@ def plan_run(config: RunConfig, comparator=None) -> Plan:
         warnings.warn(f"{len(overlap)} anchor image(s) are also test images and will be compared with themselves: "
                       f"{overlap[:3]}{' ...' if len(overlap) > 3 else ''}", stacklevel=3)
     work = {}
-    if any(m != "rating" for m in config.modes):
+    if needs_anchors(config):
         block = any(anchor_matrix_needs_model(p, anchors) for p in profiles)
         work["pairs"] = plan_pairs(tests, anchors.images, order=config.order, anchor_block=block)
     if "rating" in config.modes:
