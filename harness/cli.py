@@ -15,7 +15,23 @@ quick start:
   c2s run --config runs/zero_shot.yaml       # models x datasets x profiles from YAML
   c2s leaderboard results/runs/* --out results/leaderboard
   c2s rescore results/runs/<run-id> --link logit
+
+exit codes (docs/architecture.md, "Exit codes"):
+  0   everything asked for was scored
+  1   internal error: a bug (in c2s or a py: comparator); C2S_DEBUG=1 or c2s --debug shows the traceback
+  2   user error (command line, config, input file): one line `c2s COMMAND: error: ...`, nothing done
+  3   partial: results written, but some pairs or images failed or items were dropped (counted on stderr)
+  4   no result: nothing could be scored, or the metrics are undefined (e.g. constant scores)
+  5   aborted by a fault outside your input (stalled backend, cache locked too long); rerun to resume
+  130 interrupted (rerun to resume); 141 output pipe closed
 """
+
+#: the exit-code contract (MAIN_EPILOG and docs/architecture.md, "Exit codes")
+EXIT_OK, EXIT_INTERNAL, EXIT_USAGE, EXIT_PARTIAL, EXIT_NO_RESULT, EXIT_ABORTED = 0, 1, 2, 3, 4, 5
+EXIT_INTERRUPTED = 130
+#: the exit status after a closed pipe (`c2s leaderboard ... | head -1`): 128 + SIGPIPE, what a shell reports
+#: for a program the closed pipe stopped, so `set -o pipefail` scripts can tell output was cut short
+EXIT_BROKEN_PIPE = 141
 
 
 def _kv(items) -> dict:
@@ -40,6 +56,10 @@ class _Parser(argparse.ArgumentParser):
     def format_help(self) -> str:
         text = super().format_help()
         return f"{text}\n{self.more_help()}" if self.more_help else text
+
+    def error(self, message: str):
+        """One line, `c2s COMMAND: error: ...`, exit 2 (argparse would print the whole usage first)."""
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} ({self.prog} --help lists the options)\n")
 
 
 def model_options_help(names=None) -> str:
@@ -78,12 +98,26 @@ def _given(**values) -> dict:
 
 
 
+def _temperature(text: str) -> float:
+    """A softmax temperature from the command line: a finite number > 0 (0 would divide by zero)."""
+    import math
+
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0 (e.g. 1 or 100), got {text!r}")
+    return value
+
+
 def _add_profile(p):
     from harness.core.vocabulary import LINKS, MATRIX_SOURCES, SCALES
 
     p.add_argument("--link", choices=LINKS, help="MAP link (paper: probit; official: logit)")
-    p.add_argument("--temperature", type=float, help="temperature on the test-vs-anchor level logits (official: 100)")
-    p.add_argument("--anchor-temperature", type=float, help="temperature on the anchor block")
+    p.add_argument("--temperature", type=_temperature,
+                   help="temperature on the test-vs-anchor level logits (official: 100)")
+    p.add_argument("--anchor-temperature", type=_temperature, help="temperature on the anchor block")
     p.add_argument("--steps", type=int, help="Adam steps of the official solver (50 or 100)")
     p.add_argument("--scale", choices=SCALES, help="output scale of the exact solver")
     p.add_argument("--anchor-matrix", choices=MATRIX_SOURCES,
@@ -111,6 +145,8 @@ def _parser() -> argparse.ArgumentParser:
     from harness import __version__
 
     ap.add_argument("--version", action="version", version=f"c2s {__version__}", help="print the version and exit")
+    ap.add_argument("--debug", action="store_true",
+                    help="print the traceback of an error before its one-line message (or set C2S_DEBUG=1)")
     sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
 
     p = sub.add_parser("models", formatter_class=fmt,
@@ -209,7 +245,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_model(p)
     p.add_argument("first", help="the image shown first (the reference)")
     p.add_argument("second", help="the image shown second (the verdict is about this one)")
-    p.add_argument("--temperature", type=float, default=1.0, help="softmax temperature on the level logits")
+    p.add_argument("--temperature", type=_temperature, default=1.0, help="softmax temperature on the level logits")
 
     p = sub.add_parser("anchors", formatter_class=fmt, help="select anchors (Eqn. 4) or compute an anchor matrix",
                        epilog="examples:\n"
@@ -230,7 +266,8 @@ def _parser() -> argparse.ArgumentParser:
     q.add_argument("--root", help="folder the anchor images are relative to")
     _add_model(q, required=False)
     q.add_argument("--from-mos", action="store_true", help="Thurstone from MOS and std instead of a model")
-    q.add_argument("--temperature", type=float, default=1.0, help="softmax temperature on the model's level logits")
+    q.add_argument("--temperature", type=_temperature, default=1.0,
+                   help="softmax temperature on the model's level logits")
     q.add_argument("--out", required=True, help="anchors JSON file to write (the input plus its matrix)")
 
     p = sub.add_parser("datasets", formatter_class=fmt, help="list, check or fetch datasets",
@@ -685,16 +722,11 @@ def _missing_module(exc: BaseException) -> ImportError | None:
     return None
 
 
-#: the exit status after a closed pipe (`c2s leaderboard ... | head -1`): 128 + SIGPIPE, what a shell reports
-#: for a program the closed pipe stopped, so `set -o pipefail` scripts can tell output was cut short
-EXIT_BROKEN_PIPE = 141
-
-
 def main(argv=None) -> int:
     try:
         with warnings.catch_warnings():
             warnings.showwarning = _one_line_warning
-            status = _dispatch(_parser().parse_args(argv))
+            status = _dispatch(_parse(argv))
             sys.stdout.flush()  # here, not at exit: a closed pipe is then caught below
             return status
     except BrokenPipeError:
@@ -705,19 +737,79 @@ def main(argv=None) -> int:
         return EXIT_BROKEN_PIPE
 
 
+def _parse(argv) -> argparse.Namespace:
+    """The parsed command line; an unknown argument is reported by the sub-command it was given to."""
+    ap = _parser()
+    a, extra = ap.parse_known_args(argv)
+    if extra:
+        parser = ap
+        for dest in ("command", "action"):
+            sub = next((act for act in parser._actions if isinstance(act, argparse._SubParsersAction)), None)
+            if sub is None or getattr(a, dest, None) not in sub.choices:
+                break
+            parser = sub.choices[getattr(a, dest)]
+        parser.error(f"unrecognized argument(s): {' '.join(extra)}")
+    return a
+
+
+def _debug(a) -> bool:
+    """`c2s --debug ...` or C2S_DEBUG=1: print the traceback before the one-line message."""
+    return bool(getattr(a, "debug", False)) or os.environ.get("C2S_DEBUG", "") not in ("", "0")
+
+
+def _from_argparse(exc: SystemExit) -> bool:
+    """Whether a SystemExit is argparse's own (a sub-command parser's error() or --help), not a plug-in's."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb is not None and tb.tb_frame.f_globals.get("__name__") == "argparse"
+
+
 def _dispatch(a) -> int:
+    """Run a command; every failure becomes one line and an exit code of the contract (MAIN_EPILOG)."""
+    from harness.run.faults import RunAborted
+
+    where = f"c2s {a.command}"
     try:
         return COMMANDS[a.command](a)
+    except BrokenPipeError:
+        raise
+    except KeyboardInterrupt:
+        print(f"{where}: interrupted; run the same command again to resume", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except RunAborted as exc:
+        _traceback_if(a)
+        print(f"{where}: aborted: {exc}", file=sys.stderr)
+        return EXIT_ABORTED
     except (ValueError, OSError, RuntimeError, ImportError) as exc:
-        if isinstance(exc, BrokenPipeError):
-            raise
+        _traceback_if(a)
         missing = _missing_module(exc)
         message = _install_hint(missing, getattr(a, "model", None)) if missing else exc
-        print(f"c2s {a.command}: error: {message}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"c2s {a.command}: interrupted; run the same command again to resume", file=sys.stderr)
-        return 130
+        print(f"{where}: error: {message}", file=sys.stderr)
+        return EXIT_USAGE
+    except SystemExit as exc:
+        if _from_argparse(exc):
+            raise
+        _traceback_if(a)  # e.g. a py: comparator calling sys.exit(0) in the middle of a run
+        print(f"{where}: internal error: code called sys.exit({exc.code!r}) inside c2s (a comparator must raise "
+              f"an exception instead); the command stopped there; {_DEBUG_HINT}", file=sys.stderr)
+        return EXIT_INTERNAL
+    except Exception as exc:  # noqa: BLE001 - a bug: one line, never disguised as a user error
+        _traceback_if(a)
+        text = " ".join(str(exc).split())
+        print(f"{where}: internal error: {type(exc).__name__}{': ' + text if text else ''}; this is a bug, please "
+              f"report it; {_DEBUG_HINT}", file=sys.stderr)
+        return EXIT_INTERNAL
+
+
+_DEBUG_HINT = "rerun with C2S_DEBUG=1 (or c2s --debug COMMAND ...) for the traceback"
+
+
+def _traceback_if(a) -> None:
+    if _debug(a):
+        import traceback
+
+        traceback.print_exc()
 
 
 if __name__ == "__main__":

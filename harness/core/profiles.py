@@ -7,8 +7,10 @@ profile is written to each run's manifest so a number always says how it was mad
 """
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, replace
 
+from harness.core.options import check_fields
 from harness.core.vocabulary import DEFAULT_ORDER, LINKS, MATRIX_SOURCES, SCALES, SOLVERS
 
 
@@ -32,13 +34,17 @@ class Profile:
     anchor_matrix: str = "auto"
 
     def __post_init__(self):
+        # one declared type per setting: `temperature: "abc"` or `steps: true` (YAML overrides) stop here
+        check_fields(self, f"profile {self.name!r}")
         checks = [("link", self.link, LINKS), ("solver", self.solver, SOLVERS),
                   ("scale", self.scale, SCALES), ("anchor_matrix", self.anchor_matrix, MATRIX_SOURCES)]
         for field, value, allowed in checks:
             if value not in allowed:
                 raise ValueError(f"profile {self.name!r}: {field} must be one of {allowed}, got {value!r}")
-        if not self.temperature > 0 or not self.anchor_temperature > 0:
-            raise ValueError(f"profile {self.name!r}: temperatures must be > 0")
+        for field in ("temperature", "anchor_temperature", "prior_var"):
+            value = getattr(self, field)
+            if not (math.isfinite(value) and value > 0):
+                raise ValueError(f"profile {self.name!r}: {field} must be a finite number > 0, got {value!r}")
         if self.solver == "official-adam" and self.steps < 1:
             raise ValueError(f"profile {self.name!r}: steps must be >= 1")
         if self.solver == "official-adam" and self.scale != "minmax":

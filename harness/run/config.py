@@ -49,19 +49,35 @@ def expand_env(value, where: str = "config"):
     return _ENV.sub(sub, value)
 
 
+def _unknown(keys, allowed, where: str) -> None:
+    """Refuse keys outside `allowed`, naming them (YAML keys may be numbers too) and the allowed ones."""
+    unknown = sorted(map(str, set(keys) - set(allowed)))
+    if unknown:
+        raise ValueError(f"{where}: unknown key(s) {unknown}; allowed: {sorted(allowed)}")
+
+
 def _build(cls, data, where: str):
     if isinstance(data, str):
         data = {"name": data} if cls is DatasetSpec else {"source": data}
     if not isinstance(data, dict):
         raise ValueError(f"{where}: expected a mapping, got {type(data).__name__}")
-    allowed = {f.name for f in fields(cls)}
-    unknown = set(data) - allowed
-    if unknown:
-        raise ValueError(f"{where}: unknown key(s) {sorted(unknown)}; allowed: {sorted(allowed)}")
+    _unknown(data, {f.name for f in fields(cls)}, where)
     try:
         return cls(**data)
     except TypeError as exc:
         raise ValueError(f"{where}: {exc}") from None
+
+
+def _list(doc: dict, key: str) -> list:
+    """`key`'s value as a list (one item may be written without brackets)."""
+    value = doc.get(key)
+    if value is None:
+        return []
+    if isinstance(value, (str, dict)):
+        return [value]
+    if not isinstance(value, list):
+        raise ValueError(f"config: `{key}` must be a list, got {type(value).__name__} ({value!r})")
+    return value
 
 
 def configs_from_dict(doc: dict) -> list[RunConfig]:
@@ -69,30 +85,28 @@ def configs_from_dict(doc: dict) -> list[RunConfig]:
     if not isinstance(doc, dict):
         raise ValueError("a run config is a YAML mapping with at least `models` (or `model`) and `datasets`")
     doc = expand_env(doc)
-    known = _RUN_KEYS | {"models", "model", "datasets", "anchors"}
-    unknown = set(doc) - known
-    if unknown:
-        raise ValueError(f"config: unknown key(s) {sorted(unknown)}; allowed: {sorted(known)}")
-    models = doc.get("models", [doc["model"]] if "model" in doc else None)
+    _unknown(doc, _RUN_KEYS | {"models", "model", "datasets", "anchors"}, "config")
+    models = _list(doc, "models" if "models" in doc else "model")
     if not models:
         raise ValueError("config: give `models` (a list) or `model`")
-    datasets = [_build(DatasetSpec, d, f"datasets[{i}]") for i, d in enumerate(doc.get("datasets") or [])]
+    datasets = [_build(DatasetSpec, d, f"datasets[{i}]") for i, d in enumerate(_list(doc, "datasets"))]
     anchors = _build(AnchorSpec, doc.get("anchors", {}), "anchors")
     common = {k: doc[k] for k in _RUN_KEYS if k in doc}
     out = []
     for i, m in enumerate(models):
         if isinstance(m, str):
             m = {"spec": m}
-        if not isinstance(m, dict) or "spec" not in m:
+        if not isinstance(m, dict) or not isinstance(m.get("spec"), str):
             raise ValueError(f"models[{i}]: write a spec string or {{spec: ..., label: ..., options: {{...}}}}")
-        extra = set(m) - {"spec", "label", "options"}
-        if extra:
-            raise ValueError(f"models[{i}]: unknown key(s) {sorted(extra)}")
+        _unknown(m, {"spec", "label", "options"}, f"models[{i}]")
+        options = m.get("options") or {}
+        if not isinstance(options, dict):
+            raise ValueError(f"models[{i}].options: expected a mapping of KEY: VALUE, got {type(options).__name__}")
         each = dict(common)
         if each.get("run_id") and len(models) > 1:  # one folder per model, never one overwriting another
-            each["run_id"] = f"{each['run_id']}-{slug(m.get('label') or m['spec'])}"
+            each["run_id"] = f"{each['run_id']}-{slug(str(m.get('label') or m['spec']))}"
         try:
-            out.append(RunConfig(model=m["spec"], label=m.get("label"), model_options=dict(m.get("options") or {}),
+            out.append(RunConfig(model=m["spec"], label=m.get("label"), model_options=dict(options),
                                  datasets=datasets, anchors=anchors, **each))
         except TypeError as exc:
             raise ValueError(f"config: {exc}") from None
