@@ -59,7 +59,7 @@ from harness.core.pairs import Pair
 __all__ = ["Backend", "Comparator", "Comparisons", "ImageRef", "NoOptions", "OptionError", "Pair", "UserComparator",
            "as_comparator", "backends", "build_fingerprint", "check_model_options", "compare_batch",
            "comparator_class", "fingerprint_hash", "load_comparator", "normalize_logprobs", "parse_spec",
-           "rate_batch", "register_comparator"]
+           "rate_batch", "register_comparator", "row_problems"]
 
 ImageRef = Union[str, "os.PathLike[str]"]
 ModelArg = Literal["required", "optional", "none"]
@@ -73,6 +73,10 @@ class Comparisons:
     logprobs: np.ndarray
     errors: list = field(default_factory=list)
     meta: list = field(default_factory=list)
+    #: set when the call failed as a whole (the comparator raised or answered no readable batch): every
+    #: pair carries this reason without having been judged on its own, so a caller may retry the pairs
+    #: in smaller batches (`harness.run.judging` bisects); per-pair errors are answers, never retried
+    batch_error: Optional[str] = None
 
     def __post_init__(self) -> None:
         n = len(self.logprobs)
@@ -337,11 +341,23 @@ def normalize_logprobs(logits: np.ndarray) -> np.ndarray:
         return z - np.log(np.sum(np.exp(z), axis=-1, keepdims=True))
 
 
+def row_problems(logprobs: np.ndarray) -> list[Optional[str]]:
+    """Per row of level log-probs (n, 5), why it is not a judgement, None where it is one. -inf is a
+    level of probability 0 and is kept; NaN, +inf and a row with every level at -inf are refused."""
+    x = np.asarray(logprobs, dtype=np.float64).reshape(-1, N_LEVELS)
+    nan, pos, none = np.isnan(x).any(axis=1), np.isposinf(x).any(axis=1), ~np.isfinite(x).any(axis=1)
+    return [("NaN level log-probabilities" if n else "+inf level log-probabilities" if p else
+             "every level has log-probability -inf (probability 0)" if z else None)
+            for n, p, z in zip(nan.tolist(), pos.tolist(), none.tolist())]
+
+
 def compare_batch(comparator: Any, pairs: Sequence[Pair]) -> Comparisons:
     """Run one batch through any comparator without ever raising for a data problem.
 
-    A backend exception fails every pair of the batch with its message; a non-finite row fails
-    that pair. Rows are re-normalised so downstream code may rely on log-softmax rows.
+    A call that fails (any exception, SystemExit included; KeyboardInterrupt still stops) or answers
+    no readable batch fails every pair with its reason and sets `batch_error`; a row that is not a
+    judgement (`row_problems`) fails that pair. Rows are re-normalised so downstream code may rely on
+    log-softmax rows.
     """
     comp, batch = as_comparator(comparator), list(pairs)
     return _checked(len(batch), lambda: comp.compare_detailed(batch))
@@ -356,26 +372,36 @@ def rate_batch(comparator: Any, images: Sequence[ImageRef]) -> Comparisons:
     return _checked(len(paths), lambda: comp.rate_detailed(paths))
 
 
-def _checked(n: int, call: Callable[[], Comparisons]) -> Comparisons:
-    try:
-        res = call()
-    except Exception as exc:  # noqa: BLE001 - recorded per pair, never swallowed
-        reason = f"{type(exc).__name__}: {exc}"
-        return Comparisons(np.full((n, N_LEVELS), np.nan), [reason] * n, [{} for _ in range(n)])
+class _Unreadable(Exception):
+    """An answer that cannot be read pair by pair; its message is the reason."""
+
+
+def _unpacked(res: Any, n: int) -> tuple[np.ndarray, list, list]:
+    """(log-probs, errors, meta) of a comparator's answer for n pairs, or `_Unreadable`."""
+    if not isinstance(res, Comparisons):
+        raise _Unreadable(f"comparator returned {type(res).__name__}, expected Comparisons")
     lp = np.asarray(res.logprobs, dtype=np.float64)
     if lp.shape != (n, N_LEVELS):
-        reason = f"comparator returned shape {lp.shape}, expected ({n}, {N_LEVELS})"
-        return Comparisons(np.full((n, N_LEVELS), np.nan), [reason] * n, [{} for _ in range(n)])
-    errors = list(res.errors)
-    bad = ~np.all(np.isfinite(lp), axis=1)
-    for i in np.flatnonzero(bad):
-        if errors[i] is None:
-            errors[i] = "non-finite level log-probabilities from the model"
-    lp = normalize_logprobs(np.where(bad[:, None], np.nan, lp))
-    for k, e in enumerate(errors):
-        if e is not None:
-            lp[k] = np.nan
-    return Comparisons(lp, errors, list(res.meta))
+        raise _Unreadable(f"comparator returned shape {lp.shape}, expected ({n}, {N_LEVELS})")
+    errors, meta = list(res.errors), list(res.meta)
+    if len(errors) != n or len(meta) != n:
+        raise _Unreadable(f"comparator returned {len(errors)} errors and {len(meta)} metadata entries for {n} pairs")
+    return lp, [None if e is None else str(e) or "failed (no reason given)" for e in errors], \
+        [{} if m is None else m for m in meta]
+
+
+def _checked(n: int, call: Callable[[], Comparisons]) -> Comparisons:
+    try:
+        lp, errors, meta = _unpacked(call(), n)
+    except (Exception, SystemExit) as exc:  # noqa: BLE001 - a failed call, recorded per pair, never swallowed
+        reason = str(exc) if isinstance(exc, _Unreadable) else f"{type(exc).__name__}: {exc}"
+        return Comparisons(np.full((n, N_LEVELS), np.nan), [reason] * n, [{} for _ in range(n)], batch_error=reason)
+    errors = [e if e is not None else None if p is None else f"{p} from the model"
+              for e, p in zip(errors, row_problems(lp))]
+    bad = np.array([e is not None for e in errors], dtype=bool)
+    lp = normalize_logprobs(np.where(bad[:, None], 0.0, lp))
+    lp[bad] = np.nan
+    return Comparisons(lp, errors, meta)
 
 
 # --------------------------------------------------------------------------- registry
@@ -445,6 +471,8 @@ def _import_class(target: str, where: str) -> type:
         module = importlib.import_module(module_name)
     except ImportError as exc:
         raise ValueError(f"{where}: cannot import {module_name}: {exc}") from exc
+    except Exception as exc:  # noqa: BLE001 - the module's own code failed on import: name the spec
+        raise ValueError(f"{where}: importing {module_name} raised {type(exc).__name__}: {exc}") from exc
     obj = getattr(module, name, None)
     if obj is None:
         raise ValueError(f"{where}: {module_name} has no attribute {name!r}")

@@ -1,5 +1,6 @@
 """The comparator contract: derivations, capability flags, lifetime, user classes, declared options
 checked before any model work, and per-pair failures recorded, never raised or dropped."""
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -224,6 +225,86 @@ def test_compare_batch_keeps_detailed_errors():
     res = compare_batch(Detailed(), [Pair("a", "b")] * 2)
     assert res.errors == [None, "HTTP 500 after 5 tries"]
     assert np.isnan(res.logprobs[1]).all() and res.meta[1] == {"tries": 5}
+
+
+NEG = -np.inf
+
+
+@pytest.mark.parametrize("row", [
+    [NEG, NEG, 0.0, -1.0, -2.0],            # two levels of probability 0
+    [-0.5, NEG, NEG, NEG, NEG],             # one level holds everything
+    [3.0, NEG, 1.0, NEG, 2.0],              # unnormalised logits with holes
+    [-1e30, NEG, -1e30 - 1.0, NEG, -1e30],  # huge negative but finite (an API's unseen level) next to -inf
+])
+def test_compare_batch_keeps_minus_inf_as_probability_zero(row):
+    res = compare_batch(FixedComparator(rows=np.array([row, [0.0] * 5])), [Pair("a", "b")] * 2)
+    assert res.errors == [None, None] and res.batch_error is None
+    finite = [v for v in row if v != NEG]
+    top = max(finite)
+    total = sum(np.exp(v - top) for v in finite)
+    for got, v in zip(res.logprobs[0], row):   # independent: log(p / sum p), level by level
+        assert got == NEG if v == NEG else got == pytest.approx(v - top - np.log(total), abs=1e-12)
+
+
+@pytest.mark.parametrize("row, reason", [
+    ([NEG] * 5, "every level has log-probability -inf"),
+    ([NEG, NEG, np.inf, 0.0, 0.0], r"\+inf"),
+    ([NEG, np.nan, 0.0, 0.0, 0.0], "NaN"),
+])
+def test_compare_batch_refuses_rows_that_are_no_judgement(row, reason):
+    res = compare_batch(FixedComparator(rows=np.array([[0.0] * 5, row])), [Pair("a", "b")] * 2)
+    assert res.errors[0] is None and re.search(reason, res.errors[1]) and np.isnan(res.logprobs[1]).all()
+    assert res.batch_error is None   # a per-pair answer, not a failed call
+
+
+class Raising:
+    """A user comparator that raises `exc` from compare."""
+
+    def __init__(self, exc=None):
+        self.exc = exc
+
+    def compare(self, pairs):
+        raise self.exc
+
+    def fingerprint(self):
+        return {"backend": "raising"}
+
+
+@pytest.mark.parametrize("exc, reason", [
+    (SystemExit(0), "SystemExit: 0"), (SystemExit(3), "SystemExit: 3"), (SystemExit("bye"), "SystemExit: bye"),
+    (MemoryError("big"), "MemoryError: big"), (KeyError("k"), "KeyError: 'k'"),
+])
+def test_a_comparator_that_raises_or_exits_fails_its_call_not_the_process(exc, reason):
+    res = compare_batch(Raising(exc), [Pair("a", "b")] * 3)
+    assert res.errors == [reason] * 3 and res.batch_error == reason and np.isnan(res.logprobs).all()
+
+
+def test_keyboard_interrupt_still_stops():
+    with pytest.raises(KeyboardInterrupt):
+        compare_batch(Raising(KeyboardInterrupt()), [Pair("a", "b")])
+
+
+@pytest.mark.parametrize("answer, reason", [
+    (np.zeros((2, 5)), "returned ndarray, expected Comparisons"),
+    (Comparisons(np.zeros((3, 5))), r"shape \(3, 5\)"),
+    (None, "returned NoneType"),
+])
+def test_an_unreadable_answer_is_a_failed_call(answer, reason):
+    class Odd(FixedComparator):
+        def compare_detailed(self, pairs):
+            return answer
+
+    res = compare_batch(Odd(), [Pair("a", "b")] * 2)
+    assert re.search(reason, res.batch_error) and res.errors == [res.batch_error] * 2
+
+
+def test_an_empty_error_is_still_a_failure():
+    class Empty(FixedComparator):
+        def compare_detailed(self, pairs):
+            return Comparisons(np.zeros((2, 5)), ["", None], [None, {"k": 1}])
+
+    res = compare_batch(Empty(), [Pair("a", "b")] * 2)
+    assert res.errors[0] and res.errors[1] is None and res.meta == [{}, {"k": 1}]
 
 
 def test_parse_spec_and_errors():
