@@ -25,7 +25,7 @@ def root(tmp_path):
     r = tmp_path / "root"
     (r / "imgs").mkdir(parents=True)
     for i in range(3):
-        Image.new("RGB", (8, 8), (i * 40, 0, 0)).save(r / "imgs" / f"{i}.png")
+        Image.new("RGB", (16, 16), (i * 40, 0, 0)).save(r / "imgs" / f"{i}.png")
     return r
 
 
@@ -95,7 +95,7 @@ def test_drop_bad_goes_on_and_reports_what_was_dropped(root, tmp_path):
 
 def test_outside_root_allowed_only_explicitly(root, tmp_path):
     outside = tmp_path / "elsewhere.png"
-    Image.new("RGB", (4, 4)).save(outside)
+    Image.new("RGB", (16, 16)).save(outside)
     items = [{"image": str(outside), "gt_score": 1}, {"image": "../elsewhere.png", "gt_score": 2}]
     m = _write_json(tmp_path / "m.json", items)
     with pytest.raises(DatasetError, match="2 outside root"):
@@ -183,7 +183,7 @@ def test_folder_skips_hidden_and_non_images(root):
     (root / "imgs" / ".hidden.png").write_bytes(b"")
     (root / "imgs" / "readme.txt").write_text("hi")
     (root / "imgs" / "sub").mkdir()
-    Image.new("RGB", (4, 4)).save(root / "imgs" / "sub" / "x.JPG")
+    Image.new("RGB", (16, 16)).save(root / "imgs" / "sub" / "x.JPG")
     ds = load_folder(root / "imgs")
     assert [r.path for r in ds.records] == ["0.png", "1.png", "2.png", "sub/x.JPG"]
     assert all(r.mos is None for r in ds.records)

@@ -12,6 +12,7 @@ from PIL import Image
 from harness.data.images import (
     ImageError,
     ImageStore,
+    Limits,
     content_hash,
     default_store,
     load_image,
@@ -113,7 +114,7 @@ def test_float_tiff_in_unit_range(tmp_path):
 
 
 def test_int32_image_with_negative_values_is_stretched(tmp_path):
-    a = np.arange(-100, 100, dtype=np.int32).reshape(10, 20)
+    a = np.arange(-160, 160, dtype=np.int32).reshape(16, 20)
     p = tmp_path / "int.tif"
     Image.fromarray(a, "I").save(p)
     out = np.asarray(load_image(p))[..., 0]
@@ -122,31 +123,31 @@ def test_int32_image_with_negative_values_is_stretched(tmp_path):
 
 
 def test_palette_png_with_transparency_composited_on_background(tmp_path):
-    img = Image.new("P", (10, 10), 0)
+    img = Image.new("P", (20, 20), 0)
     img.putpalette([255, 0, 0] + [0, 0, 255] + [0] * (254 * 3))
-    img.paste(1, (0, 0, 5, 10))  # left half index 1 (blue), right half index 0 (red)
+    img.paste(1, (0, 0, 10, 20))  # left half index 1 (blue), right half index 0 (red)
     p = tmp_path / "pal.png"
     img.save(p, transparency=0)  # red is transparent
     white = np.asarray(load_image(p))
-    assert tuple(white[5, 2]) == (0, 0, 255)
-    assert tuple(white[5, 8]) == (255, 255, 255)
+    assert tuple(white[10, 4]) == (0, 0, 255)
+    assert tuple(white[10, 16]) == (255, 255, 255)
     black = np.asarray(load_image(p, background=(0, 0, 0)))
-    assert tuple(black[5, 8]) == (0, 0, 0)
+    assert tuple(black[10, 16]) == (0, 0, 0)
 
 
 def test_rgba_half_transparent_blends(tmp_path):
     p = tmp_path / "rgba.png"
-    Image.new("RGBA", (4, 4), (0, 0, 0, 128)).save(p)
+    Image.new("RGBA", (16, 16), (0, 0, 0, 128)).save(p)
     px = np.asarray(load_image(p))[0, 0].astype(int)
     assert np.all(np.abs(px - 127) <= 1)
 
 
 def test_la_and_bilevel_modes(tmp_path):
     la = tmp_path / "la.png"
-    Image.new("LA", (4, 4), (0, 0)).save(la)  # fully transparent black
+    Image.new("LA", (16, 16), (0, 0)).save(la)  # fully transparent black
     assert tuple(np.asarray(load_image(la))[0, 0]) == (255, 255, 255)
     one = tmp_path / "one.png"
-    Image.new("1", (4, 4), 1).save(one)
+    Image.new("1", (16, 16), 1).save(one)
     assert tuple(np.asarray(load_image(one))[0, 0]) == (255, 255, 255)
 
 
@@ -161,10 +162,10 @@ def test_exif_orientation_applied(tmp_path):
 
 def test_over_the_pixel_limit_refused_before_decoding(tmp_path, rgb_png):
     with pytest.raises(ImageError, match="over the pixel limit: 64x48 = 3072 pixels > max_pixels=3000"):
-        load_image(rgb_png, max_pixels=3000)
+        load_image(rgb_png, limits=Limits(max_pixels=3000))
     with pytest.raises(ImageError, match="over the pixel limit"):
-        probe_image(rgb_png, max_pixels=100)
-    assert load_image(rgb_png, max_pixels=3072).size == (64, 48)
+        probe_image(rgb_png, limits=Limits(max_pixels=100))
+    assert load_image(rgb_png, limits=Limits(max_pixels=3072)).size == (64, 48)
 
 
 def test_content_hash_is_sha256_of_bytes_and_follows_changes(tmp_path, rgb_png):
@@ -181,9 +182,9 @@ def test_store_decodes_once_and_evicts_lru(tmp_path):
     paths = []
     for i in range(3):
         p = tmp_path / f"{i}.png"
-        Image.new("RGB", (8, 8), (i, i, i)).save(p)
+        Image.new("RGB", (16, 16), (i, i, i)).save(p)
         paths.append(p)
-    store = ImageStore(max_items=2)
+    store = ImageStore(max_bytes=2 * 16 * 16 * 4)  # room for two of them
     for _ in range(5):
         store.get(paths[0])
     assert store.decodes == 1 and store.hits == 4
@@ -218,7 +219,7 @@ def test_global_truncated_flag_is_refused(rgb_png, monkeypatch):
 
 def test_rgb_colour_key_transparency(tmp_path):
     p = tmp_path / "key.png"
-    img = Image.new("RGB", (4, 2), (10, 20, 30))
+    img = Image.new("RGB", (16, 16), (10, 20, 30))
     img.putpixel((0, 0), (0, 255, 0))
     img.save(p, transparency=(0, 255, 0))
     out = np.asarray(load_image(p, background=(200, 100, 50)))

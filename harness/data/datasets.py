@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from harness.data.registry import N_SPLITS, DatasetInfo, get_dataset_info, identify, split_file
-from harness.data.images import DEFAULT_MAX_PIXELS, ImageError, load_image, probe_image
+from harness.data.images import ImageError, Limits, load_image, probe_image
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif")
 #: How many problems a DatasetError message spells out; all of them are in `.problems`.
@@ -132,11 +132,12 @@ class Dataset:
         return replace(self, name=f"{self.name}[{split}]", records=kept, row_problems=[], report=None)
 
     def validate(self, drop_bad: bool = False, *, check_files: bool = True, decode: bool = False,
-                 max_pixels: int | None = DEFAULT_MAX_PIXELS) -> ValidationReport:
+                 limits: Limits | None = None) -> ValidationReport:
         """Collect every problem; raise one `DatasetError`, or drop the bad items if `drop_bad`.
 
-        `check_files` opens each image's header (missing, empty, not an image, over the pixel
-        limit); `decode` also decodes it fully (finds truncated files; slower).
+        `check_files` opens each image's header (missing, empty, not an image, out of the size
+        `limits`, by default the process-wide ones); `decode` also decodes it fully (finds truncated
+        and corrupt files; slower).
         """
         problems = list(self.row_problems)
         bad: set[int] = set()
@@ -153,10 +154,7 @@ class Dataset:
                 if i in bad:
                     continue
                 try:
-                    if decode:
-                        load_image(self.abspath(rec), max_pixels=max_pixels)
-                    else:
-                        probe_image(self.abspath(rec), max_pixels=max_pixels)
+                    (load_image if decode else probe_image)(self.abspath(rec), limits=limits)
                 except ImageError as exc:
                     if exc.reason == "missing file":
                         problems.append(Problem("missing file", rec.path, f"not found at {exc.path}"))
