@@ -23,6 +23,8 @@ import os
 from pathlib import Path
 from typing import Any, Optional
 
+import numpy as np
+
 FINGERPRINT_KEYS = ("backend", "model", "dtype", "prompt", "rating_prompt", "level_tokens", "preprocessing",
                     "versions", "extra")
 
@@ -57,6 +59,38 @@ def model_identity(model_id: Optional[str], *, revision: Any = None, cls: Option
     (`local`), the weights' identity."""
     weights = checkpoint_identity(model_id) if local else {}
     return {"id": model_id, "revision": revision, "class": cls, "weights": weights or None}
+
+
+def checked_fingerprint(comparator: Any, where: str) -> dict:
+    """The comparator's fingerprint, checked BEFORE any pair is judged (it keys the pair cache and is
+    written into the run manifest after judging): a dict of JSON values with text keys. Anything else
+    (None, a set, an object, a tuple key, fingerprint() raising) is one ValueError naming `where`."""
+    try:
+        fp = comparator.fingerprint()
+    except Exception as exc:  # noqa: BLE001 - a plug-in's own code: reported, not a harness bug
+        raise ValueError(f"{where}: fingerprint() raised {type(exc).__name__}: {exc}") from None
+    if not isinstance(fp, dict):
+        raise ValueError(f"{where}: fingerprint() returned {type(fp).__name__}; it must return a dict of JSON "
+                         "values (see adapters/fingerprint.py)")
+    try:
+        _check_json(fp, "fingerprint")
+    except (TypeError, RecursionError) as exc:
+        raise ValueError(f"{where}: fingerprint() must return JSON values (text keys; text, numbers, booleans, "
+                         f"null, lists, dicts): {exc}") from None
+    return fp
+
+
+def _check_json(value: Any, at: str) -> None:
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise TypeError(f"{at} has the key {key!r}, not text")
+            _check_json(item, f"{at}.{key}")
+    elif isinstance(value, (list, tuple)):
+        for k, item in enumerate(value):
+            _check_json(item, f"{at}[{k}]")
+    elif not (value is None or isinstance(value, (str, int, float, np.generic))):
+        raise TypeError(f"{at} is a {type(value).__name__}")
 
 
 def fingerprint_hash(fp: dict) -> str:

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 from scipy.special import ndtr
 
+from harness.core.jsontext import parse_json
 from harness.core.pairs import Pair
 from harness.core.levels import LEVEL_WEIGHTS
 from harness.core.scaling import preference
@@ -85,13 +86,26 @@ def koniq_default() -> AnchorSet:
                      name=data["name"], source=data["source"])
 
 
+def _numbers(value, key: str) -> list:
+    """A list of JSON numbers (a matrix: a list of such lists, null where not observed), else ValueError."""
+    rows = value if key == "matrix" and isinstance(value, list) else [value]
+    for row in rows:
+        if not isinstance(row, list) or not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) or (key == "matrix" and v is None)
+                for v in row):
+            what = "a list of lists of probabilities (null: not observed)" if key == "matrix" else \
+                "a list of numbers, one per anchor"
+            raise ValueError(f"{key} must be {what}, got {json.dumps(value)[:80]}")
+    return [[np.nan if v is None else v for v in row] for row in value] if key == "matrix" else value
+
+
 def read_anchor_file(path, root=None) -> tuple[AnchorSet, dict]:
     """An anchors file, JSON `{images, mos, std[, matrix][, name][, root]}`, as an AnchorSet whose images
     sit under `root` (else the file's own `root`, else its folder), and the document as read (commands
     that add to it write it back). Every problem is one ValueError naming the file."""
     path = Path(path)
     try:
-        doc = json.loads(path.read_text())
+        doc = parse_json(path.read_text())
     except (OSError, ValueError) as exc:
         raise ValueError(f"anchors file {path}: cannot be read as JSON: {exc}") from None
     if not isinstance(doc, dict):
@@ -101,15 +115,29 @@ def read_anchor_file(path, root=None) -> tuple[AnchorSet, dict]:
     if missing:
         raise ValueError(f"anchors file {path}: missing {', '.join(missing)} (each a list, one entry per anchor; "
                          "std may be 0 where unknown)")
-    base = root or doc.get("root") or path.parent
     try:
-        if not isinstance(doc["images"], list) or not all(isinstance(i, str) for i in doc["images"]):
+        if not isinstance(doc["images"], list) or not all(isinstance(i, str) and i for i in doc["images"]):
             raise ValueError("images must be a list of file names")
-        anchors = AnchorSet(images=[str(Path(base) / i) for i in doc["images"]], mos=doc["mos"], std=doc["std"],
-                            matrix=doc.get("matrix"), name=str(doc.get("name", path.stem)), source=str(path))
+        if not isinstance(doc.get("root", ""), str):
+            raise ValueError(f"root must be a folder name, got {json.dumps(doc['root'])[:80]}")
+        base = root or doc.get("root") or path.parent
+        matrix = _numbers(doc["matrix"], "matrix") if doc.get("matrix") is not None else None
+        anchors = AnchorSet(images=[str(Path(base) / i) for i in doc["images"]], mos=_numbers(doc["mos"], "mos"),
+                            std=_numbers(doc["std"], "std"), matrix=matrix, name=str(doc.get("name", path.stem)),
+                            source=str(path))
     except (TypeError, ValueError) as exc:
         raise ValueError(f"anchors file {path}: {exc}") from None
     return anchors, doc
+
+
+def no_scale_reason(anchors: AnchorSet | None) -> str:
+    """Why scores against these anchors carry no quality information, or "": anchors of one MOS are one
+    point on the quality scale (their matrix from MOS is 0.5 everywhere), so a score can only say
+    "above or below them" (min-max scores become 0 or 100); correlations of such scores are noise."""
+    if anchors is None or np.ptp(anchors.mos) > 0:
+        return ""
+    return (f"the anchors' MOS are all equal ({anchors.mos[0]:g}): they give the scores no scale; use anchors "
+            "across the MOS range (c2s anchors select)")
 
 
 # --- Eqn. 4 selection -----------------------------------------------------------------------------

@@ -1,7 +1,9 @@
 """Strict JSON values: every JSON the harness writes (run folders, anchors files, leaderboards, the pair
-cache's metadata) goes through `strict_json`, so no reader meets a bare NaN or Infinity (invalid JSON)."""
+cache's metadata) goes through `strict_json`, so no reader meets a bare NaN or Infinity (invalid JSON); every
+JSON a user gives is read through `parse_json`."""
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -18,3 +20,12 @@ def strict_json(obj):
     if isinstance(obj, float) and not math.isfinite(obj):
         return None
     return obj
+
+
+def parse_json(text: str):
+    """`json.loads`, with a document nested too deeply for the parser (`[[[[...`) reported as the
+    JSONDecodeError every reader already turns into a message naming its file (json raises RecursionError)."""
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise json.JSONDecodeError("nested too deeply to read", text[:100], 0) from None

@@ -100,34 +100,50 @@ def fit_logistic(pred, mos) -> LogisticFit:
     return LogisticFit(np.asarray(best), center, scale, True)
 
 
-def correlations(pred, mos, *, higher_is_better: bool = True) -> dict:
+#: fewer scored images than this give no evidence: two points always correlate perfectly (+-1)
+MIN_IMAGES = 3
+
+
+def undefined_reason(pred, mos, *, higher_is_better: bool = True) -> str:
+    """Why correlations of these predictions with the ground truth would carry no information, or ""
+    when they are defined: too few scored images, a constant ground truth or constant predictions."""
+    x, y, _ = _paired(pred, mos, higher_is_better)
+    if x.size < MIN_IMAGES:
+        return f"only {x.size} scored image(s): a correlation needs at least {MIN_IMAGES}"
+    if np.ptp(y) == 0:
+        return "constant ground truth: no correlation is defined"
+    if constant(x):
+        return "constant predictions: no correlation is defined"
+    return ""
+
+
+def correlations(pred, mos, *, higher_is_better: bool = True, undefined: str = "") -> dict:
     """SRCC, KRCC, PLCC (raw), PLCC and RMSE after the logistic fit, with n used and n dropped.
 
-    RMSE is in ground-truth units. With fewer than 2 usable points, a constant ground truth or
-    constant predictions, every metric is NaN and `logistic_message` says why.
+    RMSE is in ground-truth units. When the scores carry no information (`undefined_reason`, or the
+    caller's own `undefined` reason, e.g. anchors that give the scores no scale) every metric is NaN
+    (null in metrics.json, never a number) and `undefined` and `logistic_message` say why.
     """
     x, y, dropped = _paired(pred, mos, higher_is_better)
+    reason = undefined or undefined_reason(x, y)
     out: dict[str, Any] = {"n": int(x.size), "n_dropped": dropped}
     nan = float("nan")
-    if x.size < 2:
-        fit = LogisticFit(np.full(4, nan), 0.0, 1.0, False, f"only {x.size} finite predictions")
-    elif np.ptp(y) == 0:
-        fit = LogisticFit(np.full(4, nan), 0.0, 1.0, False, "constant ground truth: no correlation is defined")
-    else:
-        fit = fit_logistic(x, y)
-    if x.size >= 2 and constant(x):
-        fit = LogisticFit(np.full(4, nan), 0.0, 1.0, False, "constant predictions: no correlation is defined")
+    if reason:
+        out.update(srcc=nan, krcc=nan, plcc=nan, plcc_logistic=nan, rmse_logistic=nan, logistic_ok=False,
+                   logistic_message=reason, undefined=reason)
+        return out
+    fit = fit_logistic(x, y)
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # constant inputs give NaN, reported as such
-        enough = x.size >= 2 and not constant(x)
-        out["srcc"] = float(stats.spearmanr(x, y)[0]) if enough else nan
-        out["krcc"] = float(stats.kendalltau(x, y)[0]) if enough else nan
-        out["plcc"] = float(np.corrcoef(x, y)[0, 1]) if enough else nan
+        warnings.simplefilter("ignore")  # ties everywhere but one value give NaN from scipy: reported as such
+        out["srcc"] = float(stats.spearmanr(x, y)[0])
+        out["krcc"] = float(stats.kendalltau(x, y)[0])
+        out["plcc"] = float(np.corrcoef(x, y)[0, 1])
         fitted = fit.predict(x)
         out["plcc_logistic"] = float(np.corrcoef(fitted, y)[0, 1]) if fit.ok else nan
         out["rmse_logistic"] = float(np.sqrt(np.mean((fitted - y) ** 2))) if fit.ok else nan
     out["logistic_ok"] = fit.ok
     out["logistic_message"] = fit.message
+    out["undefined"] = ""
     return out
 
 

@@ -17,6 +17,7 @@ import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from harness.core.jsontext import parse_json
 from harness.data.registry import N_SPLITS, DatasetInfo, get_dataset_info, identify, split_file
 from harness.data.images import ImageError, Limits, load_image, probe_image
 
@@ -274,7 +275,7 @@ def load_compare2score_json(path, root, *, name=None, allow_outside_root=False, 
     a group (per-group numbers, never the headline); other keys are carried into scores.csv."""
     path = Path(path)
     try:
-        items = json.loads(_read_text(path, "manifest"))
+        items = parse_json(_read_text(path, "manifest"))
     except json.JSONDecodeError as exc:
         raise DatasetError(str(path), [Problem("unreadable file", str(path), f"invalid JSON ({exc})")]) from None
     if not isinstance(items, list):

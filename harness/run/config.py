@@ -86,7 +86,7 @@ def configs_from_dict(doc: dict) -> list[RunConfig]:
         raise ValueError("a run config is a YAML mapping with at least `models` (or `model`) and `datasets`")
     doc = expand_env(doc)
     _unknown(doc, _RUN_KEYS | {"models", "model", "datasets", "anchors"}, "config")
-    models = _list(doc, "models" if "models" in doc else "model")
+    models = _list(doc, "models") if "models" in doc else [doc["model"]] if "model" in doc else []
     if not models:
         raise ValueError("config: give `models` (a list) or `model`")
     datasets = [_build(DatasetSpec, d, f"datasets[{i}]") for i, d in enumerate(_list(doc, "datasets"))]

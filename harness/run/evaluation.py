@@ -44,8 +44,10 @@ def summarise(splits: dict[str, dict], over: str) -> dict[str, dict]:
 
 
 def evaluate(dsruns: list[DatasetRun], tests: list[str], scored: Scored, *, bootstrap: int = 0,
-             seed: int = 0) -> tuple[list[dict], dict]:
-    """scores.csv rows (one per image and split it belongs to) and the metrics per dataset and split."""
+             seed: int = 0, undefined: str = "") -> tuple[list[dict], dict]:
+    """scores.csv rows (one per image and split it belongs to) and the metrics per dataset and split.
+    `undefined`: why no correlation of this run means anything whatever the images (e.g. anchors that
+    give the scores no scale, `harness.core.anchors.no_scale_reason`); "" to judge each split alone."""
     at = {x: i for i, x in enumerate(tests)}
     rows, metrics = [], {}
     for dr in dsruns:
@@ -69,17 +71,18 @@ def evaluate(dsruns: list[DatasetRun], tests: list[str], scored: Scored, *, boot
                  "splits": {}, "summary": {}}
         if ds.has_scores:
             for split, g in groups.items():
-                corr = correlations(pred[g], mos[g], higher_is_better=ds.higher_is_better)
-                if bootstrap:
+                corr = correlations(pred[g], mos[g], higher_is_better=ds.higher_is_better, undefined=undefined)
+                if bootstrap:  # an undefined metric has no interval either
                     for name in ("srcc", "plcc"):
-                        corr[f"{name}_ci95"] = list(bootstrap_ci(pred[g], mos[g], name, bootstrap, seed,
-                                                                 higher_is_better=ds.higher_is_better))
+                        corr[f"{name}_ci95"] = [np.nan, np.nan] if corr["undefined"] else list(
+                            bootstrap_ci(pred[g], mos[g], name, bootstrap, seed, higher_is_better=ds.higher_is_better))
                 entry["splits"][split] = corr
             entry["summary"] = summarise(entry["splits"], dr.summary)
             names = sorted({r.group for r in ds.records} - {""})
             # per group (e.g. distortion family): shown beside the headline, never part of it
             if names:
-                entry["groups"] = {g: correlations(pred[m], mos[m], higher_is_better=ds.higher_is_better)
+                entry["groups"] = {g: correlations(pred[m], mos[m], higher_is_better=ds.higher_is_better,
+                                                    undefined=undefined)
                                    for g in names
                                    for m in [np.array([r.group == g for r in ds.records], dtype=bool)]}
         metrics[ds.name] = entry
