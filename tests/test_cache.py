@@ -99,19 +99,20 @@ def test_round_trip_is_bit_exact(tmp_path):
     rng = np.random.default_rng(0)
     z = rng.normal(size=(50, 5)) * 30
     lp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
-    lp[0] = [-1e-300, -745.0, -np.finfo(float).tiny, -1e308, -0.1 - 2**-40]   # awkward values
+    lp[0] = [0.0, -745.0, -np.finfo(float).max, -1e308, -np.inf]   # awkward values (probabilities sum to 1)
+    lp[1] = [-1e-300, -np.inf, -np.inf, -np.inf, -800.0 - 2**-40]
     keys = [(f"a{i}", f"b{i}") for i in range(50)]
     path = tmp_path / "sub" / "dir" / "cache.sqlite"   # parent folders are created
     with PairCache(path) as cache:
         assert cache.put_many("fp1", "pr1", [(a, b, lp[i], {"i": i}) for i, (a, b) in enumerate(keys)]) == 50
-        got = cache.get_many("fp1", "pr1", keys + [("zz", "zz")])
+        got = cache.get_many("fp1", "pr1", keys + [("zz", "zz")]).found
     assert set(got) == set(keys)
     for i, k in enumerate(keys):
         assert got[k].dtype == np.float64 and got[k].shape == (5,)
         assert got[k].tobytes() == lp[i].tobytes()
     # a second connection (as another process would) sees the same bits and the metadata
     with PairCache(path) as cache:
-        again = cache.get_many("fp1", "pr1", keys[:3])
+        again = cache.get_many("fp1", "pr1", keys[:3]).found
         assert again[keys[0]].tobytes() == lp[0].tobytes()
     meta = {r[0]: json.loads(r[3]) for r in _rows(path)}
     assert meta["a7"] == {"i": 7}
@@ -121,10 +122,10 @@ def test_key_parts_are_distinct(tmp_path):
     lp = value_for("x", "y")
     with PairCache(tmp_path / "c.sqlite") as cache:
         cache.put_many("fpA", "pr", [("x", "y", lp, {})])
-        assert cache.get_many("fpA", "pr", [("y", "x")]) == {}          # order matters
-        assert cache.get_many("fpB", "pr", [("x", "y")]) == {}          # fingerprint matters
-        assert cache.get_many("fpA", "other", [("x", "y")]) == {}       # prompt matters
-        assert set(cache.get_many("fpA", "pr", [("x", "y")])) == {("x", "y")}
+        assert cache.get_many("fpA", "pr", [("y", "x")]).found == {}          # order matters
+        assert cache.get_many("fpB", "pr", [("x", "y")]).found == {}          # fingerprint matters
+        assert cache.get_many("fpA", "other", [("x", "y")]).found == {}       # prompt matters
+        assert set(cache.get_many("fpA", "pr", [("x", "y")]).found) == {("x", "y")}
         # writing the same key again is not an error and keeps one row with the first value
         cache.put_many("fpA", "pr", [("x", "y", lp, {"again": True})])
         assert cache.count() == 1 and cache.count("fpA") == 1 and cache.count("fpB") == 0
@@ -136,8 +137,8 @@ def test_get_many_many_keys(tmp_path):
     present = keys[::2]
     with PairCache(tmp_path / "c.sqlite") as cache:
         cache.put_many("fp", "pr", [(a, b, value_for(a, b), {}) for a, b in present])
-        got = cache.get_many("fp", "pr", keys)
-        assert cache.get_many("fp", "pr", []) == {}
+        got = cache.get_many("fp", "pr", keys).found
+        assert cache.get_many("fp", "pr", []).found == {}
     assert set(got) == set(present)
     for a, b in present[::997]:
         np.testing.assert_array_equal(got[(a, b)], value_for(a, b))
@@ -146,7 +147,7 @@ def test_get_many_many_keys(tmp_path):
 def test_bad_input_raises_and_writes_nothing(tmp_path):
     good = value_for("a", "b")
     with PairCache(tmp_path / "c.sqlite") as cache:
-        with pytest.raises(ValueError, match="not finite"):
+        with pytest.raises(ValueError, match="NaN"):
             cache.put_many("fp", "pr", [("a", "b", good, {}), ("c", "d", np.full(5, np.nan), {})])
         with pytest.raises(ValueError, match=r"shape \(4,\)"):
             cache.put_many("fp", "pr", [("a", "b", good[:4], {})])
@@ -159,7 +160,7 @@ def test_bad_input_raises_and_writes_nothing(tmp_path):
         assert cache.count() == 0
     junk = tmp_path / "junk.sqlite"
     junk.write_bytes(b"this is not a database" * 100)
-    with pytest.raises(ValueError, match="not a usable SQLite cache"):
+    with pytest.raises(ValueError, match="is not usable .* move it aside"):
         PairCache(junk)
 
 
@@ -251,7 +252,7 @@ def test_sigkill_during_write_keeps_whole_batches(tmp_path):
         assert present == list(range(len(present))), present
         done_before = len(present)
     with PairCache(path) as cache:   # the file opens as a cache and its values are right
-        got = cache.get_many("fp", "p", [("k1", "7")])
+        got = cache.get_many("fp", "p", [("k1", "7")]).found
         np.testing.assert_array_equal(got[("k1", "7")], value_for("k1", "7"))
         assert cache.integrity_check() == "ok"
 
@@ -264,7 +265,7 @@ def test_a_cache_file_from_before_timings_is_read_and_gains_them(tmp_path):
     with sqlite3.connect(path) as conn:          # the file as written before the batches table existed
         conn.execute("DROP TABLE batches")
     with PairCache(path) as c:
-        assert np.array_equal(c.get_many("fp", "pr", [("h1", "h2")])[("h1", "h2")], lp)
+        assert np.array_equal(c.get_many("fp", "pr", [("h1", "h2")]).found[("h1", "h2")], lp)
         assert c.history("cfg") is None
         c.put_many("fp", "pr", [("h3", "h4", lp, {})], timing=("cfg", 2, 0.5))
         c.put_many("fp", "rating:pr", [("h3", "h3", lp, {})], timing=("cfg", 1, 0.25))
@@ -274,7 +275,7 @@ def test_a_cache_file_from_before_timings_is_read_and_gains_them(tmp_path):
 
 def test_metadata_is_stored_as_strict_json(tmp_path):
     with PairCache(tmp_path / "c.sqlite") as c:
-        c.put_many("fp", "pr", [("h1", "h2", np.zeros(5), {"margin": float("nan"), "top": [np.float32(1.5)]})])
+        c.put_many("fp", "pr", [("h1", "h2", np.log(np.full(5, 0.2)), {"margin": float("nan"), "top": [np.float32(1.5)]})])
     with sqlite3.connect(tmp_path / "c.sqlite") as conn:
         (text,) = conn.execute("SELECT meta FROM pairs").fetchone()
 

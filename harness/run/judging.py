@@ -1,17 +1,20 @@
 """Judging: plan the pairs a run needs, read what the cache holds, send the rest to the comparator
-in batches and store each batch as it returns (a kill loses at most the batch in flight)."""
+in batches and store each batch as it returns (a kill loses at most the batch in flight). A batch
+that fails as a whole is split down to single pairs, so one bad item costs only itself."""
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import dataclass
+from typing import Iterator
 
 import numpy as np
 
-from adapters.base import Pair, compare_batch
+from adapters.base import Comparisons, Pair, compare_batch
 from harness.core.anchors import anchor_pairs, matrix_from_logprobs
 from harness.core.levels import LEVEL_WEIGHTS, N_LEVELS
 from harness.data.images import ImageError, content_hash
-from harness.run.cache import PairCache
+from harness.run.cache import Hits, PairCache, row_problem
 
 
 @dataclass
@@ -23,6 +26,8 @@ class Judged:
     logprobs: np.ndarray
     errors: list
     cached: np.ndarray
+    #: planned pairs whose cached row was invalid (`harness.run.cache.stored_row_problems`): judged again
+    cache_invalid: int = 0
 
     def lookup(self) -> dict[Pair, np.ndarray]:
         return {p: self.logprobs[i] for i, p in enumerate(self.pairs)}
@@ -57,10 +62,20 @@ def hash_images(paths, progress: bool = False) -> tuple[dict[str, str], dict[str
     return hashes, errors
 
 
+@dataclass
+class Lookup:
+    """Per pair index, its content key (readable images) or why not; the images' hashes; the cache's hits."""
+
+    keys: dict[int, tuple[str, str]]
+    unreadable: dict[int, str]
+    hashes: dict[str, str]
+    hits: Hits
+
+
 def cache_lookup(pairs: list[Pair], cache: PairCache | None, fp_hash: str, prompt_key: str,
-                 progress: bool = False) -> tuple[dict[int, tuple[str, str]], dict[int, str], dict]:
-    """The content key of each pair whose images are readable (pair index -> key), why the others
-    are not, and what the cache holds for those keys (key -> log-probs)."""
+                 progress: bool = False) -> Lookup:
+    """The content key of each pair whose images are readable, why the others are not, and what the
+    cache holds for those keys (valid rows, and keys whose row is invalid)."""
     hashes, bad = hash_images({p.first for p in pairs} | {p.second for p in pairs}, progress)
     keys, unreadable = {}, {}
     for i, p in enumerate(pairs):
@@ -69,57 +84,103 @@ def cache_lookup(pairs: list[Pair], cache: PairCache | None, fp_hash: str, promp
             unreadable[i] = f"image unreadable: {reason}"
         else:
             keys[i] = (hashes[p.first], hashes[p.second])
-    found = cache.get_many(fp_hash, prompt_key, list(set(keys.values()))) if cache else {}
-    return keys, unreadable, found
+    hits = cache.get_many(fp_hash, prompt_key, list(set(keys.values()))) if cache else Hits({}, set())
+    return Lookup(keys, unreadable, hashes, hits)
 
 
 def judge(call, pairs: list[Pair], roles: list[str], *, cache: PairCache | None, fp_hash: str,
           prompt_key: str, batch_size: int, progress: bool = False, timings: dict | None = None,
           config_key: str | None = None) -> Judged:
     """Cached pairs are read; the rest go to `call` (a batch of pairs -> `Comparisons`, e.g.
-    `lambda b: compare_batch(comparator, b)`) in batches, each batch stored in the cache (one
-    transaction) as soon as it returns, with its seconds under `config_key` (for dry-run estimates).
-    Failed pairs are recorded, never retried here."""
+    `lambda b: compare_batch(comparator, b)`) in batches (`calls`: a batch that fails as a whole is
+    split down to single pairs), each successful call stored in the cache (one transaction) as soon as
+    it returns, with its seconds under `config_key` (for dry-run estimates). A pair whose image
+    changed while it was judged is failed, not stored (its verdict may be of either content). Failed
+    pairs are recorded, never retried here; a cached row that is invalid is judged again and replaced."""
     t0 = time.perf_counter()
     n = len(pairs)
     lp = np.full((n, N_LEVELS), np.nan)
     errors: list = [None] * n
     cached = np.zeros(n, dtype=bool)
-    keys, unreadable, found = cache_lookup(pairs, cache, fp_hash, prompt_key, progress)
-    for i, reason in unreadable.items():
+    look = cache_lookup(pairs, cache, fp_hash, prompt_key, progress)
+    for i, reason in look.unreadable.items():
         errors[i] = reason
     todo: dict[tuple[str, str], list[int]] = {}
-    for i in keys:
-        k = keys[i]
-        if k in found:
-            lp[i], cached[i] = found[k], True
+    for i, k in look.keys.items():
+        if k in look.hits.found:
+            lp[i], cached[i] = look.hits.found[k], True
         else:
             todo.setdefault(k, []).append(i)  # identical content is judged once
+    n_invalid = sum(len(todo[k]) for k in look.hits.invalid if k in todo)
+    if n_invalid:
+        warnings.warn(f"{len(look.hits.invalid)} row(s) of the pair cache {cache.path} are invalid (NaN, +inf, "
+                      f"probabilities that do not sum to 1 or a damaged value): {n_invalid} pair(s) are judged "
+                      "again and their rows replaced", stacklevel=2)
     t_lookup = time.perf_counter()
     work = [idx[0] for idx in todo.values()]
     bar = _bar(len(work), progress, "comparing", "pair")
     for start in range(0, len(work), batch_size):
-        batch = work[start:start + batch_size]
-        t_batch = time.perf_counter()
-        res = call([pairs[i] for i in batch])
-        seconds = time.perf_counter() - t_batch
-        rows = []
-        for j, i in enumerate(batch):
-            for same in todo[keys[i]]:
-                lp[same], errors[same] = res.logprobs[j], res.errors[j]
-            if res.errors[j] is None:
-                rows.append((*keys[i], res.logprobs[j], res.meta[j] or {}))
-        if cache and rows:
-            cache.put_many(fp_hash, prompt_key, rows,
-                           timing=(config_key, len(batch), seconds) if config_key else None)
-        if bar:
-            bar.update(len(batch))
+        for part, res, seconds in calls(call, [pairs[i] for i in work[start:start + batch_size]]):
+            idx = [work[start + j] for j in part]
+            check = _ChangeCheck(look.hashes)
+            rows = []
+            for j, i in enumerate(idx):
+                reason = res.errors[j] or check.pair(pairs[i]) or (cache and row_problem(res.logprobs[j], res.meta[j]))
+                for same in todo[look.keys[i]]:
+                    errors[same] = reason or check.pair(pairs[same])
+                    lp[same] = np.nan if errors[same] else res.logprobs[j]
+                if not reason:
+                    rows.append((*look.keys[i], res.logprobs[j], res.meta[j]))
+            if cache and rows:
+                whole = res.batch_error is None and config_key
+                cache.put_many(fp_hash, prompt_key, rows, timing=(config_key, len(idx), seconds) if whole else None,
+                               replace=look.hits.invalid)
+            if bar:
+                bar.update(len(idx))
     if bar:
         bar.close()
     if timings is not None:
         timings["hash_and_cache_lookup"] = timings.get("hash_and_cache_lookup", 0.0) + t_lookup - t0
         timings["compare"] = timings.get("compare", 0.0) + time.perf_counter() - t_lookup
-    return Judged(pairs, roles, lp, errors, cached)
+    return Judged(pairs, roles, lp, errors, cached, n_invalid)
+
+
+def calls(call, items: list) -> Iterator[tuple[list[int], Comparisons, float]]:
+    """Run `call` on `items` and yield (positions in `items`, its result, seconds) per call whose result
+    stands: a call that fails as a whole (`Comparisons.batch_error`: the comparator raised or answered
+    no readable batch) is retried on each half, down to single items, so one item that makes the
+    backend fail costs only that item, with its own reason. Per-item errors are answers, not retried."""
+    stack = [list(range(len(items)))]
+    while stack:
+        part = stack.pop()
+        t = time.perf_counter()
+        res = call([items[j] for j in part])
+        seconds = time.perf_counter() - t
+        if res.batch_error is not None and len(part) > 1:
+            mid = len(part) // 2
+            stack += [part[mid:], part[:mid]]  # the first half next
+            continue
+        yield part, res, seconds
+
+
+class _ChangeCheck:
+    """Whether a pair's images still have the content hash they were judged under (one look per image
+    and call). `content_hash` is memoised by (path, mtime, size), so any write that changes the file's
+    time or size is seen (docs/architecture.md, "The pair cache's checks")."""
+
+    def __init__(self, before: dict[str, str]):
+        self.before, self.seen = before, {}
+
+    def pair(self, pair: Pair) -> str | None:
+        for path in (pair.first, pair.second):
+            if path not in self.seen:
+                try:
+                    self.seen[path] = content_hash(path) == self.before[path]
+                except (OSError, ImageError):
+                    self.seen[path] = False
+            if not self.seen[path]:
+                return f"image changed during the run: {path}"
+        return None
 
 
 def _bar(total, progress, desc, unit):
@@ -148,8 +209,10 @@ def prompt_key(fp: dict, rating: bool = False) -> str:
 
 def matrix_from_comparator(comparator, images, temperature: float = 1.0,
                            weights=LEVEL_WEIGHTS) -> np.ndarray:
-    """Judge every ordered anchor pair with a comparator and combine both orders
-    (`harness.core.anchors.matrix_from_logprobs`)."""
+    """Judge every ordered anchor pair with a comparator (one batch, split where it fails as a whole)
+    and combine both orders (`harness.core.anchors.matrix_from_logprobs`)."""
     pairs = anchor_pairs(images)
-    result = compare_batch(comparator, pairs)
-    return matrix_from_logprobs(pairs, result.logprobs, images, temperature, weights)
+    lp = np.full((len(pairs), N_LEVELS), np.nan)
+    for part, res, _ in calls(lambda batch: compare_batch(comparator, batch), pairs):
+        lp[part] = res.logprobs
+    return matrix_from_logprobs(pairs, lp, images, temperature, weights)

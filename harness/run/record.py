@@ -143,6 +143,8 @@ class Counts(_Schema):
     pairs_failed: int
     images_total: int
     images_failed: int
+    #: pairs whose cached row was invalid and were judged again (harness.run.cache); 0 in older folders
+    pairs_cache_invalid: int = 0
 
 
 class Seeds(_Schema):

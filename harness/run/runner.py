@@ -330,9 +330,9 @@ def dry_run(config: RunConfig) -> tuple[Plan, dict[str, dict]]:
             seen = cache.history(config_key(config), rating=kind == "rating") if cache else None
             entry = {"items": len(items), "cached": None, "to_judge": None, "seconds": None, "timed_pairs": 0}
             if seen:
-                keys, _, found = cache_lookup(items, cache, seen["fingerprint"], seen["prompt"])
-                entry["cached"] = sum(k in found for k in keys.values())
-                entry["to_judge"] = len({k for k in keys.values() if k not in found})
+                look = cache_lookup(items, cache, seen["fingerprint"], seen["prompt"])
+                entry["cached"] = sum(k in look.hits.found for k in look.keys.values())
+                entry["to_judge"] = len({k for k in look.keys.values() if k not in look.hits.found})
                 entry["timed_pairs"] = seen["pairs"]
                 entry["seconds"] = entry["to_judge"] * seen["seconds"] / max(seen["pairs"], 1)
             out[kind] = entry
@@ -420,7 +420,8 @@ def finish_run(run_dir: Path, manifest: dict, dsruns: list[DatasetRun], tests: l
         "versions": versions(), "git_revision": git_revision(), "timings": timings,
         "counts": {"pairs_total": len(judged.pairs), "pairs_cached": int(judged.cached.sum()),
                    "pairs_computed": int((~judged.cached & ~failed).sum()), "pairs_failed": int(failed.sum()),
-                   "images_total": len(tests), "images_failed": int(sum(e is not None for e in scored.errors))},
+                   "images_total": len(tests), "images_failed": int(sum(e is not None for e in scored.errors)),
+                   "pairs_cache_invalid": judged.cache_invalid},
         "map_converged_fraction": scored.converged_frac, "anchors_unusable": scored.unusable_anchors,
     })
     numbers = Metrics(run_id=record.run_id, model_label=record.model.label,
