@@ -123,4 +123,8 @@ def load_config(path) -> list[RunConfig]:
         raise ValueError(f"cannot read config {path}: {exc}") from None
     except yaml.YAMLError as exc:
         raise ValueError(f"config {path} is not valid YAML: {exc}") from None
+    except RecursionError:
+        raise ValueError(f"config {path} is nested too deeply to read") from None
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"config {path} is not text (UTF-8): {exc}") from None
     return configs_from_dict(doc)
