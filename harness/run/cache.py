@@ -24,7 +24,6 @@ waited for with a line on stderr every `LOCK_NOTE_EVERY_S`, and after `LOCK_LIMI
 """
 from __future__ import annotations
 
-import errno
 import json
 import os
 import sqlite3
@@ -202,10 +201,10 @@ class PairCache:
     def _unusable(self, why) -> ValueError:
         """The one message for a file that cannot serve as the cache, with the way out."""
         text = str(why)
-        if "readonly" in text or getattr(why, "errno", None) in (errno.EROFS, errno.EACCES, errno.EPERM) or not (
-                os.access(self.path.parent, os.W_OK) and (not self.path.exists() or os.access(self.path, os.W_OK))):
-            return ValueError(f"the pair cache {self.path} cannot be written ({text}); give --cache PATH in a "
-                              "writable folder (cache: in YAML)")
+        writable = os.access(self.path.parent, os.W_OK) and os.access(self.path, os.W_OK)
+        if not self.path.exists() or "readonly" in text or not writable:
+            return ValueError(f"the pair cache {self.path} cannot be {'written' if self.path.exists() else 'created'} "
+                              f"({text}); give --cache PATH in a writable folder (cache: in YAML)")
         return ValueError(f"the pair cache {self.path} is not usable ({text}); move it aside "
                           f"(mv {self.path} {self.path}.broken) or give --cache NEW.sqlite (cache: in YAML): "
                           "a fresh cache is rebuilt from the model")

@@ -323,7 +323,7 @@ def dry_run(config: RunConfig) -> tuple[Plan, dict[str, dict]]:
     and options; no model is loaded and nothing is written. Without such timings the cached count is
     unknown (None): the fingerprint that keys the cache needs the model."""
     plan = plan_run(config)
-    cache = PairCache(config.cache) if config.cache and Path(config.cache).is_file() else None
+    cache = PairCache(config.cache) if config.cache and Path(config.cache).exists() else None
     out = {}
     try:
         for kind, (items, _) in plan.work.items():
