@@ -196,7 +196,7 @@ def test_matrix_from_preferences_takes_hard_verdicts_too():
     ('["a.png", "b.png"]', r"expected a JSON object with images, mos and std, got a list"),
     ('{"images": "a.png", "mos": [1], "std": [0]}', r"images must be a list of file names"),
     ('{"images": ["a.png", "b.png"], "mos": [2, 1], "std": [0, 0]}', r"ascending MOS order"),
-    ('{"images": ["a.png", "b.png"], "mos": ["x", 1], "std": [0, 0]}', r"anchors file .*: could not convert"),
+    ('{"images": ["a.png", "b.png"], "mos": ["x", 1], "std": [0, 0]}', r"anchors file .*: mos must be a list of n"),
     ("not json", r"cannot be read as JSON"),
 ])
 def test_a_bad_anchors_file_is_one_message_naming_it(tmp_path, content, message, capsys):

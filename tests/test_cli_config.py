@@ -88,10 +88,10 @@ def test_datasets_check_lists_every_problem_and_decode_adds_truncated_files(tmp_
     cut = tmp_path / "cut.jpg"
     cut.write_bytes(cut.read_bytes()[: cut.stat().st_size // 2])  # the header still reads
     (tmp_path / "d.csv").write_text("path,mos\ngood.jpg,3\ncut.jpg,2\nmissing.jpg,1\n")
-    assert main(["datasets", "check", f"d={tmp_path / 'd.csv'}"]) == 1
+    assert main(["datasets", "check", f"d={tmp_path / 'd.csv'}"]) == 3  # some items unusable (exit-code contract)
     out = capsys.readouterr().out
     assert "1 problem" in out and "missing.jpg" in out and "cut.jpg" not in out
-    assert main(["datasets", "check", f"d={tmp_path / 'd.csv'}", "--decode"]) == 1
+    assert main(["datasets", "check", f"d={tmp_path / 'd.csv'}", "--decode"]) == 3
     out = capsys.readouterr().out
     assert "2 problem" in out and "missing.jpg" in out and "cut.jpg" in out
 

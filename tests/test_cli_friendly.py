@@ -149,7 +149,7 @@ def _csv_rows(path):
 def test_score_gives_one_row_per_input_and_scores_every_readable_image(photos, tmp_path, capsys):
     folder, good = photos
     out = tmp_path / "scores.csv"
-    assert main(["score", "--model", "classical", "--images", str(folder), "--out", str(out)]) == 0
+    assert main(["score", "--model", "classical", "--images", str(folder), "--out", str(out)]) == 3  # partial
     rows = {Path(r["image"]).name: r for r in _csv_rows(out)}
     assert sorted(rows) == ["broken.jpg", "img0.png", "img1.png", "img2.png"]
     assert rows["broken.jpg"]["status"] == "failed" and "not an image" in rows["broken.jpg"]["error"]
@@ -221,7 +221,7 @@ def _run_matrix_source(tmp_path, photos, *extra) -> str:
     folder, _ = photos
     out = tmp_path / "runs"
     assert main(["run", "--model", "classical", "--dataset", f"mine={folder}", "--drop-bad", "--profile", "official",
-                 "--out", str(out), "--no-report", *extra]) == 0
+                 "--out", str(out), "--no-report", *extra]) == 3  # broken.jpg dropped: partial
     (run_dir,) = [p for p in out.iterdir() if p.is_dir()]
     return read_run(run_dir).manifest.anchors.matrix_source
 
@@ -290,7 +290,7 @@ def test_score_names_its_anchors_warns_about_one_photograph_states_the_scale_and
     cwd = tmp_path / "cwd"
     cwd.mkdir()
     monkeypatch.chdir(cwd)
-    assert main(["score", "--model", "classical", "--images", str(folder), "--out", "scores.csv"]) == 0
+    assert main(["score", "--model", "classical", "--images", str(folder), "--out", "scores.csv"]) == 3
     captured = capsys.readouterr()
     lines = captured.out.splitlines()
     assert lines[0] == "anchors: demo Eqn. 4 (alpha=5, beta=1) (5 images, matrix from comparator)"
@@ -307,7 +307,7 @@ def test_score_names_its_anchors_warns_about_one_photograph_states_the_scale_and
 def test_score_with_anchors_from_several_photographs_does_not_warn(photos, own_anchors, tmp_path, capsys):
     folder, _ = photos
     assert main(["score", "--model", "classical", "--images", str(folder), "--out", str(tmp_path / "s.csv"),
-                 "--anchors", str(own_anchors), "--profile", "official"]) == 0
+                 "--anchors", str(own_anchors), "--profile", "official"]) == 3      # broken.jpg: partial
     captured = capsys.readouterr()
     assert "warning" not in captured.err
     assert captured.out.startswith("anchors: anchors (3 images, matrix from file)")

@@ -359,12 +359,14 @@ def test_a_cache_path_that_cannot_be_a_cache(world, capsys, cache):
 
 @pytest.mark.parametrize("argv", [
     ["run", "--config", "{root}/img0.png"], ["run", "--config", "{root}/folder"], ["run", "--config", "{root}/nope"],
-    ["score", "--model", "classical", "--images", "{root}/mine.csv", "--anchors", "{root}/anchors.json", "--out", "s.csv"],
+    ["score", "--model", "classical", "--images", "{root}/mine.csv", "--anchors", "{root}/anchors.json", "--out",
+     "s.csv"],
     ["score", "--model", "classical", "--images", "{root}/img0.png", "--anchors", "{root}/anchors.json", "--out",
      "{root}/folder"],
     ["run", "--model", "classical", "--dataset", "m={root}/img0.png", "--root", "{root}"],
     ["run", "--model", "classical", "--dataset", "m={root}/garbage.bin", "--root", "{root}"],
-    ["run", "--model", "classical", "--dataset", "mine={root}/mine.csv", "--root", "{root}", "--anchors", "{root}/folder"],
+    ["run", "--model", "classical", "--dataset", "mine={root}/mine.csv", "--root", "{root}", "--anchors",
+     "{root}/folder"],
     ["rescore", "{root}/mine.csv"], ["rescore", "{root}/folder"], ["leaderboard", "{root}/img0.png"],
     ["leaderboard", "{root}/folder"], ["datasets", "check", "m={root}/deep.json"], ["models", "nope"],
     ["anchors", "select", "--dataset", "m={root}/empty.txt", "--out", "a.json"],

@@ -47,12 +47,12 @@ def manifest(tmp_path_factory):
     return root
 
 
-def _run(tmp_path, manifest, *more, model="classical"):
+def _run(tmp_path, manifest, *more, model="classical", status=0):
     out = tmp_path / "runs"
     argv = ["run", "--model", model, "--dataset", f"mine={manifest / 'mine.csv'}", "--root", str(manifest),
             "--anchors", "select", "--anchors-dataset", "mine", "--alpha", "3", "--out", str(out),
             "--cache", "", *more]
-    assert main(argv) == 0
+    assert main(argv) == status
     (run_dir,) = run_dirs_in(out)
     return run_dir
 
@@ -93,7 +93,7 @@ def test_bootstrap_intervals_on_console_and_report_and_json_is_strict(tmp_path, 
 
 def test_constant_predictions_are_flagged_not_reported_as_fine(tmp_path, manifest, capsys):
     run_dir = _run(tmp_path, manifest, "--summary", "all", "--bootstrap", "20",
-                   model=f"py:{__name__}:ConstantComparator")
+                   model=f"py:{__name__}:ConstantComparator", status=4)  # undefined metrics: exit 4
     cap = capsys.readouterr()
     assert "c2s: warning: red: mine: every image has the same score" in cap.err
     assert "SRCC n/a" in cap.out
@@ -143,7 +143,7 @@ def test_dry_run_counts_cached_pairs_and_estimates_time_without_a_model(tmp_path
         assert "pairs: 54 to judge; already cached: unknown" in out and "no time estimate" in out
         assert "anchors: mine Eqn. 4 (alpha=3, beta=1), 3 images" in out
         assert not cache.exists() and not (tmp_path / "runs").exists()
-    assert main(base + ["--limit", "4"]) == 0                   # 16 distinct pairs judged and timed
+    assert main(base + ["--limit", "4"]) == 4   # 16 distinct pairs judged and timed (2 images a split: no metric)
     capsys.readouterr()
     with monkeypatch.context() as mp:
         mp.setattr(runner, "load_comparator", no_model)
