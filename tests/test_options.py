@@ -53,10 +53,22 @@ def test_values_are_coerced_to_the_declared_types():
     ({"level_ids": [1, "x"]}, r"option 'level_ids' = \[1, 'x'\] \(list\) is not list or None"),
     ({"engine": [1]}, r"option 'engine' = \[1\] \(list\) is not dict"),
     ({"api_key": [1234, 5678]}, r"option 'api_key' = \*\*\* \(list\) is not str or None"),
+    # a URL quoted in a message loses its credentials, whatever the option
+    ({"batch_size": "http://bob:pw1@127.0.0.1:8/v1?token=t9"}, r"'http://127.0.0.1:8/v1\?token=\*\*\*' \(str\) is not int"),
+    ({"engine": ["https://tok3n@h/"]}, r"option 'engine' = \['https://h/'\] \(list\) is not dict"),
 ])
 def test_bad_options_are_named_with_the_fix(values, message):
     with pytest.raises(OptionError, match=message):
         check_options(Demo, values, "model hf:x")
+
+
+def test_secret_options_are_listed_and_masked_when_recorded():
+    from harness.core.options import options_secrets, recorded_options, secret_options
+
+    assert secret_options(Demo) == {"api_key"} and secret_options(None) == set()
+    values = check_options(Demo, {"api_key": "k3y-value", "device": "cuda", "engine": {"url": "http://u:p4@h"}}, "m")
+    assert recorded_options(Demo, values) == {"api_key": "***", "device": "cuda", "engine": {"url": "http://h"}}
+    assert options_secrets(Demo, values) == {"k3y-value", "p4"}
 
 
 def test_a_non_mapping_is_refused():

@@ -14,6 +14,10 @@ accepted as numbers, while `true` is never a batch size and `"no"` never a yes.
         batch_size: int = option(8, "pairs per forward", minimum=1)
 
     check_options(MyOptions, {"batch_size": "16"}, where="hf")  # -> error: int expected
+
+An option declared `secret=True` (an API key, a dict of HTTP headers) is never shown in a message and
+is masked wherever options are recorded (`recorded_options`); URLs in any option lose their credentials
+there too (harness.core.secrets).
 """
 from __future__ import annotations
 
@@ -22,6 +26,8 @@ import math
 import types
 import typing
 from typing import Any, Literal, Union
+
+from harness.core.secrets import redact, secrets_in
 
 
 class OptionError(ValueError):
@@ -133,7 +139,28 @@ def _coerce(tp: Any, value: Any) -> Any:
 
 
 def _shown(value: Any, secret: bool) -> str:
-    return "***" if secret else repr(value)
+    """A user's value as an error message may quote it: a secret never, a URL without its credentials."""
+    return "***" if secret else repr(redact(value))
+
+
+def secret_options(cls) -> set[str]:
+    """The names of the options `cls` (a declared-options dataclass, or None) declares secret."""
+    if cls is None or not dataclasses.is_dataclass(cls):
+        return set()
+    return {f.name for f in dataclasses.fields(cls) if f.metadata.get("secret", False)}
+
+
+def recorded_options(cls, values: dict) -> dict:
+    """The options as a run record may hold them: declared secrets and values under secret names masked,
+    URLs without credentials (harness.core.secrets.redact); `cls` may be None (undeclared options)."""
+    secret = secret_options(cls)
+    return {k: redact(v, k in secret, k) for k, v in (values or {}).items()}
+
+
+def options_secrets(cls, values: dict) -> set[str]:
+    """Every secret the options hold (what `recorded_options` masks), for scrubbing free text."""
+    secret = secret_options(cls)
+    return set().union(*(secrets_in(v, k in secret, k) for k, v in (values or {}).items()))
 
 
 def check_options(cls, values: dict | None, where: str) -> dict:
@@ -158,19 +185,20 @@ def check_options(cls, values: dict | None, where: str) -> dict:
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise OptionError(f"{where}: unknown option {key!r}{hint}; valid options: {', '.join(sorted(fields))}")
         meta = fields[key].metadata
+        secret = meta.get("secret", False)
         try:
             coerced = _coerce(hints[key], value)
         except TypeError:
-            raise OptionError(f"{where}: option {key!r} = {_shown(value, meta.get('secret', False))} "
+            raise OptionError(f"{where}: option {key!r} = {_shown(value, secret)} "
                               f"({type(value).__name__}) is not {type_name(hints[key])}") from None
         if isinstance(coerced, float) and not math.isfinite(coerced):
-            raise OptionError(f"{where}: option {key!r} must be a finite number, got {value!r}")
+            raise OptionError(f"{where}: option {key!r} must be a finite number, got {_shown(value, secret)}")
         lo, hi = meta.get("minimum"), meta.get("maximum")
         if isinstance(coerced, (int, float)) and not isinstance(coerced, bool):
             if lo is not None and coerced < lo or hi is not None and coerced > hi:
                 bounds = " and ".join(s for s in (f">= {lo:g}" if lo is not None else "",
                                                    f"<= {hi:g}" if hi is not None else "") if s)
-                raise OptionError(f"{where}: option {key!r} must be {bounds}, got {value!r}")
+                raise OptionError(f"{where}: option {key!r} must be {bounds}, got {_shown(value, secret)}")
         out[key] = coerced
     missing = [n for n, f in fields.items() if f.default is dataclasses.MISSING
                and f.default_factory is dataclasses.MISSING and n not in out]  # type: ignore[misc]
@@ -188,7 +216,7 @@ def check_fields(obj: Any, where: str) -> None:
         try:
             coerced = _coerce(hints[f.name], value)
         except TypeError:
-            raise OptionError(f"{where}: {f.name!r} = {value!r} ({type(value).__name__}) is not "
+            raise OptionError(f"{where}: {f.name!r} = {_shown(value, False)} ({type(value).__name__}) is not "
                               f"{type_name(hints[f.name])}") from None
         object.__setattr__(obj, f.name, coerced)
 
