@@ -15,10 +15,12 @@ wording) goes through the same request, retry and mapping code as pairs, one req
 exact rating-word log-probs in vLLM mode, the one-word answer's top-k in generic mode.
 
 Requests run on a bounded thread pool; transient failures (429, 408, 5xx, timeouts, connection
-errors) are retried (tenacity) with exponential backoff and jitter, honouring Retry-After, within a
-total deadline per request. The API key is read from an environment variable whose NAME is an
-option; its value is kept only inside the client object (never in the fingerprint, reprs, errors
-or logs).
+errors) are retried (tenacity) with exponential backoff and jitter, honouring Retry-After. `timeout`
+bounds each attempt as a whole (connect, send and every read together, `adapters.http_deadline`: a
+server trickling bytes cannot hold it longer) and `deadline` the whole request, attempts and waits.
+The API key is read from an environment variable whose NAME is an option; its value is kept only
+inside the client object and remembered by `harness.core.secrets`, so it is scrubbed, in any encoding,
+from every failure reason (servers echo rejected keys); so are credentials in `base_url` and `headers`.
 """
 from __future__ import annotations
 
@@ -29,13 +31,14 @@ import math
 import os
 import random
 import re
+import threading
 import time
 import unicodedata
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any, Callable, Literal, Optional, Sequence
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import numpy as np
 import tenacity
@@ -43,9 +46,11 @@ import tenacity
 from adapters.base import Comparator, Comparisons, OptionError, Pair
 from adapters.chat import checked_prompt
 from adapters.fingerprint import build_fingerprint, model_identity
+from adapters.http_deadline import deadline as socket_deadline
 from adapters.level_tokens import Strategy
 from harness.core.levels import LEVELS, N_LEVELS, RATING_LEVELS
-from harness.core.options import option
+from harness.core.options import option, options_secrets
+from harness.core.secrets import redact_url, remember, scrub
 
 #: the chat API caps top_logprobs at 20
 MAX_TOP_LOGPROBS = 20
@@ -172,8 +177,10 @@ def call_with_retries(send: Callable[[float], Any], policy: RetryPolicy, *, rng:
         raise PairFailure(f"{classify_error(exc)[2]} (attempt {attempts}, not retryable)") from exc
 
 
-def _short(text: str, limit: int = 200) -> str:
-    text = " ".join(str(text).split())
+def _short(text: Any, limit: int = 200) -> str:
+    """One line of at most `limit` characters, scrubbed BEFORE it is cut: a cut echo of a key (half its
+    base64, say) is no longer recognisable."""
+    text = " ".join(scrub(text).split())
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
@@ -194,8 +201,6 @@ def _top_logprobs(response: Any) -> list:
 
 
 _TOKEN_ID = re.compile(r"^token_id:(-?\d+)$")
-#: OpenAI-style keys, also as servers print them masked ("sk-proj-abc*****wxyz")
-_KEY_LIKE = re.compile(r"\bsk-[A-Za-z0-9_\-*.]{3,}")
 
 
 def levels_from_token_ids(response: Any, level_ids: Sequence[int], words: Sequence[str] = LEVELS) -> np.ndarray:
@@ -297,17 +302,6 @@ def image_data_url(image, enc: ImageEncoding = ImageEncoding()) -> str:
     return f"data:{mime};base64,{base64.b64encode(buf.getvalue()).decode('ascii')}"
 
 
-def redact_url(url: str | None) -> str | None:
-    """The base URL without any user:password part (it can hold credentials)."""
-    if not url:
-        return url
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    return urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
-
-
 # --------------------------------------------------------------------------- the adapter
 @dataclass(frozen=True)
 class _Task:
@@ -369,6 +363,8 @@ class OpenAIComparator(Comparator):
                   "(None: vllm with a base_url, else generic)")
         api_key_env: Optional[str] = option("OPENAI_API_KEY", "NAME of the environment variable holding the key "
                                                               "(None: a server without authentication)")
+        headers: Optional[dict[str, str]] = option(None, "extra HTTP headers sent with every request (e.g. a "
+                                                         "gateway's X-Api-Key); their values are secrets", secret=True)
         prompt: Optional[str] = option(None, "pair wording (None: official in vLLM mode, else generic)")
         rating_prompt: Optional[str] = option(None, "single-image wording (None: rating in vLLM mode, "
                                                     "else generic_rating)")
@@ -383,7 +379,7 @@ class OpenAIComparator(Comparator):
                                    minimum=1, maximum=MAX_TOP_LOGPROBS)
         min_prefix: int = option(3, "generic mode: shortest unique prefix read as a level word", minimum=1)
         concurrency: int = option(8, "requests in flight", minimum=1)
-        timeout: float = option(60.0, "seconds one attempt may take (> 0)")
+        timeout: float = option(60.0, "seconds one attempt may take, connect, send and every read together (> 0)")
         max_attempts: int = option(RetryPolicy.max_attempts, "tries per request", minimum=1)
         base_delay: float = option(RetryPolicy.base_delay, "first backoff in seconds", minimum=0)
         max_delay: float = option(RetryPolicy.max_delay, "longest backoff, and longest Retry-After honoured, "
@@ -401,6 +397,9 @@ class OpenAIComparator(Comparator):
             raise OptionError(f"{where}: base_url must be an http(s) URL, got {redact_url(o.base_url)!r}")
         if not o.timeout > 0:
             raise OptionError(f"{where}: option 'timeout' must be > 0, got {o.timeout!r}")
+        if o.headers is not None and not all(isinstance(k, str) and isinstance(v, str) for k, v in o.headers.items()):
+            raise OptionError(f"{where}: option 'headers' must map header names to text values, e.g. "
+                              "-o 'headers={\"X-Api-Key\": \"...\"}'")
         prompt, rating_prompt = _wordings(o)
         exact = _server(o) == "vllm"
         checked_prompt(prompt, 2, where, prefill=exact)
@@ -434,7 +433,12 @@ class OpenAIComparator(Comparator):
         self.encoding = ImageEncoding(o.max_side, o.max_bytes)
         self._rng = random.Random(o.seed)
         self._store = image_store or default_store()
-        self._client = client if client is not None else _make_client(o.base_url, o.api_key_env, o.timeout)
+        remember(*options_secrets(self.Options, asdict(o)))
+        self._closed = threading.Event()
+        self._backend = None  # the deadline backend of a client built here, to abort its requests on close
+        if client is None:
+            client, self._backend = _make_client(o.base_url, o.api_key_env, o.timeout, o.headers)
+        self._client = client
 
     def _task(self, template, rendered, words: Sequence[str], given_ids: list[int] | None, option: str) -> _Task:
         from adapters.chat import chat_template_kwargs
@@ -542,10 +546,15 @@ class OpenAIComparator(Comparator):
         if task.extra_body:
             kwargs["extra_body"] = task.extra_body
         info: dict = {}
+
+        def send(time_left: float):
+            limit = min(self.options.timeout, time_left)
+            with socket_deadline(limit):
+                return self._client.chat.completions.create(**kwargs, timeout=limit)
+
         try:
-            response, info["attempts"] = call_with_retries(
-                lambda time_left: self._client.chat.completions.create(
-                    **kwargs, timeout=min(self.options.timeout, time_left)), self.retry, rng=self._rng)
+            # a wait between attempts ends early when the adapter is closed (a run aborted, say)
+            response, info["attempts"] = call_with_retries(send, self.retry, rng=self._rng, sleep=self._closed.wait)
             if self.server == "vllm":
                 row = levels_from_token_ids(response, task.levels["ids"], task.words)
                 info["level_mass"] = float(np.exp(row).sum())  # as the transformers adapter reports it
@@ -553,21 +562,24 @@ class OpenAIComparator(Comparator):
             row, extra = levels_from_strings(response, task.words, self.options.min_prefix)
             info.update(extra)
             return row, None, info
-        except PairFailure as exc:
-            return None, self._scrub(str(exc)), info
+        except PairFailure as exc:  # servers echo (parts of) a rejected key back
+            return None, scrub(exc), info
 
-    def _scrub(self, reason: str) -> str:
-        """A failure reason safe to record: servers echo (parts of) a rejected key back."""
-        key = getattr(self._client, "api_key", None)
-        if isinstance(key, str) and len(key) >= 8:
-            reason = reason.replace(key, "***")
-        return _KEY_LIKE.sub("sk-***", reason)
+    def close(self) -> None:
+        """Ends requests still in flight at once (their sockets are shut down, their waits cut short)."""
+        self._closed.set()
+        if self._backend is not None:
+            self._backend.abort()
+            self._client.close()
 
 
-def _make_client(base_url: str | None, api_key_env: str | None, timeout: float):
-    """An `openai.OpenAI` with the SDK's own retries off: `call_with_retries` does them, within the
-    request's total deadline (the SDK's would add waits no deadline bounds); `timeout` is per attempt."""
+def _make_client(base_url: str | None, api_key_env: str | None, timeout: float, headers: dict | None = None):
+    """An `openai.OpenAI` with the SDK's own retries off (`call_with_retries` does them, within the
+    request's total deadline: the SDK's would add waits no deadline bounds), on an HTTP client whose
+    sockets honour each attempt's deadline; and that client's deadline backend."""
     import openai
+
+    from adapters.http_deadline import deadline_client
 
     if api_key_env is None:
         key = "EMPTY"  # servers without auth still need a syntactically present key
@@ -577,4 +589,7 @@ def _make_client(base_url: str | None, api_key_env: str | None, timeout: float):
             raise ValueError(f"openai adapter: the environment variable {api_key_env} (api_key_env) is not set; "
                              "export it, or pass -o api_key_env=null (api_key_env: null in YAML options) for a "
                              "server without authentication")
-    return openai.OpenAI(base_url=base_url, api_key=key, max_retries=0, timeout=timeout)
+        remember(key)
+    http_client, backend = deadline_client()
+    return openai.OpenAI(base_url=base_url, api_key=key, max_retries=0, timeout=timeout, default_headers=headers,
+                         http_client=http_client), backend

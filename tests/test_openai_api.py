@@ -22,7 +22,7 @@ from PIL import Image
 from adapters.base import Pair, compare_batch, rate_batch
 from adapters.openai_api import (UNSEEN_LEVEL_LOGPROB, ImageEncoding, OpenAIComparator, PairFailure, RetryPolicy,
                                  _make_client, call_with_retries, image_data_url, level_of, levels_from_strings,
-                                 levels_from_token_ids, parse_retry_after, redact_url)
+                                 levels_from_token_ids, parse_retry_after)
 
 try:  # the transport the installed openai client is built on
     import httpx2 as httpx
@@ -168,7 +168,7 @@ def test_the_deadline_bounds_all_attempts_and_waits_together():
 
 def test_the_client_leaves_retries_to_the_policy_and_keeps_its_per_attempt_timeout(monkeypatch):
     monkeypatch.setenv("C2S_TEST_KEY", "sk-test-key-123456")
-    client = _make_client("http://127.0.0.1:9/v1", "C2S_TEST_KEY", 7.5)
+    client, _ = _make_client("http://127.0.0.1:9/v1", "C2S_TEST_KEY", 7.5)
     assert client.max_retries == 0 and client.timeout == 7.5
 
 
@@ -196,6 +196,49 @@ def test_faults_over_real_http_are_classified_retried_and_bounded(images):
         res = comp.compare_detailed(pair)
     assert len(proxy.log) == 1 and "HTTP 429" in res.errors[0]
     assert re.search(r"deadline of 10 s reached: 1 attempt\(s\) in [\d.]+ s, the next wait of 30\.0 s", res.errors[0])
+
+
+@pytest.mark.parametrize("action, options", [
+    ("trickle", {"timeout": 1.0, "deadline": 60.0, "max_attempts": 2}),  # one byte every 0.2 s, for a minute
+    ("silent", {"timeout": 1.0, "deadline": 60.0, "max_attempts": 2}),  # never answers
+    ("trickle", {"timeout": 60.0, "deadline": 1.5, "max_attempts": 5}),  # the request's deadline cuts the attempt
+])
+def test_timeout_bounds_connect_send_and_every_read_together(images, action, options):
+    """A server that trickles its answer (each read well within any per-read timeout) or never answers
+    ends each attempt at its timeout and the request at its deadline. Only an upper bound is asserted,
+    with generous slack: before, the trickle held the request for as long as the server liked."""
+    from tests.fake_openai_server import FakeOpenAIServer
+
+    with FakeOpenAIServer([action], gap=0.2, trickle_s=60.0) as server:
+        comp = OpenAIComparator("served", base_url=server.url + "/v1", server="vllm", level_token_ids=LEVEL_IDS,
+                                api_key_env=None, base_delay=0.0, **options)
+        started = time.monotonic()
+        res = comp.compare_detailed([Pair(images[0], images[1])])
+        took = time.monotonic() - started
+        comp.close()
+    bound = min(options["timeout"] * options["max_attempts"], options["deadline"])
+    assert "request timed out" in res.errors[0] and np.isnan(res.logprobs[0]).all()
+    assert took < bound + 15.0, f"the request took {took:.1f} s, its bound is {bound:g} s"
+    assert 1 <= len(server.log) <= options["max_attempts"]
+
+
+def test_closing_the_adapter_ends_requests_in_flight(images):
+    """A request blocked on a silent server (timeout 60 s) ends soon after close(), as when a run aborts."""
+    from tests.fake_openai_server import FakeOpenAIServer
+
+    with FakeOpenAIServer(["silent"]) as server:
+        comp = OpenAIComparator("served", base_url=server.url + "/v1", server="vllm", level_token_ids=LEVEL_IDS,
+                                api_key_env=None, timeout=60.0, deadline=120.0, base_delay=5.0, max_delay=10.0)
+        result: list = []
+        worker = threading.Thread(target=lambda: result.append(comp.compare_detailed([Pair(images[0], images[1])])))
+        worker.start()
+        waited = time.monotonic()
+        while not server.log and time.monotonic() - waited < 60:  # until the request is in flight
+            time.sleep(0.01)
+        comp.close()
+        worker.join(timeout=30)
+    assert not worker.is_alive(), "close() left the request running"
+    assert result and result[0].errors[0] is not None
 
 
 # --------------------------------------------------------------------------- log-probs
@@ -262,10 +305,6 @@ def test_data_url_shrinks_long_images_and_falls_back_to_jpeg():
     assert head == "data:image/jpeg;base64" and back.size == (300, 300)
     with pytest.raises(ValueError, match="does not fit in max_bytes=2000"):
         image_data_url(rgb(500, 500), ImageEncoding(max_bytes=2000))
-
-
-def test_redact_url_drops_credentials():
-    assert redact_url("http://user:pw@127.0.0.1:8000/v1") == "http://127.0.0.1:8000/v1"
 
 
 # --------------------------------------------------------------------------- the adapter
