@@ -247,7 +247,7 @@ def run_in_env(python: str, model: str, batches: Sequence[Sequence[Pair]], optio
             raise RuntimeError(f"vLLM subprocess ({python}) {why}; log tail:\n{tail}")
         result = json.loads(answer.read_text())
     for b in result["batches"] + result["rating_batches"]:
-        b["logprobs"] = np.array([[math.nan if v is None else v for v in row] for row in b["logprobs"]],
+        b["logprobs"] = np.array([[math.nan if v is None else float(v) for v in row] for row in b["logprobs"]],
                                  dtype=np.float64).reshape(-1, N_LEVELS)
     return result
 
@@ -408,7 +408,9 @@ def _serve_job(job_path: str, answer_path: str) -> None:
             seconds = time.perf_counter() - t
             after = comp.prefix_cache_stats()
             answer[key].append({
-                "logprobs": [[None if not math.isfinite(v) else v for v in row] for row in res.logprobs.tolist()],
+                # strict JSON: NaN (a failed pair) as null, -inf (probability 0) as the string "-inf"
+                "logprobs": [[None if math.isnan(v) else v if math.isfinite(v) else str(v) for v in row]
+                             for row in res.logprobs.tolist()],
                 "errors": res.errors, "seconds": seconds,
                 "prefix_cache": {k: after[k] - before[k] for k in after}})
     Path(answer_path).write_text(json.dumps(answer))
