@@ -132,6 +132,7 @@ def test_an_image_replaced_while_judged_is_not_stored_under_its_old_hash(tmp_pat
 # --- b. invalid rows are judged again and replaced -----------------------------------------------------------
 
 GOOD = np.log([0.1, 0.2, 0.4, 0.2, 0.1])
+ROW = np.log(np.full(5, 0.2))
 TAMPERED = {
     "nan": np.full(5, np.nan).tobytes(),
     "one nan": np.where(np.arange(5) == 2, np.nan, GOOD).tobytes(),
@@ -200,13 +201,13 @@ WAY_OUT = r"move it aside \(mv (\S+) \1\.broken\) or give --cache NEW\.sqlite"
 
 
 def real_cache(path, n=3000):
-    rows = [(f"{i:06d}" * 8, "anchor" * 10, np.log(np.full(5, 0.2)), {"i": i}) for i in range(n)]
+    rows = [(f"{i:06d}" * 8, "anchor" * 10, ROW, {"i": i}) for i in range(n)]
     with PairCache(path) as c:
         c.put_many("fp", "pr", rows)
     return [r[:2] for r in rows]
 
 
-@pytest.mark.parametrize("pages", [[1, 2], [3, 7, 11], list(range(20, 60))])
+@pytest.mark.parametrize("pages", [[1, 2], [3, 7, 11], list(range(20, 60)), [5], [100]])
 def test_a_damaged_cache_is_one_message_with_the_way_out(tmp_path, pages):
     path = tmp_path / "c.sqlite"
     keys = real_cache(path)
@@ -217,11 +218,23 @@ def test_a_damaged_cache_is_one_message_with_the_way_out(tmp_path, pages):
             f.write(rng.integers(0, 256, 4096, dtype=np.uint8).tobytes())
     with pytest.raises(ValueError, match=WAY_OUT):
         with PairCache(path) as c:
-            hits = c.get_many("fp", "pr", keys)
-            assert len(hits.found) + len(hits.invalid) == len(keys)   # damage that reads back fine is still caught
-            c.put_many("fp", "pr", [(k[0], "new", np.log(np.full(5, 0.2)), {}) for k in keys])
-            assert c.integrity_check() == "ok"
-            raise ValueError("the damage went unnoticed: move it aside (mv x x.broken) or give --cache NEW.sqlite")
+            c.get_many("fp", "pr", keys)
+            c.put_many("fp", "pr", [(k[0], "new", ROW, {}) for k in keys])
+
+
+@pytest.mark.parametrize("garbage", [b"\xff" * 8, b"\x00" * 16, np.float64(0.5).tobytes(), np.float64(1e308).tobytes()])
+def test_damage_sqlite_cannot_see_is_caught_by_the_row_check(tmp_path, garbage):
+    path = tmp_path / "c.sqlite"
+    keys = real_cache(path)
+    data = bytearray(path.read_bytes())
+    at = data.index(ROW.tobytes(), 4096 * 50) + 8   # inside one stored row, deep in the file
+    data[at:at + len(garbage)] = garbage
+    path.write_bytes(bytes(data))
+    with PairCache(path) as c:
+        hits = c.get_many("fp", "pr", keys)
+        assert c.integrity_check() == "ok"    # SQLite sees nothing wrong
+    assert len(hits.invalid) == 1 and len(hits.found) == len(keys) - 1
+    assert all(np.array_equal(v, ROW) for v in hits.found.values())
 
 
 def sqlite_file(path, *statements):
@@ -344,7 +357,6 @@ class Holder:
         self.con.close()
 
 
-ROW = np.log(np.full(5, 0.2))
 
 
 def test_a_write_waits_for_the_lock_with_progress_and_loses_nothing(tmp_path):
