@@ -377,6 +377,13 @@ def test_files_of_the_wrong_kind(world, capsys, argv):
     _outcome([a.replace("{root}", str(root)) for a in argv], capsys)
 
 
+@pytest.mark.parametrize("base", ["file:///c2s-fuzz/{foo}", "file:///c2s-fuzz/{0}", "file:///c2s-fuzz/{revision.x}",
+                                  "file:///c2s-fuzz/{", "file:///c2s-fuzz/}{revision}", "abc", ""])
+def test_fetch_from_a_base_url_that_is_no_format_string(capsys, tmp_path, base):
+    _error(["datasets", "fetch", "--dest", str(tmp_path / "splits"), "--base-url", base], capsys,
+           "c2s datasets: error: 90 of 90 official split files could not be fetched from")
+
+
 # --- the fuzz -------------------------------------------------------------------------------------
 
 def _templates(root: Path, run_dir: Path) -> list[list[str]]:

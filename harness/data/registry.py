@@ -184,7 +184,7 @@ def fetch_official_splits(dest=None, *, base_url: str = OFFICIAL_BASE_URL, revis
     reported together.
     """
     dest = Path(dest) if dest is not None else default_splits_dir()
-    base = base_url.format(revision=revision).rstrip("/")
+    base = base_url.replace("{revision}", revision).rstrip("/")  # only that placeholder: "{x}" is no format field
     sums = official_checksums()
     failed: dict[str, list[str]] = {}  # reason -> files: a reason shared by 90 files is said once
     unreachable = None
