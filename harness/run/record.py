@@ -39,7 +39,7 @@ from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter
 
 from harness import __version__
 from harness.core.anchors import AnchorSet
-from harness.core.jsontext import strict_json
+from harness.core.jsontext import parse_json, strict_json
 from harness.core.levels import LEVELS, N_LEVELS
 from harness.core.pairs import Pair
 from harness.core.profiles import Profile
@@ -220,6 +220,8 @@ class SplitMetrics(_Schema):
     rmse_logistic: Real
     logistic_ok: bool
     logistic_message: str = ""
+    #: why every metric above is undefined (null), e.g. constant predictions; "" when they are defined
+    undefined: str = ""
     #: percentile bootstrap intervals, with --bootstrap only
     srcc_ci95: tuple[Real, Real] | None = None
     plcc_ci95: tuple[Real, Real] | None = None
@@ -428,7 +430,7 @@ def _read_json(path: Path) -> dict:
     if not path.is_file():
         raise RunFolderError(f"{path.parent}: missing {path.name}; is this a run folder (results/runs/<run-id>/)?")
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
+        doc = parse_json(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise RunFolderError(f"{path}: not valid JSON ({exc})") from None
     if not isinstance(doc, dict):
