@@ -10,8 +10,9 @@ version 1 (the same files, written before versions existed; its JSON may hold Na
 in memory and read. A folder from a newer version is refused. Any change to the files bumps
 FORMAT_VERSION and adds an upgrade step from the version before to `_UPGRADES`.
 
-Writing is atomic: the whole folder is written beside its target and renamed into place, so a
-crash never leaves new and old files mixed. JSON is strict (no NaN or Infinity: null instead);
+Writing is atomic: the whole folder (reports and plots included, through `write_run`'s `complete`)
+is written into a hidden sibling and renamed into place, so a crash or a full disk never leaves new
+and old files mixed. A run id names exactly one folder inside the output folder (`check_run_id`). JSON is strict (no NaN or Infinity: null instead);
 CSV floats are written as repr, the shortest text that parses back to the same bits (rescore
 reproduces a run's metrics bit for bit from them).
 """
@@ -44,7 +45,7 @@ from harness.core.levels import LEVELS, N_LEVELS
 from harness.core.pairs import Pair
 from harness.core.profiles import Profile
 from harness.core.vocabulary import ALL, MODES, ORDERS, SUMMARIES
-from harness.data.datasets import Dataset, Record
+from harness.data.datasets import Dataset, Problem, Record, ValidationReport
 from harness.run.evaluation import SUMMARY_METRICS, DatasetRun, summary_splits
 from harness.run.judging import Judged
 from harness.run.scoring import pair_preference
@@ -60,7 +61,28 @@ class RunFolderError(ValueError):
 # --- run identity and provenance ------------------------------------------------------------------
 
 def slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-")[:60] or "run"
+    """A file-name-safe fragment; no leading dot (a hidden folder is not a run)."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-").lstrip(".")[:60] or "run"
+
+
+#: the longest run id, in UTF-8 bytes: the hidden temporary name beside it must fit in a file name (255)
+MAX_RUN_ID = 200
+
+
+def check_run_id(run_id) -> str:
+    """A run id names exactly one folder inside the output folder: no path separator, no leading dot
+    (".", ".." and hidden names), no control character, not empty, at most MAX_RUN_ID bytes."""
+    why = ("is not text" if not isinstance(run_id, str) else "is empty" if not run_id
+           else "holds a path separator" if "/" in run_id or "\\" in run_id
+           else "starts with a dot" if run_id.startswith(".")
+           else "holds a control character" if any(ord(c) < 32 or ord(c) == 127 for c in run_id)
+           else f"is {len(run_id.encode('utf-8', 'replace'))} bytes long (at most {MAX_RUN_ID})"
+           if len(run_id.encode("utf-8", "replace")) > MAX_RUN_ID else None)
+    if why:
+        raise ValueError(f"run id {run_id!r} {why}: a run id names one folder inside --out (e.g. letters, digits, "
+                         f"'.', '-', '_'; no leading dot, at most {MAX_RUN_ID} bytes); choose another --run-id "
+                         "(run_id: in YAML)")
+    return run_id
 
 
 def short_digest(obj) -> str:
@@ -529,8 +551,8 @@ class RunRecord:
                       [r.error or None for r in rows], np.array([r.cached for r in rows], dtype=bool))
 
     def dataset_runs(self) -> tuple[list[DatasetRun], list[str]]:
-        """The datasets of the run, rebuilt from scores.csv and the manifest (no image is opened),
-        and the test images in the order they were scored."""
+        """The datasets of the run, rebuilt from scores.csv and the manifest (no image is opened; the items
+        dropped as bad stay listed), and the test images in the order they were scored."""
         info = {d.name: d for d in self.manifest.datasets}
         recs: dict[str, dict[str, Record]] = {name: {} for name in info}
         tests: dict[str, None] = {}
@@ -544,8 +566,17 @@ class RunRecord:
                                                   row.group, tuple(row.extra.items()))
             tests[row.path] = None
         dsruns = [DatasetRun(Dataset(name=name, root=Path(d.root), records=list(recs[name].values()),
-                                     higher_is_better=d.higher_is_better), d.summary_over) for name, d in info.items()]
+                                     higher_is_better=d.higher_is_better,
+                                     report=ValidationReport(name, len(recs[name]), [], list(map(_problem, d.dropped)),
+                                                             checked_files=False)), d.summary_over)
+                  for name, d in info.items()]
         return dsruns, list(tests)
+
+
+def _problem(text: str) -> Problem:
+    """A dropped item as recorded (`str(Problem)`: "kind: where: detail"), back as a Problem of the same text."""
+    kind, where, detail = text.split(": ", 2) if text.count(": ") >= 2 else ("dropped", "-", text)
+    return Problem(kind, where, detail)
 
 
 def read_run(run_dir) -> RunRecord:
@@ -578,10 +609,57 @@ def run_dirs_in(folder) -> list[Path]:
     return sorted(p for p in Path(folder).iterdir() if is_run_dir(p))
 
 
+#: the hidden folders `write_run` works in: `.ID.tmp-PID-HEX` (being written) and `.ID.old-PID-HEX`
+#: (the previous folder, moved aside until the new one is in place)
+_WORK_DIR = re.compile(r"\.(?P<run>.+)\.(?P<kind>tmp|old)-\d+-[0-9a-f]{8}")
+
+
+def leftover_of(path) -> str | None:
+    """The run id whose write left this hidden working folder (a killed or failing writer), else None."""
+    m = _WORK_DIR.fullmatch(Path(path).name)
+    return m["run"] if m else None
+
+
+def leftovers_in(folder) -> list[Path]:
+    """Working folders of `write_run` directly inside `folder`: never runs; left by an interrupted write
+    (or belonging to one in progress), to delete once no c2s process writes there."""
+    return sorted(p for p in Path(folder).iterdir() if p.is_dir() and leftover_of(p))
+
+
+def check_outputs(outputs, inputs, fix: str = "choose an output outside the inputs", what: str = "--out") -> None:
+    """Refuse outputs that would write over an input (inputs are never written): an output (a file, or a
+    folder replaced as a whole) that is an input, through a symbolic or hard link too, holds an input, or
+    lies inside an input folder (a run folder, a dataset folder)."""
+    resolved = [(str(given), Path(given).resolve()) for given in inputs]
+    for output in outputs:
+        out = Path(output).resolve()
+        linked = out.stat() if out.is_file() else None
+        for given, r in resolved:
+            same = out == r or out.is_relative_to(r) or r.is_relative_to(out)
+            if not same and linked is not None:
+                try:
+                    same = os.path.samestat(linked, r.stat())
+                except OSError:  # an input that does not exist (a failed image) is nothing to write over
+                    pass
+            if same:
+                raise ValueError(f"{what} {output} would write over the input {given}: inputs are never written; {fix}")
+
+
+def check_not_leftover(path) -> None:
+    """Refuse to read a working folder of `write_run` as a run (`leftover_of`)."""
+    run_id = leftover_of(path)
+    if run_id is not None:
+        raise RunFolderError(f"{path} is an unfinished folder of an interrupted write of run {run_id!r}, not a run: "
+                             f"use {Path(path).parent / run_id} instead, and delete {Path(path).name} once no c2s "
+                             "process writes there")
+
+
 def write_run(run_dir, manifest: Manifest, metrics: Metrics, scores: list[ScoreRow],
-              comparisons: list[ComparisonRow]) -> Path:
+              comparisons: list[ComparisonRow], *, complete=None) -> Path:
     """Write a whole run folder atomically: into a hidden sibling first, then renamed into place (an
-    existing folder of the same run is replaced only once the new one is complete)."""
+    existing folder of the same run is replaced only once the new one is complete). `complete(folder)`,
+    if given, adds to the folder before it appears (the caller's report and plots: this layer does not
+    know them)."""
     run_dir = Path(run_dir)
     if manifest.run_id != metrics.run_id:
         raise ValueError(f"manifest run {manifest.run_id!r} and metrics run {metrics.run_id!r} differ")
@@ -593,6 +671,8 @@ def write_run(run_dir, manifest: Manifest, metrics: Metrics, scores: list[ScoreR
         _write_csv(tmp / COMPARISONS, comparisons)
         _write_json(tmp / METRICS, metrics.model_dump(exclude_none=True))
         _write_json(tmp / MANIFEST, manifest.model_dump())
+        if complete is not None:
+            complete(tmp)
         _replace_dir(tmp, run_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
