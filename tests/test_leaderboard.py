@@ -18,6 +18,10 @@ from tests.test_reports import assert_md_tables_well_formed, corr, edit_json, ma
 
 #: the anchor set of make_run's runs, as a leaderboard row shows it
 ANCHORS = "koniq-default (feedbeef)"
+#: nine items left out by --drop-bad, as a manifest lists them
+DROPPED = [f"missing file: gone{k}.png: not found at /data/gone{k}.png" for k in range(6)] + [
+    "duplicate: a.png: same image as record 0", "unreadable row: line 9: score is not a number ('x')",
+    "bad image: b.png: not an image"]
 
 
 def strict_json(text: str):
@@ -47,9 +51,10 @@ def runs(tmp_path):
                                                                     "b_live_s", "b_live_p")}
     v["b_live_s"] = [x + 0.2 for x in v["a_live_s"]][:7]        # model B better on LIVE SRCC, 7 splits
     v["b_live_p"] = [x - 0.2 for x in v["a_live_p"]][:7]        # ... and worse on PLCC
+    # LIVE: 3 images failed, 9 items dropped as bad (--drop-bad); up to 2 images left out of a split's numbers
     a1 = make_run(tmp_path, "a-1", {"LIVE": _dataset(v["a_live_s"], v["a_live_p"], n_failed=3, dropped=[0, 2] * 5),
                                     "CSIQ": _dataset(v["a_csiq_s"], v["a_csiq_p"])},
-                  label="Model A", created="2026-11-26T06:00:00+00:00")
+                  label="Model A", created="2026-11-26T06:00:00+00:00", dropped={"LIVE": DROPPED})
     a2 = make_run(tmp_path, "a-2", {"KonIQ": _dataset([0.81], [0.83])}, label="Model A",
                   created="2026-11-26T07:00:00+00:00")
     b1 = make_run(tmp_path, "b-1", {"LIVE": _dataset(v["b_live_s"], v["b_live_p"]),
@@ -68,7 +73,7 @@ def test_rows_merge_and_cells_hold_medians_over_splits(runs):
     assert math.isclose(live.stats["srcc"].median, statistics.median(v["a_live_s"]), abs_tol=1e-12)
     assert math.isclose(live.stats["srcc"].sd, statistics.stdev(v["a_live_s"]), abs_tol=1e-12)
     assert math.isclose(live.stats["plcc_logistic"].median, statistics.median(v["a_live_p"]), abs_tol=1e-12)
-    assert (live.n_failed, live.n_dropped, live.n_splits, live.run_id) == (3, 2, 10, "a-1")
+    assert (live.n_failed, live.n_dropped, live.n_splits, live.run_id) == (3, 9, 10, "a-1")
     assert lb.cell(a, "KonIQ").run_id == "a-2"
     # best per column: B on LIVE SRCC, A on LIVE PLCC; KonIQ SRCC 0.81 vs 0.8104 tie at 3 decimals
     assert lb.cell(b, "LIVE").best == {"srcc": True, "plcc_logistic": False}
@@ -90,7 +95,7 @@ def test_markdown_table(runs, tmp_path):
     row_b = next(line for line in lines if line.startswith("| Model B \\| v2 |"))
     assert row_a == ("| Model A | paper | soft | koniq-default (feedbeef) | " + _expected(v["a_live_s"]) + " | **"
                      + _expected(v["a_live_p"])
-                     + "** | 3 / 2 | **" + _expected(v["a_csiq_s"]) + "** | **" + _expected(v["a_csiq_p"])
+                     + "** | 3 / 9 | **" + _expected(v["a_csiq_s"]) + "** | **" + _expected(v["a_csiq_p"])
                      + "** | 0 / 0 | **0.810** | **0.830** | 0 / 0 |")
     assert row_b == ("| Model B \\| v2 | official | soft | koniq-default (feedbeef) | **" + _expected(v["b_live_s"])
                      + "** | " + _expected(v["b_live_p"]) + " | 0 / 0 | – | – | – | **0.810** | 0.500 | 0 / 0 |")
@@ -107,17 +112,19 @@ def test_html_csv_json_hold_the_same_content(runs, tmp_path):
     strong = sorted(s.text for s in root.iter("strong"))
     assert strong == sorted([_expected(v["a_live_p"]), _expected(v["a_csiq_s"]), _expected(v["a_csiq_p"]),
                              "0.810", "0.830", _expected(v["b_live_s"]), "0.810"])
-    assert "Model B | v2" in "".join(root.itertext()) and "3 / 2" in "".join(root.itertext())
+    assert "Model B | v2" in "".join(root.itertext()) and "3 / 9" in "".join(root.itertext())
     with paths[2].open() as fh:
         rows = list(csv.DictReader(fh))
     assert len(rows) == 5
     live_a = next(r for r in rows if r["model_label"] == "Model A" and r["dataset"] == "LIVE")
     assert float(live_a["srcc_median"]) == statistics.median(v["a_live_s"])
-    assert (live_a["n_failed"], live_a["n_dropped_max_per_split"], live_a["plcc_logistic_best"]) == ("3", "2", "True")
+    assert (live_a["n_failed"], live_a["n_dropped"], live_a["plcc_logistic_best"]) == ("3", "9", "True")
     doc = strict_json(paths[3].read_text())
     assert doc["datasets"] == ["LIVE", "CSIQ", "KonIQ"] and len(doc["cells"]) == 5
     koniq_a = next(c for c in doc["cells"] if c["model_label"] == "Model A" and c["dataset"] == "KonIQ")
     assert koniq_a["srcc_median"] == 0.81 and koniq_a["srcc_sd"] is None and koniq_a["srcc_best"] is True
+    live_a = next(c for c in doc["cells"] if c["model_label"] == "Model A" and c["dataset"] == "LIVE")
+    assert (live_a["n_failed"], live_a["n_dropped"]) == (3, 9)
 
 
 def test_duplicate_row_and_dataset(runs, tmp_path):
@@ -171,12 +178,13 @@ def test_runner_style_summary_over_and_unranked(tmp_path):
     spaq = {"higher_is_better": True, "n_images": 100, "n_failed": 0, "summary_over": "all",
             "splits": {"all": corr(0.77, 0.78), "1": corr(0.1, 0.1)}}
     mine = {"higher_is_better": True, "n_images": 7, "n_failed": 0, "summary_over": "all", "splits": {}}
-    run = make_run(tmp_path, "r", {"LIVE": live, "SPAQ": spaq, "mine": mine}, label="M")
+    run = make_run(tmp_path, "r", {"LIVE": live, "SPAQ": spaq, "mine": mine}, label="M", dropped={"LIVE": DROPPED[:2]})
     lb = build_leaderboard([run])
     row = RowKey("M", "paper", "soft", ANCHORS)
     assert lb.datasets == ["LIVE", "SPAQ"] and lb.unranked == [(row, "mine")]
     c = lb.cell(row, "LIVE")
-    assert c.text("srcc") == _expected([0.50, 0.70, 0.60]) and (c.n_splits, c.n_dropped) == (3, 4)
+    # dropped: the items --drop-bad left out, not the images a split leaves out of its correlations
+    assert c.text("srcc") == _expected([0.50, 0.70, 0.60]) and (c.n_splits, c.n_failed, c.n_dropped) == (3, 5, 2)
     assert lb.cell(row, "SPAQ").text("srcc") == "0.770" and lb.cell(row, "SPAQ").n_splits == 1
     md, js = write_leaderboard(lb, tmp_path / "lb", formats=("md", "json"))
     assert ("Not ranked (no ground-truth scores): M (paper, soft, anchors koniq-default (feedbeef)) on mine."

@@ -60,11 +60,12 @@ def synthetic_dataset(seed, n_images=60, splits=("1", "2", "3"), n_failed=0, hig
 
 
 def make_run(root, run_id, datasets, *, label="tiny-model", profile="paper", mode="soft",
-             created="2026-11-26T06:00:00+00:00", scores=None, counts=None) -> Path:
+             created="2026-11-26T06:00:00+00:00", scores=None, counts=None, dropped=None) -> Path:
     """Write a run folder through the run record's writer.
 
     datasets: name -> metrics.json entry (summary_over "splits" unless given; the summary over
-    splits is computed the runner's way); scores: name -> scores.csv rows (without dataset, path).
+    splits is computed the runner's way); scores: name -> scores.csv rows (without dataset, path);
+    dropped: name -> the items --drop-bad left out (manifest.json).
     """
     entries = {}
     for name, d in datasets.items():
@@ -81,7 +82,8 @@ def make_run(root, run_id, datasets, *, label="tiny-model", profile="paper", mod
                             mos=[1.5, 2.75, 4.0], std=[0.2, 0.3, 0.25], digest="feedbeef", fixed_matrix=None,
                             matrix_source="comparator", matrix=None),
         datasets=[DatasetInfo(name=n, root="/data", n_images=d["n_images"], higher_is_better=d["higher_is_better"],
-                              splits=list(d["splits"]), summary_over=d["summary_over"], dropped=[])
+                              splits=list(d["splits"]), summary_over=d["summary_over"],
+                              dropped=(dropped or {}).get(n, []))
                   for n, d in entries.items()],
         versions={"numpy": np.__version__, "torch": "2.14.1"}, git_revision="abc1234",
         timings={"plan": 0.01, "compare": 12.5, "solve": 0.2},
@@ -162,12 +164,45 @@ def test_report_shows_the_run_metrics_and_failures(two_dataset_run):
     srcc = [c["srcc"] for c in datasets["LIVE"]["splits"].values()]
     expected = f"{_f3(statistics.median(srcc))} ± {_f3(statistics.stdev(srcc))}"
     summary_row = next(line for line in md.splitlines() if line.startswith("| LIVE |"))
-    assert summary_row.startswith("| LIVE | 60 | **3** | 4 splits | " + expected + " |"), summary_row
+    assert summary_row.startswith("| LIVE | 60 | **3** | 0 | 4 splits | " + expected + " |"), summary_row
     koniq_row = next(line for line in md.splitlines() if line.startswith("| KonIQ \\| test |"))
     assert "±" not in koniq_row and f"| {_f3(datasets['KonIQ | test']['splits']['all']['srcc'])} |" in koniq_row
     # plots linked by relative path, files present
     links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", md)
     assert len(links) == 2 and all(not Path(p).is_absolute() and (run_dir / p).stat().st_size > 0 for p in links)
+
+
+def test_every_dropped_item_is_counted_and_listed(tmp_path):
+    """Items --drop-bad left out, over two datasets: each counted (total and per dataset), listed up to the
+    listing limit, never confused with the images a split leaves out of its correlations."""
+    from harness.report.reports import MAX_FAILED_LISTED
+
+    rows, ds = synthetic_dataset(4, n_images=30, splits=("1", "2"), n_failed=2)
+    many = ["unreadable row: line 4: score is not a number ('<b>')"] + [
+        f"missing file: gone{k}.png: not found at /data/gone{k}.png" for k in range(MAX_FAILED_LISTED + 2)]
+    few = ["duplicate: x | y.png: same image as record 0", "bad image: z.png: not an image"]
+    run_dir = make_run(tmp_path, "r", {"LIVE": ds, "CSIQ": synthetic_dataset(5, n_images=20)[1]},
+                       scores={"LIVE": rows}, dropped={"LIVE": many, "CSIQ": few})
+    md_path, html_path = write_report(run_dir)
+    md = md_path.read_text()
+    assert_md_tables_well_formed(md)
+    total = len(many) + len(few)
+    assert f"**DROPPED: {total} dataset item(s) left out as bad (--drop-bad) before scoring" in md.split("## Results")[0]
+    assert f"{total} dataset item(s) left out as bad (--drop-bad), the first {MAX_FAILED_LISTED} listed" in md
+    listed = md.split("## Dropped items")[1].split("## Pair counts")[0]
+    assert sum(line.startswith("| LIVE |") for line in listed.splitlines()) == MAX_FAILED_LISTED
+    assert "| LIVE | missing file: gone0.png: not found at /data/gone0.png |" in listed
+    assert next(line for line in md.splitlines() if line.startswith("| LIVE |")).startswith("| LIVE | 30 | **2** | "
+                                                                                            f"**{len(many)}** |")
+    assert next(line for line in md.splitlines() if line.startswith("| CSIQ |")).startswith("| CSIQ | 20 | 0 | **2** |")
+    assert f"**{len(many)} items dropped as bad**" in md and "| Split | n | Left out |" in md
+    html = html_path.read_text()
+    ET.fromstring(html)
+    assert f"DROPPED: {total} dataset item(s)" in html and "score is not a number (&#39;&lt;b&gt;&#39;)" in html
+    # a dataset without dropped items says so
+    clean = make_run(tmp_path, "clean", {"LIVE": ds}, scores={"LIVE": rows})
+    md = write_report(clean)[0].read_text()
+    assert "DROPPED" not in md and md.split("## Dropped items")[1].split("##")[0].strip() == "None."
 
 
 def test_report_html_is_well_formed_and_escaped(two_dataset_run):
@@ -202,7 +237,7 @@ def test_dataset_with_every_image_failed_is_reported_without_plot(tmp_path):
                                "images_failed": 10})
     md = write_report(run_dir)[0].read_text()
     assert "No plot: no image of this dataset has both a score and a MOS." in md
-    assert "10 failed image(s):" in md and "| BID | 10 | **10** | all | n/a (1 undefined split) |" in md
+    assert "10 failed image(s):" in md and "| BID | 10 | **10** | 0 | all | n/a (1 undefined split) |" in md
 
 
 def test_a_malformed_run_folder_gets_no_report(tmp_path):
@@ -238,12 +273,12 @@ def test_runner_style_summary_over_splits_or_all(tmp_path):
     md = write_report(run_dir)[0].read_text()
     named = [over_splits["splits"][s]["srcc"] for s in ("1", "2", "3")]
     csiq = next(line for line in md.splitlines() if line.startswith("| CSIQ |"))
-    assert csiq.startswith(f"| CSIQ | 60 | 0 | 3 splits | {_f3(statistics.median(named))} ± "
+    assert csiq.startswith(f"| CSIQ | 60 | 0 | 0 | 3 splits | {_f3(statistics.median(named))} ± "
                            f"{_f3(statistics.stdev(named))} |"), csiq
     kadid = next(line for line in md.splitlines() if line.startswith("| KADID |"))
-    assert kadid.startswith(f"| KADID | 60 | 0 | all | {_f3(over_all['splits']['all']['srcc'])} |"), kadid
-    assert f"| TID | 60 | 0 | 1 split | {_f3(one_split['splits']['1']['srcc'])} |" in md
-    assert "| mine | 4 | 0 | - | no MOS |" in md and "No ground-truth scores for this dataset" in md
+    assert kadid.startswith(f"| KADID | 60 | 0 | 0 | all | {_f3(over_all['splits']['all']['srcc'])} |"), kadid
+    assert f"| TID | 60 | 0 | 0 | 1 split | {_f3(one_split['splits']['1']['srcc'])} |" in md
+    assert "| mine | 4 | 0 | 0 | - | no MOS |" in md and "No ground-truth scores for this dataset" in md
     assert sorted(p.name for p in (run_dir / "plots").iterdir()) == ["scatter_CSIQ_all.png", "scatter_KADID_all.png",
                                                                     "scatter_TID_1.png"]
 

@@ -7,7 +7,8 @@ side; so is the scope: a run limited to the first N images of each dataset (`--l
 row, labelled, never merged with the full run of the same model. Runs of the same row covering
 different datasets merge into one row; the same row and dataset twice is a conflict (which number
 would be right?) and raises unless the caller asks to keep the newest run. Each cell carries its
-failed and dropped image counts, shown in every format.
+failed and dropped counts, shown in every format: images that could not be scored, and dataset items
+left out as bad (`--drop-bad`), so a number over fewer images never passes for the whole dataset.
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from pathlib import Path
 from harness.core.vocabulary import LEADERBOARD_FORMATS
 from harness.core.jsontext import strict_json
 from harness.report.reports import ci_text, headline_ci, summary_text, template_env
-from harness.run.record import Aggregate, DatasetMetrics, RunRecord, read_run
+from harness.run.record import Aggregate, DatasetMetrics, RunRecord, check_outputs, read_run
 
 FORMATS = LEADERBOARD_FORMATS
 #: decimals shown; "best" is decided on the shown values so ties in print are ties in bold
@@ -34,8 +35,8 @@ NOTES = (f"SRCC and PLCC (after the 4-parameter logistic fit): median over each 
          "[low, high]: 95% percentile bootstrap interval (runs with --bootstrap N, where the headline is one "
          "group of images). Anchors: the anchor set's name and digest (runs differing only in anchors are separate "
          "rows). \"limited to first N\": a --limit run, never merged with a full one. "
-         "\"failed / dropped\": images of the dataset that could not be scored / the most images left out of any "
-         "one split's correlations. –: not evaluated.")
+         "\"failed / dropped\": images of the dataset that could not be scored / dataset items left out as bad "
+         "(--drop-bad; listed in the run's report). –: not evaluated.")
 
 
 @dataclass(frozen=True)
@@ -66,7 +67,7 @@ class Cell:
     created: str
     n_images: int
     n_failed: int
-    #: the most images left out of any one split's correlations
+    #: dataset items left out as bad before scoring (--drop-bad)
     n_dropped: int
     n_splits: int
     stats: dict[str, Aggregate]
@@ -88,6 +89,8 @@ class Leaderboard:
     cells: dict[tuple[RowKey, str], Cell]
     #: (row, dataset) scored without ground truth: listed under the table, not ranked
     unranked: list = field(default_factory=list)
+    #: the run folders read (never written over by `write_leaderboard`)
+    run_dirs: list[Path] = field(default_factory=list)
 
     def cell(self, row: RowKey, dataset: str) -> Cell | None:
         return self.cells.get((row, dataset))
@@ -107,16 +110,16 @@ class Leaderboard:
                     rec.update({f"{key}_median": s.median, f"{key}_sd": s.sd, f"{key}_n_splits": s.n,
                                 f"{key}_ci95_low": lo, f"{key}_ci95_high": hi, f"{key}_best": c.best[key]})
                 rec.update({"n_splits": c.n_splits, "n_images": c.n_images, "n_failed": c.n_failed,
-                            "n_dropped_max_per_split": c.n_dropped, "run_id": c.run_id, "run_dir": c.run_dir,
+                            "n_dropped": c.n_dropped, "run_id": c.run_id, "run_dir": c.run_dir,
                             "created": c.created})
                 out.append(strict_json(rec))  # no portable NaN in CSV or JSON: empty / null
         return out
 
 
 def _cell(run: RunRecord, name: str, ds: DatasetMetrics) -> Cell:
-    dropped = [ds.splits[s].n_dropped for s in ds.over]
+    dropped = sum(len(d.dropped) for d in run.manifest.datasets if d.name == name)
     return Cell(run_id=run.metrics.run_id, run_dir=str(run.run_dir), created=run.manifest.created,
-                n_images=ds.n_images, n_failed=ds.n_failed, n_dropped=max(dropped), n_splits=len(ds.over),
+                n_images=ds.n_images, n_failed=ds.n_failed, n_dropped=dropped, n_splits=len(ds.over),
                 stats={key: ds.summary[key] for key, _ in CELL_METRICS},
                 ci95={key: headline_ci(ds, key) for key, _ in CELL_METRICS})
 
@@ -178,7 +181,7 @@ def build_leaderboard(run_dirs, keep_latest: bool = False) -> Leaderboard:
     if not cells:
         raise ValueError(f"build_leaderboard: the runs {[str(p) for p in run_dirs]} hold no dataset with "
                          "ground-truth scores to rank")
-    lb = Leaderboard(rows, datasets, cells, unranked)
+    lb = Leaderboard(rows, datasets, cells, unranked, run_dirs)
     _mark_best(lb)
     return lb
 
@@ -190,12 +193,14 @@ def _context(lb: Leaderboard) -> dict:
 
 
 def write_leaderboard(lb: Leaderboard, out_dir, formats=FORMATS) -> list[Path]:
-    """Write `leaderboard.<fmt>` for each requested format into `out_dir`; returns the paths."""
+    """Write `leaderboard.<fmt>` for each requested format into `out_dir`; returns the paths. A table
+    is never written over or into one of the run folders read."""
     formats = tuple(formats)
     unknown = [f for f in formats if f not in FORMATS]
     if unknown or not formats:
         raise ValueError(f"write_leaderboard: unknown format(s) {unknown}; choose from {FORMATS}")
     out_dir = Path(out_dir)
+    check_outputs([out_dir / f"leaderboard.{f}" for f in formats], lb.run_dirs, fix="choose another --out")
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     records = lb.records()

@@ -1,8 +1,9 @@
 """Run reports: one readable page (Markdown and HTML) per run folder, from the files the runner wrote.
 
 The report is built only from the run folder (read through `harness.run.record`), so it can be
-regenerated at any time, e.g. after `c2s rescore`. Failures are shown at the top and per dataset:
-a number that silently excludes images would be misleading.
+regenerated at any time, e.g. after `c2s rescore`. Failures and the dataset items dropped as bad
+(`--drop-bad`) are counted at the top and listed: a number that silently excludes images would be
+misleading.
 """
 from __future__ import annotations
 
@@ -17,13 +18,13 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from harness.core.metrics import constant
 from harness.core.vocabulary import ALL, SUMMARIES
 from harness.run.evaluation import SUMMARY_METRICS, summarise, summary_splits
-from harness.run.record import Aggregate, DatasetMetrics, RunRecord, ScoreRow, read_run
+from harness.run.record import Aggregate, DatasetMetrics, Manifest, RunRecord, ScoreRow, read_run
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 
 #: (key in a split's correlations, column title), in report order
 METRIC_COLUMNS = tuple(zip(SUMMARY_METRICS, ("SRCC", "KRCC", "PLCC", "PLCC (logistic)", "RMSE (logistic)")))
-#: failed images listed by name in a report; the total is always given
+#: failed images (and dropped items) listed by name in a report; the total is always given
 MAX_FAILED_LISTED = 50
 
 
@@ -121,6 +122,12 @@ def _failed_images(scores: list[ScoreRow]) -> tuple[int, list[dict]]:
     return len(failed), listed
 
 
+def _dropped_items(m: Manifest) -> tuple[int, list[dict]]:
+    """Dataset items left out as bad before scoring (--drop-bad), every one counted; the total and the listed part."""
+    items = [{"dataset": d.name, "item": text} for d in m.datasets for text in d.dropped]
+    return len(items), items[:MAX_FAILED_LISTED]
+
+
 #: a share of images with the same score from which predictions count as near-constant
 TIED_SHARE = 0.5
 
@@ -169,12 +176,12 @@ def _over_text(over: list[str]) -> str:
     return ALL if over == [ALL] else f"{len(over)} split{'s' if len(over) > 1 else ''}"
 
 
-def _dataset_context(name: str, ds: DatasetMetrics, plot: Path | None) -> dict:
+def _dataset_context(name: str, ds: DatasetMetrics, plot: Path | None, n_dropped: int) -> dict:
     splits = [{"name": s, **corr.model_dump(include={"n", "n_dropped", "logistic_ok", "logistic_message",
                                                      "srcc_ci95", "plcc_ci95", *SUMMARY_METRICS})}
               for s, corr in ds.splits.items()]
     return {"name": name, "higher_is_better": ds.higher_is_better, "n_images": ds.n_images,
-            "n_failed": ds.n_failed, "summary": ds.summary, "splits": splits, "summary_over": _over_text(ds.over),
+            "n_failed": ds.n_failed, "n_dropped": n_dropped, "summary": ds.summary, "splits": splits, "summary_over": _over_text(ds.over),
             "ci95": {k: headline_ci(ds, k) for k in SUMMARY_METRICS}, "summaries": summaries(ds),
             "groups": [{"name": g, **corr.model_dump(include={"n", "n_dropped", "logistic_ok", "logistic_message",
                                                              "srcc_ci95", "plcc_ci95", *SUMMARY_METRICS})}
@@ -193,16 +200,22 @@ def report_context(run: RunRecord, plots: dict) -> dict:
                         "correlations below; see \"Failed images\".")
     else:
         failure_line = f"No failures: 0 of {c.pairs_total} pairs failed, 0 images failed."
+    n_dropped, dropped_listed = _dropped_items(m)
+    dropped = {d.name: len(d.dropped) for d in m.datasets}
     flags = quality_flags(run)
     return {
         "quality_flags": flags, "quality_level": "red" if any(lv == "red" for lv, _ in flags) else
         "amber" if flags else None, "limit": m.limit,
         "failure_line": failure_line, "has_failures": bool(c.pairs_failed or c.images_failed or n_failed_images),
+        "dropped_line": f"DROPPED: {n_dropped} dataset item(s) left out as bad (--drop-bad) before scoring; they are "
+                        "in no number below; see \"Dropped items\"." if n_dropped else None,
+        "dropped_total": n_dropped, "dropped_listed": dropped_listed,
         "run_id": m.run_id, "created": m.created, "mode": m.mode,
         "model": m.model, "profile": m.profile.as_dict(), "profile_name": m.profile.name,
         "anchors": m.anchors, "anchor_rows": [{"image": i, "mos": mos, "std": std}
                                               for i, mos, std in zip(m.anchors.images, m.anchors.mos, m.anchors.std)],
-        "datasets": [_dataset_context(name, ds, plots.get(name)) for name, ds in run.metrics.datasets.items()],
+        "datasets": [_dataset_context(name, ds, plots.get(name), dropped.get(name, 0))
+                     for name, ds in run.metrics.datasets.items()],
         "metric_columns": METRIC_COLUMNS,
         "counts": c.model_dump(),
         "failed_in_scores": n_failed_images, "failed_listed": failed_listed,
