@@ -216,6 +216,19 @@ def test_compare_of_a_pair_that_fails_exits_4(tmp_path, data, capsys):
     assert "c2s compare: no result: the pair failed:" in _err(capsys)
 
 
+def test_an_anchor_matrix_with_unjudged_pairs_exits_3_or_4(tmp_path, data, capsys):
+    doc = {"images": ["img0.png", "img3.png", "img6.png"], "mos": [1, 2, 3], "std": [0.5] * 3, "root": str(data)}
+    (tmp_path / "a.json").write_text(json.dumps(doc))
+    argv = ["anchors", "matrix", "--anchors", str(tmp_path / "a.json"), "--out", str(tmp_path / "m.json"), "--model"]
+    assert main([*argv, "classical"]) == 0
+    assert main([*argv, f"py:{__name__}:ShunsOne"]) == 3                 # img3's pairs: 4 of 6 entries
+    assert "4 of 6 anchor-matrix entries have no judgement" in _err(capsys)
+    matrix = json.loads((tmp_path / "m.json").read_text())["matrix"]
+    assert matrix[0][2] is not None and matrix[0][1] is None and matrix[1][2] is None
+    assert main([*argv, f"py:{__name__}:Down"]) == 4
+    assert "6 of 6 anchor-matrix entries have no judgement" in _err(capsys)
+
+
 def test_datasets_check_exits_0_clean_3_with_problems_4_when_nothing_is_usable(tmp_path, data, capsys):
     assert main(["datasets", "check", f"d={data / 'mine.csv'}", "--root", str(data)]) == 0
     some = tmp_path / "some.csv"
