@@ -23,8 +23,7 @@ exit codes (docs/architecture.md, "Exit codes"):
   3   partial: results written, but some pairs or images failed or items were dropped (counted on stderr)
   4   no result: nothing could be scored, or the metrics are undefined (e.g. constant scores)
   5   aborted by a fault outside your input (stalled backend, cache locked too long); rerun to resume
-  130 interrupted (rerun to resume)
-  141 the output pipe was closed (c2s leaderboard ... | head)
+  130 interrupted (rerun to resume); 141 output pipe closed
 """
 
 #: the exit-code contract (MAIN_EPILOG and docs/architecture.md, "Exit codes")
@@ -91,6 +90,24 @@ def _add_model(p, required=True):
                         "openai: -o base_url=http://127.0.0.1:8000/v1 -o api_key_env=MY_KEY); every backend's "
                         "options are listed at the end of this help and by `c2s models`")
     p.more_help = model_options_help
+
+
+def _add_image_limits(p) -> None:
+    from harness.core.vocabulary import DEFAULT_MAX_PIXELS, DEFAULT_MIN_SIDE
+
+    p.add_argument("--max-pixels", type=int, metavar="N",
+                   help=f"refuse (never resize) an image of more than N pixels: a decompression bomb's one sign "
+                        f"before decoding (default: {DEFAULT_MAX_PIXELS}; YAML: max_pixels:). Not the hf backend's "
+                        "-o max_pixels, which resizes what the model sees")
+    p.add_argument("--min-side", type=int, metavar="N",
+                   help=f"refuse an image with a side under N pixels (default: {DEFAULT_MIN_SIDE}; YAML: min_side:)")
+
+
+def _image_limits(a):
+    """The image limits of the command line (harness.data.images.image_limits), defaults where not given."""
+    from harness.data.images import Limits, image_limits
+
+    return image_limits(Limits(**_given(max_pixels=a.max_pixels, min_side=a.min_side)))
 
 
 def _given(**values) -> dict:
@@ -217,6 +234,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="try the configuration on the first N images of each dataset (manifest order; anchors "
                         "unchanged); the run is labelled limited everywhere and is its own leaderboard row")
     p.add_argument("--no-report", action="store_true", help="skip report.md/html and plots")
+    _add_image_limits(p)
 
     p = sub.add_parser("score", formatter_class=fmt, help="score images (no MOS needed)",
                        description="Score every image of a folder (or the files given) against the anchors; one "
@@ -240,6 +258,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_profile(p)
     p.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE, help="pairs per comparator call")
     p.add_argument("--cache", help="the pair cache (SQLite; default: pairs.sqlite in the home folder, $C2S_HOME)")
+    _add_image_limits(p)
 
     p = sub.add_parser("compare", formatter_class=fmt, help="judge one pair and print the level distribution",
                        epilog="example:\n  c2s compare --model classical reference.png distorted.png")
@@ -262,6 +281,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="Eqn. 4: number of MOS intervals")
     q.add_argument("--beta", type=int, default=DEFAULT_BETA, help="Eqn. 4: anchors per interval")
     q.add_argument("--out", required=True, help="anchors JSON file to write")
+    _add_image_limits(q)
     q = asub.add_parser("matrix", help="the anchor block judged by a model (both orders) or from MOS")
     q.add_argument("--anchors", required=True, help="anchors.json")
     q.add_argument("--root", help="folder the anchor images are relative to")
@@ -270,6 +290,7 @@ def _parser() -> argparse.ArgumentParser:
     q.add_argument("--temperature", type=_temperature, default=1.0,
                    help="softmax temperature on the model's level logits")
     q.add_argument("--out", required=True, help="anchors JSON file to write (the input plus its matrix)")
+    _add_image_limits(q)
 
     p = sub.add_parser("datasets", formatter_class=fmt, help="list, check or fetch datasets",
                        epilog="examples:\n  c2s datasets list\n  c2s datasets check koniq --root /data/iqa\n"
@@ -281,7 +302,10 @@ def _parser() -> argparse.ArgumentParser:
                    help="a registered dataset, 'demo', or NAME=manifest.json|csv|folder")
     q.add_argument("--root", help="folder holding the dataset images")
     q.add_argument("--splits", help="comma-separated split names (default: all)")
-    q.add_argument("--decode", action="store_true", help="also decode every image (finds truncated files)")
+    q.add_argument("--decode", action="store_true",
+                   help="also decode every image in full (finds truncated and corrupt files; slower: without it "
+                        "only the headers are read)")
+    _add_image_limits(q)
     q = dsub.add_parser("fetch", help="download the official split files (explicit; nothing downloads otherwise)")
     q.add_argument("--dest", help="target folder (default: the cache)")
     q.add_argument("--base-url", help="a mirror laid out as BASE_URL/<split>/<file> (https, http or file://; "
@@ -369,11 +393,10 @@ def cmd_run(a) -> int:
         for cfg in configs:
             _print_dry_run(cfg)
         return 0
-    status = EXIT_OK
     for cfg in configs:
         for run_dir in run(cfg):
-            status = max(status, _print_run(run_dir, report=cfg.reports))  # several runs: the worst outcome
-    return status
+            _print_run(run_dir, report=cfg.reports)
+    return 0
 
 
 def _print_dry_run(cfg) -> None:
@@ -400,8 +423,8 @@ def _print_dry_run(cfg) -> None:
                   f"estimated {e['seconds']:.1f} s (from {e['timed_pairs']} timed before with this model and options)")
 
 
-def _print_run(run_dir: Path, *, report: bool, command: str = "run") -> int:
-    """Write the run's report (if asked), print its headline numbers; return its exit code (`_outcome`)."""
+def _print_run(run_dir: Path, *, report: bool) -> None:
+    """Write the run's report (if asked) and print its headline numbers."""
     from harness.run.record import read_run
 
     from harness.report.reports import quality_flags, summaries, summary_line
@@ -424,36 +447,6 @@ def _print_run(run_dir: Path, *, report: bool, command: str = "run") -> int:
                      f"{e['what']}, not the headline)"))
     for level, text in quality_flags(rec):
         print(f"c2s: warning: {level}: {text}", file=sys.stderr)
-    return _outcome(rec, command)
-
-
-def _outcome(rec, command: str) -> int:
-    """The exit code a written run earns (MAIN_EPILOG): 4 when no image was scored or a dataset's headline
-    is undefined, 3 when pairs or images failed or items were dropped, else 0; said on stderr unless 0."""
-    import math
-
-    m, c = rec.manifest, rec.manifest.counts
-    undefined = {name: sorted({d.splits[s].undefined or d.splits[s].logistic_message or "undefined" for s in d.over})
-                 for name, d in rec.metrics.datasets.items()
-                 if d.splits and not math.isfinite(d.summary["srcc"].median)}
-    dropped = sum(len(d.dropped) for d in m.datasets)
-    if c.images_failed >= c.images_total:
-        first = next((r.error for r in rec.scores if r.error), "")
-        code, text = EXIT_NO_RESULT, (f"no result: none of the {c.images_total} image(s) could be scored"
-                                      + (f" (first reason: {first})" if first else ""))
-    elif undefined:
-        code, text = EXIT_NO_RESULT, "no result: the metrics are undefined: " + "; ".join(
-            f"{name}: {', '.join(reasons)}" for name, reasons in undefined.items())
-    elif c.pairs_failed or c.images_failed or dropped:
-        parts = [f"{c.pairs_failed} of {c.pairs_total} pair(s) failed" if c.pairs_failed else "",
-                 f"{c.images_failed} of {c.images_total} image(s) not scored" if c.images_failed else "",
-                 f"{dropped} dataset item(s) dropped as bad" if dropped else ""]
-        code, text = EXIT_PARTIAL, ("partial result: " + ", ".join(p for p in parts if p)
-                                    + " (listed in the run folder; rerun to retry the failed ones)")
-    else:
-        return EXIT_OK
-    print(f"c2s {command}: {text} [{rec.run_dir.name}; exit code {code}]", file=sys.stderr)
-    return code
 
 
 def _score_inputs(items, *, strict: bool) -> list[str]:
@@ -484,13 +477,14 @@ def cmd_score(a) -> int:
     from harness.run.record import read_run
     from harness.run.runner import AnchorSpec, DatasetSpec, RunConfig, run
 
-    images = _score_inputs(a.images, strict=a.strict)
+    with _image_limits(a):
+        images = _score_inputs(a.images, strict=a.strict)
     spec = DatasetSpec(name="images", images=images)
     cfg = RunConfig(model=a.model, model_options=_kv(a.model_option), datasets=[spec],
                     anchors=AnchorSpec(source=a.anchors, root=a.anchors_root, dataset=a.anchors_dataset),
                     profiles=[a.profile], profile_overrides={k: v for k, v in _overrides(a).items() if v is not None},
                     batch_size=a.batch_size, cache=a.cache, out_dir=str(home.score_runs_dir()),
-                    reports=False)
+                    reports=False, **_given(max_pixels=a.max_pixels, min_side=a.min_side))
     (run_dir,) = run(cfg)
     rec = read_run(run_dir)
     rows, scale = rec.scores, rec.manifest.profile.scale
@@ -503,7 +497,7 @@ def cmd_score(a) -> int:
         w.writerows([r.path, r.score, scale, r.latent, r.sd, r.n_anchors_ok, r.status, r.error] for r in rows)
     print(f"scores on the {scale} scale: {SCORE_SCALES[scale]}")
     print(f"wrote {a.out} ({n_failed} failed; full run in {run_dir})")
-    return _outcome(rec, "score")
+    return 0
 
 
 #: what a score means on each scale (docs/method.md, "Eqn. 6: Thurstone Case V, maximum a posteriori"), for c2s score
@@ -533,12 +527,11 @@ def cmd_compare(a) -> int:
     from harness.core.levels import LEVELS
     from harness.core.scaling import preference
 
-    with load_comparator(a.model, **_kv(a.model_option)) as comp:
+    with _image_limits(a), load_comparator(a.model, **_kv(a.model_option)) as comp:
         res = compare_batch(comp, [Pair(a.first, a.second)])
     if res.errors[0]:
-        print(f"c2s compare: no result: the pair failed: {res.errors[0]} [exit code {EXIT_NO_RESULT}]",
-              file=sys.stderr)
-        return EXIT_NO_RESULT
+        print(f"failed: {res.errors[0]}", file=sys.stderr)
+        return 1
     import numpy as np
 
     probs = np.exp(res.logprobs[0] / a.temperature)
@@ -576,7 +569,7 @@ def cmd_anchors(a) -> int:
                 raise ValueError("give --model, or --from-mos")
             from adapters.base import load_comparator
 
-            with load_comparator(a.model, **_kv(a.model_option)) as comp:
+            with _image_limits(a), load_comparator(a.model, **_kv(a.model_option)) as comp:
                 C = matrix_from_comparator(comp, images, a.temperature)
         doc["matrix"] = np.asarray(C, dtype=np.float64)
         doc["matrix_source"] = "mos" if a.from_mos else a.model
@@ -584,16 +577,7 @@ def cmd_anchors(a) -> int:
 
     Path(a.out).write_text(json.dumps(strict_json(doc), indent=1, allow_nan=False))
     print(f"wrote {a.out}: {len(doc['images'])} anchors, MOS {['%.3g' % v for v in doc['mos']]}")
-    if "matrix" not in doc:
-        return EXIT_OK
-    off = ~np.eye(len(doc["matrix"]), dtype=bool)  # an entry is missing when both orders of its pair failed
-    missing, total = int(np.isnan(doc["matrix"][off]).sum()), int(off.sum())
-    if not missing:
-        return EXIT_OK
-    code = EXIT_PARTIAL if missing < total else EXIT_NO_RESULT
-    print(f"c2s anchors: {missing} of {total} anchor-matrix entries have no judgement (null in {a.out}; the "
-          f"comparator failed both orders of those pairs) [exit code {code}]", file=sys.stderr)
-    return code
+    return 0
 
 
 def cmd_datasets(a) -> int:
@@ -615,28 +599,24 @@ def cmd_datasets(a) -> int:
     from harness.run.runner import resolve_dataset
 
     spec = _dataset_spec(a.name, a.root, a.splits)
-    ds, _ = resolve_dataset(spec, drop_bad=True)
-    problems = list(ds.report.problems) if ds.report else []
-    if a.decode:  # the records that passed the header check, decoded in full (finds truncated files)
-        problems += ds.validate(drop_bad=True, decode=True).problems
-    print(f"{ds.name}: {len(ds)} images usable, {len(problems)} problem(s)")
+    with _image_limits(a):
+        ds, _ = resolve_dataset(spec, drop_bad=True)
+        problems = list(ds.report.problems) if ds.report else []
+        if a.decode:  # the records that passed the header check, decoded in full (finds truncated files)
+            problems += ds.validate(drop_bad=True, decode=True).problems
+    how = "every image decoded" if a.decode else "headers read; --decode decodes every image"
+    print(f"{ds.name}: {len(ds)} images usable, {len(problems)} problem(s) ({how})")
     for p in problems[:200]:
         print(f"  - {p}")
-    if len(problems) > 200:
-        print(f"  ... and {len(problems) - 200} more")
-    if not problems and len(ds):
-        return EXIT_OK
-    # the check's own outcome, as for a run: some items unusable (3), or none usable (4)
-    code = EXIT_PARTIAL if len(ds) else EXIT_NO_RESULT
-    print(f"c2s datasets: {len(problems)} problem(s), {len(ds)} image(s) usable [exit code {code}]", file=sys.stderr)
-    return code
+    return 1 if problems else 0
 
 
 def cmd_rescore(a) -> int:
     from harness.run.runner import rescore
 
     run_dir = rescore(a.run_dir, profile=a.profile, mode=a.mode, out_dir=a.out, **_overrides(a))
-    return _print_run(run_dir, report=not a.no_report, command="rescore")
+    _print_run(run_dir, report=not a.no_report)
+    return 0
 
 
 def _run_dirs(paths) -> list[Path]:

@@ -8,6 +8,7 @@ else may escape, because one escaped exception aborts a run or fails a whole bat
 from __future__ import annotations
 
 import io
+from pathlib import Path
 import struct
 import zlib
 
@@ -15,7 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from harness.data.images import ImageError, ImageStore, load_image, probe_image, unreadable
+from harness.data.images import ImageError, ImageStore, Limits, load_image, probe_image, unreadable
 
 SEED = 20240610
 
@@ -217,3 +218,275 @@ def test_nothing_but_image_error_escapes(corpus):
         else:
             assert all(str(path) in line for line in lines)
     assert not escaped, "\n".join(escaped)
+
+
+# --- the bombs Pillow raises ValueError for, one by one, through every reader -------------------------------
+BOMBS = ("ztxt_bomb.png", "itxt_bomb.png", "iccp_bomb.png", "many_text.png")
+
+
+@pytest.fixture(scope="module")
+def bombs(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("bombs")
+    made = spliced(base_files())
+    for name in BOMBS:
+        (folder / name).write_bytes(made[name])
+    return folder
+
+
+@pytest.mark.parametrize("name", BOMBS)
+def test_metadata_bombs_fail_their_image_only(bombs, name, tmp_path):
+    from harness.data.datasets import DatasetError, load_plain_csv
+
+    path = bombs / name
+    for fn in (load_image, probe_image, ImageStore().get):
+        with pytest.raises(ImageError, match="cannot read image header") as info:
+            fn(path)
+        assert info.value.path == str(path)
+    assert unreadable([path]) == [f"  - {path}: {info.value.reason}"]
+    good = tmp_path / "good.png"
+    _photo().save(good)
+    (tmp_path / "bomb.png").write_bytes(path.read_bytes())
+    (tmp_path / "d.csv").write_text("good.png,1\nbomb.png,2\n")
+    with pytest.raises(DatasetError, match="bomb.png: cannot read image header"):
+        load_plain_csv(tmp_path / "d.csv", tmp_path)
+    ds = load_plain_csv(tmp_path / "d.csv", tmp_path, drop_bad=True)
+    assert [r.path for r in ds.records] == ["good.png"] and [p.where for p in ds.report.dropped] == ["bomb.png"]
+
+
+# --- a small world for the command line: photos, a manifest, anchors of the user's own ---------------------
+def _noise_png(path, w, h, seed):
+    rng = np.random.default_rng(seed)
+    Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(path)
+    return path
+
+
+@pytest.fixture
+def world(tmp_path):
+    import json
+
+    imgs = tmp_path / "imgs"
+    imgs.mkdir()
+    for k in range(4):
+        _noise_png(imgs / f"t{k}.png", 48, 40, seed=k)
+    (imgs / "set.csv").write_text("".join(f"t{k}.png,{k + 1}\n" for k in range(4)))
+    anchors = [str(_noise_png(tmp_path / f"a{k}.png", 40, 40, seed=10 + k)) for k in range(3)]
+    (tmp_path / "anchors.json").write_text(json.dumps({"images": anchors, "mos": [1.0, 2.0, 3.0],
+                                                       "std": [0.3, 0.3, 0.3]}))
+    return tmp_path
+
+
+def _score(world, *extra, images=None):
+    import csv
+
+    from harness.cli import main
+
+    rc = main(["score", "--model", "classical", "--images", *(images or [str(world / "imgs")]), "--anchors",
+               str(world / "anchors.json"), "--cache", str(world / "c.sqlite"), "--out", str(world / "s.csv"), *extra])
+    rows = list(csv.DictReader(open(world / "s.csv"))) if (world / "s.csv").is_file() else []
+    return rc, {Path(r["image"]).name: r for r in rows}
+
+
+def _run(world, *extra):
+    from harness.cli import main
+
+    return main(["run", "--model", "classical", "--dataset", f"d={world / 'imgs' / 'set.csv'}", "--anchors",
+                 str(world / "anchors.json"), "--cache", str(world / "c.sqlite"), "--out", str(world / "runs"),
+                 "--run-id", "r", "--no-report", *extra])
+
+
+def test_score_fails_only_the_bomb_not_its_batch(world, bombs):
+    (world / "imgs" / "bomb.png").write_bytes((bombs / "ztxt_bomb.png").read_bytes())
+    _, rows = _score(world)  # the exit code of a partial result is docs/architecture.md's "Exit codes"
+    assert set(rows) == {"bomb.png", "t0.png", "t1.png", "t2.png", "t3.png"}
+    assert rows["bomb.png"]["status"] != "ok" and "cannot read image header" in rows["bomb.png"]["error"]
+    assert all(rows[f"t{k}.png"]["status"] == "ok" for k in range(4))
+
+
+def test_datasets_check_lists_a_bomb_and_goes_on(world, bombs, capsys):
+    from harness.cli import main
+
+    (world / "imgs" / "t3.png").write_bytes((bombs / "iccp_bomb.png").read_bytes())
+    assert main(["datasets", "check", f"d={world / 'imgs' / 'set.csv'}", "--root", str(world / "imgs")]) != 0
+    out = capsys.readouterr().out
+    assert "3 images usable, 1 problem(s) (headers read; --decode decodes every image)" in out
+    assert "t3.png: cannot read image header" in out
+
+
+def test_datasets_check_decode_finds_what_headers_hide(world, capsys):
+    from harness.cli import main
+
+    data = (world / "imgs" / "t2.png").read_bytes()
+    (world / "imgs" / "t2.png").write_bytes(data[: len(data) // 2])
+    args = ["datasets", "check", f"d={world / 'imgs' / 'set.csv'}", "--root", str(world / "imgs")]
+    assert main(args) == 0
+    assert main([*args, "--decode"]) != 0
+    out = capsys.readouterr().out
+    assert "3 images usable, 1 problem(s) (every image decoded)" in out and "t2.png: truncated or corrupt" in out
+
+
+@pytest.mark.parametrize("damage", ["half", "tail", "idat"])
+def test_a_truncated_anchor_stops_the_run_before_any_model_work(world, damage, capsys):
+    anchor = world / "a1.png"
+    data = anchor.read_bytes()
+    cut = {"half": data[: len(data) // 2], "tail": data[:-30],
+           "idat": data[:data.index(b"IDAT") + 40]}[damage]  # header and the start of the pixels only
+    anchor.write_bytes(cut)
+    assert probe_image(anchor) == (40, 40) and unreadable([anchor]) == []  # the header check cannot see it
+    assert _run(world) == 2
+    err = capsys.readouterr().err
+    assert "1 anchor image(s) cannot be used" in err and f"{anchor}: truncated or corrupt" in err
+    assert not (world / "runs" / "r").exists()
+
+
+@pytest.mark.parametrize("size", [(1, 1), (15, 200), (200, 15), (3, 3)])
+def test_tiny_images_are_refused_with_their_size(tmp_path, size):
+    p = tmp_path / "tiny.jpg"
+    Image.new("RGB", size, (10, 20, 30)).save(p)
+    w, h = size
+    for fn in (load_image, probe_image):
+        with pytest.raises(ImageError, match=f"too small: {w}x{h}, a side under min_side=16 pixels"):
+            fn(p)
+    assert load_image(p, limits=Limits(min_side=1)).size == size
+    Image.new("RGB", (16, 16)).save(p)
+    assert load_image(p).size == (16, 16)
+
+
+def test_score_applies_the_image_limits_of_the_command_line(world):
+    _noise_png(world / "imgs" / "big.png", 64, 64, seed=5)
+    _noise_png(world / "imgs" / "thin.png", 60, 30, seed=6)
+    _, rows = _score(world, "--max-pixels", "3000", "--min-side", "40")
+    assert "over the pixel limit: 64x64 = 4096 pixels > max_pixels=3000" in rows["big.png"]["error"]
+    assert "too small: 60x30, a side under min_side=40 pixels" in rows["thin.png"]["error"]
+    assert all(rows[f"t{k}.png"]["status"] == "ok" for k in range(4))  # 48x40: inside both limits
+
+
+def test_run_refuses_what_the_limits_refuse_and_drop_bad_goes_on(world, capsys):
+    _noise_png(world / "imgs" / "t1.png", 64, 64, seed=5)
+    assert _run(world, "--max-pixels", "3000") == 2
+    assert "t1.png: over the pixel limit: 64x64" in capsys.readouterr().err
+    assert _run(world, "--max-pixels", "3000", "--drop-bad") in (0, 3)
+    from harness.run.record import read_run
+
+    assert sorted(r.image for r in read_run(world / "runs" / "r").scores) == ["t0.png", "t2.png", "t3.png"]
+
+
+@pytest.mark.parametrize("value", [True, 1.5, "abc", "2.5", 0, -4, None])
+def test_image_limits_in_the_run_config_take_whole_numbers_only(value):
+    from harness.run.config import configs_from_dict
+
+    for key in ("max_pixels", "min_side"):
+        with pytest.raises(ValueError, match=key):
+            configs_from_dict({"model": "classical", "datasets": ["demo"], key: value})
+
+
+def test_image_limits_in_the_run_config_accept_whole_numbers_as_text():
+    from harness.run.config import configs_from_dict
+
+    (cfg,) = configs_from_dict({"model": "classical", "datasets": ["demo"], "max_pixels": "1e6", "min_side": 8.0})
+    assert (cfg.max_pixels, cfg.min_side) == (1_000_000, 8) and cfg.image_limits == Limits(1_000_000, 8)
+    (cfg,) = configs_from_dict({"model": "classical", "datasets": ["demo"]})
+    assert cfg.image_limits == Limits()
+
+
+def test_image_limits_apply_process_wide_and_are_restored(tmp_path):
+    from harness.data.images import current_limits, default_store, image_limits
+
+    p = _noise_png(tmp_path / "x.png", 32, 32, seed=1)
+    pillow = Image.MAX_IMAGE_PIXELS
+    with image_limits(Limits(max_pixels=10**10, min_side=40)):
+        assert current_limits() == Limits(10**10, 40) and Image.MAX_IMAGE_PIXELS == 10**10
+        with pytest.raises(ImageError, match="too small"):
+            default_store().get(p)
+    assert current_limits() == Limits() and Image.MAX_IMAGE_PIXELS == pillow
+    assert default_store().get(p).size == (32, 32)  # the refusal was remembered under those limits only
+
+
+# --- memory: a byte budget, and no full-size copies in the conversions --------------------------------------
+def _pngs(folder, sizes):
+    return [_noise_png(folder / f"{k}.png", w, h, seed=k) for k, (w, h) in enumerate(sizes)]
+
+
+def test_store_is_bounded_by_bytes_not_images(tmp_path):
+    small = _pngs(tmp_path, [(16, 16)] * 4)  # 1 KiB each as RGB (4 bytes a pixel)
+    store = ImageStore(max_bytes=2 * 16 * 16 * 4)
+    for p in small:
+        store.get(p)
+        assert store.nbytes <= store.max_bytes
+    assert len(store) == 2
+    big = _noise_png(tmp_path / "big.png", 64, 64, seed=9)
+    assert store.get(big).size == (64, 64)  # larger than the whole budget: returned, not kept
+    assert len(store) == 2 and store.get(small[-1]) and store.hits == 1  # and nothing was evicted for it
+    bad = []
+    for k in range(20):
+        (tmp_path / f"bad{k}.png").write_text("no")
+        bad.append(tmp_path / f"bad{k}.png")
+    store = ImageStore(max_bytes=5 * 1024)
+    for p in bad:
+        with pytest.raises(ImageError):
+            store.get(p)
+    assert len(store) == 5  # remembered failures count against the budget too
+
+
+@pytest.mark.parametrize("value", [-1, True, 1.5, "1"])
+def test_store_budget_is_a_whole_number(value):
+    with pytest.raises(ValueError, match="max_bytes"):
+        ImageStore(max_bytes=value)
+
+
+def test_store_failure_names_the_path_asked_for(tmp_path):
+    bad = tmp_path / "bad.png"
+    bad.write_text("no")
+    link = tmp_path / "link_name.png"
+    link.symlink_to(bad)
+    store = ImageStore()
+    with pytest.raises(ImageError):
+        store.get(bad)
+    with pytest.raises(ImageError) as info:
+        store.get(link)
+    assert info.value.path == str(link) and str(bad) not in str(info.value)
+
+
+def test_strip_conversions_equal_the_whole_image_formulas(tmp_path, monkeypatch):
+    """The row-block conversions (a few MB of temporaries, whatever the image size) give the same pixels as
+    the whole-image formulas they replace, here with blocks of one row."""
+    import harness.data.images as images
+
+    monkeypatch.setattr(images, "_BLOCK_PIXELS", 7)
+    rng = np.random.default_rng(SEED)
+    rgba = Image.fromarray(rng.integers(0, 256, (23, 31, 4), dtype=np.uint8), "RGBA")
+    for img in (rgba, rgba.convert("LA"), rgba.convert("P")):
+        if img.mode == "P":
+            img.info["transparency"] = 3
+        for bg in ((255, 255, 255), (7, 99, 200)):
+            whole = Image.alpha_composite(Image.new("RGBA", img.size, bg + (255,)), img.convert("RGBA"))
+            assert np.array_equal(np.asarray(images.to_rgb(img, background=bg)), np.asarray(whole.convert("RGB")))
+    deep = rng.integers(0, 65536, (23, 31)).astype(np.uint16)
+    assert np.array_equal(images._scale_to_uint8(deep, "I;16", tmp_path), np.rint(deep / 257.0).astype(np.uint8))
+    neg = rng.normal(0, 1000, (23, 31)).astype(np.float32)
+    lo, hi = float(neg.min()), float(neg.max())
+    expected = np.clip(np.rint((neg.astype(np.float64) - lo) * (255.0 / (hi - lo))), 0, 255).astype(np.uint8)
+    assert np.array_equal(images._scale_to_uint8(neg, "F", tmp_path), expected)
+    with pytest.raises(ImageError, match="non-finite"):
+        images._scale_to_uint8(np.array([[0.0, np.nan]], np.float32), "F", tmp_path)
+
+
+# --- names stay as the user gave them ------------------------------------------------------------------------
+def test_score_reports_a_symlink_under_its_own_name(world):
+    target = world / "imgs" / "t0.png"
+    link = world / "elsewhere_link.png"
+    link.symlink_to(target)
+    (world / "imgs" / "inside_link.png").symlink_to(world / "imgs" / "t1.png")
+    rc, rows = _score(world, images=[str(world / "imgs"), str(link)])
+    assert rc == 0 and rows["elsewhere_link.png"]["image"] == str(link)
+    assert rows["inside_link.png"]["image"] == str(world / "imgs" / "inside_link.png")
+    assert rows["elsewhere_link.png"]["score"] == rows["t0.png"]["score"]  # the same content, the same score
+
+
+def test_run_reports_a_symlink_under_its_own_name(world):
+    from harness.run.record import read_run
+
+    (world / "imgs" / "renamed.png").symlink_to(world / "imgs" / "t0.png")
+    (world / "imgs" / "set.csv").write_text("renamed.png,1\nt1.png,2\nt2.png,3\nt3.png,4\n")
+    assert _run(world) == 0
+    assert sorted(r.image for r in read_run(world / "runs" / "r").scores) == ["renamed.png", "t1.png", "t2.png",
+                                                                              "t3.png"]

@@ -41,3 +41,11 @@ DEFAULT_ANCHORS = "koniq"
 #: Eqn. 4: alpha equal-width MOS intervals, beta lowest-std images in each
 DEFAULT_ALPHA = 5
 DEFAULT_BETA = 1
+#: refuse images above this many pixels (decompression bombs): Pillow's own warning threshold
+DEFAULT_MAX_PIXELS = 89_478_485
+#: refuse images with a side below this many pixels. 16 is the smallest side on which every comparator
+#: sees image content rather than its own resampling: the LMMs' ViT encoders cut images into 14-16 px
+#: patches (a smaller image is upscaled into one blurred patch) and the classical comparator's blockiness
+#: needs two 8x8 JPEG blocks to see a block boundary. IQA datasets' images have sides of hundreds of
+#: pixels, so only broken or placeholder files fall below.
+DEFAULT_MIN_SIDE = 16

@@ -25,15 +25,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
-#: Refuse images above this many pixels (decompression bombs). Pillow's own warning threshold.
-DEFAULT_MAX_PIXELS = 89_478_485
-#: Refuse images with a side below this many pixels. 16 is the smallest side on which every
-#: comparator sees image content rather than its own resampling: the ViT encoders of the LMMs cut
-#: images into 14-16 px patches (smaller images are upscaled into one blurred patch) and the
-#: classical comparator's blockiness measure needs two 8x8 JPEG blocks to see a block boundary.
-#: Real IQA datasets have sides of hundreds of pixels, so only broken or placeholder files fall below.
-DEFAULT_MIN_SIDE = 16
-#: What `ImageStore` keeps of decoded images, in bytes: room for ~280 KonIQ-size (1024x768) images,
+from harness.core.vocabulary import DEFAULT_MAX_PIXELS, DEFAULT_MIN_SIDE  # the CLI states them too
+
+#: What `ImageStore` keeps of decoded images, in bytes: room for ~340 KonIQ-size (1024x768) images,
 #: or 3 images at the default pixel limit, whatever the dataset's image sizes.
 DEFAULT_CACHE_BYTES = 1 << 30
 DEFAULT_BACKGROUND = (255, 255, 255)
@@ -57,7 +51,8 @@ class ImageError(ValueError):
 
 def _positive_int(name: str, value) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a whole number >= 1, got {value!r}")
+        raise ValueError(f"{name} must be a whole number >= 1 (--{name.replace('_', '-')} N; {name}: N in YAML), "
+                         f"got {value!r}")
     return value
 
 

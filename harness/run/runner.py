@@ -11,6 +11,8 @@ pair already in the cache is skipped.
 """
 from __future__ import annotations
 
+import functools
+import os
 import time
 import warnings
 from collections import Counter
@@ -22,13 +24,12 @@ import numpy as np
 
 from adapters.base import (Pair, as_comparator, check_model_options, comparator_class, compare_batch,
                            fingerprint_hash, load_comparator, rate_batch)
-from adapters.fingerprint import checked_fingerprint
 from harness.core import home
-from harness.core.anchors import AnchorSet, koniq_default, no_scale_reason, read_anchor_file, select_anchors
+from harness.core.anchors import AnchorSet, koniq_default, read_anchor_file, select_anchors
 from harness.core.options import check_fields
 from harness.run.cache import PairCache
 from harness.data.datasets import Dataset, Record, load_dataset, load_official_split
-from harness.data.images import unreadable
+from harness.data.images import DEFAULT_MAX_PIXELS, DEFAULT_MIN_SIDE, Limits, image_limits, unreadable
 from harness.run.evaluation import DatasetRun, evaluate
 from harness.run.judging import Judged, cache_lookup, judge, plan_pairs, prompt_key
 from harness.core.profiles import DEFAULT_PROFILE, Profile, get_profile, profile_label
@@ -108,6 +109,11 @@ class RunConfig:
     #: score only the first N images of each dataset (manifest order), anchors unchanged: a labelled
     #: preview, never a dataset's result (its own run id and leaderboard row)
     limit: int | None = None
+    #: refuse (never resize) images above this many pixels or with a side under `min_side` pixels
+    #: (harness.data.images.Limits), in the dataset checks and in the comparators' loading alike; they only
+    #: refuse images, so they are no part of a run's identity
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    min_side: int = DEFAULT_MIN_SIDE
 
     def __post_init__(self):
         # a value of the wrong type, an unknown backend or a bad option fails here, before any data or
@@ -129,6 +135,7 @@ class RunConfig:
             raise ValueError(f"bootstrap must be >= 0 (resamples), got {self.bootstrap}")
         if self.limit is not None and int(self.limit) < 1:
             raise ValueError(f"limit must be >= 1 (images per dataset), got {self.limit}")
+        self.image_limits  # Limits checks each is a whole number >= 1, before any work
         names = [d.name for d in self.datasets]
         if len(set(names)) != len(names):
             raise ValueError(f"dataset names must be distinct, got {names}")
@@ -140,6 +147,21 @@ class RunConfig:
     @property
     def model_label(self) -> str:
         return self.label or self.model
+
+    @property
+    def image_limits(self) -> Limits:
+        return Limits(self.max_pixels, self.min_side)
+
+
+def _under_image_limits(fn):
+    """`fn(config, ...)` with the config's image limits applied process-wide while it lasts
+    (harness.data.images.image_limits): the comparators load images through the shared store, deep
+    inside a backend, where no argument reaches."""
+    @functools.wraps(fn)
+    def wrapper(config: RunConfig, *args, **kwargs):
+        with image_limits(config.image_limits):
+            return fn(config, *args, **kwargs)
+    return wrapper
 
 
 # --- datasets and anchors --------------------------------------------------------------------------
@@ -183,9 +205,9 @@ def resolve_dataset(spec: DatasetSpec, *, drop_bad: bool = False) -> tuple[Datas
 
 
 def images_dataset(name: str, images) -> Dataset:
-    """A scoring-only dataset of explicit image files (absolute paths; missing files are reported
-    with the other per-image failures, not raised)."""
-    paths = [str(Path(p).resolve()) for p in images]
+    """A scoring-only dataset of explicit image files (absolute paths, symlinks not followed: results name
+    an image as the user did; missing files are reported with the other per-image failures, not raised)."""
+    paths = [os.path.abspath(p) for p in images]
     if not paths:
         raise ValueError("no images given")
     dupes = sorted(p for p, n in Counter(paths).items() if n > 1)
@@ -256,11 +278,12 @@ def needs_anchors(config: RunConfig) -> bool:
 def check_before_model_work(config: RunConfig, anchors: AnchorSet, profiles: list[Profile], tests: list[str],
                             comparator=None) -> None:
     """Configuration errors stop the run here, before any model is loaded: nothing to score, an
-    unreadable anchor (every image's score depends on it), a fixed anchor matrix the anchor set
-    does not carry, rating mode for an adapter without single-image rating."""
+    unreadable anchor (every image's score depends on it: each anchor is decoded in full, a truncated
+    file included), a fixed anchor matrix the anchor set does not carry, rating mode for an adapter
+    without single-image rating."""
     if not tests:
         raise ValueError("no images to score: the datasets are empty (or every item was dropped as bad)")
-    broken = unreadable(anchors.images if anchors else [])
+    broken = unreadable(anchors.images if anchors else [], full=True)
     if broken:
         raise ValueError(f"{len(broken)} anchor image(s) cannot be used:\n" + "\n".join(broken))
     for p in profiles if anchors else []:  # a fixed matrix the anchor set cannot give (or a degenerate MOS one)
@@ -318,13 +341,14 @@ def plan_run(config: RunConfig, comparator=None) -> Plan:
     return Plan(dsruns, anchors, profiles, tests, overlap, work)
 
 
+@_under_image_limits
 def dry_run(config: RunConfig) -> tuple[Plan, dict[str, dict]]:
     """The plan of a run and, per kind of work, how many items it has, how many the pair cache already
     holds and an estimate of the seconds the rest take, from the cache's timings of the same model spec
     and options; no model is loaded and nothing is written. Without such timings the cached count is
     unknown (None): the fingerprint that keys the cache needs the model."""
     plan = plan_run(config)
-    cache = PairCache(config.cache) if config.cache and Path(config.cache).exists() else None
+    cache = PairCache(config.cache) if config.cache and Path(config.cache).is_file() else None
     out = {}
     try:
         for kind, (items, _) in plan.work.items():
@@ -343,6 +367,7 @@ def dry_run(config: RunConfig) -> tuple[Plan, dict[str, dict]]:
     return plan, out
 
 
+@_under_image_limits
 def run(config: RunConfig, *, comparator=None, progress: bool = True) -> list[Path]:
     """Judge what the configured runs need once, then score and write one folder per (profile, mode)."""
     timings: dict = {}
@@ -354,7 +379,7 @@ def run(config: RunConfig, *, comparator=None, progress: bool = True) -> list[Pa
     owned = comparator is None
     comparator = load_comparator(config.model, **config.model_options) if owned else as_comparator(comparator)
     try:
-        fp = checked_fingerprint(comparator, f"model {config.model}")
+        fp = comparator.fingerprint()
         fp_hash = fingerprint_hash(fp)
         cache = PairCache(config.cache) if config.cache else None
         calls = {"pairs": lambda b: compare_batch(comparator, b),
@@ -407,8 +432,7 @@ def finish_run(run_dir: Path, manifest: dict, dsruns: list[DatasetRun], tests: l
     scored = score_tests(tests, anchors, judged.lookup(), judged.error_of(), profile, mode, manifest["order"])
     timings["scoring"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    score_rows, metrics = evaluate(dsruns, tests, scored, bootstrap=bootstrap, seed=seed,
-                                   undefined=no_scale_reason(anchors))
+    score_rows, metrics = evaluate(dsruns, tests, scored, bootstrap=bootstrap, seed=seed)
     timings["metrics"] = time.perf_counter() - t0
     failed = np.array([e is not None for e in judged.errors], dtype=bool)
     record = Manifest.model_validate({
