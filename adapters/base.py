@@ -345,10 +345,13 @@ def row_problems(logprobs: np.ndarray) -> list[Optional[str]]:
     """Per row of level log-probs (n, 5), why it is not a judgement, None where it is one. -inf is a
     level of probability 0 and is kept; NaN, +inf and a row with every level at -inf are refused."""
     x = np.asarray(logprobs, dtype=np.float64).reshape(-1, N_LEVELS)
-    nan, pos, none = np.isnan(x).any(axis=1), np.isposinf(x).any(axis=1), ~np.isfinite(x).any(axis=1)
-    return [("NaN level log-probabilities" if n else "+inf level log-probabilities" if p else
-             "every level has log-probability -inf (probability 0)" if z else None)
-            for n, p, z in zip(nan.tolist(), pos.tolist(), none.tolist())]
+    finite = np.isfinite(x)
+    out: list[Optional[str]] = [None] * len(x)
+    for i in np.flatnonzero(~np.all(finite | np.isneginf(x), axis=1) | ~np.any(finite, axis=1)):
+        row = x[i]
+        out[i] = ("NaN level log-probabilities" if np.isnan(row).any() else "+inf level log-probabilities"
+                  if np.isposinf(row).any() else "every level has log-probability -inf (probability 0)")
+    return out
 
 
 def compare_batch(comparator: Any, pairs: Sequence[Pair]) -> Comparisons:
