@@ -23,7 +23,8 @@ exit codes (docs/architecture.md, "Exit codes"):
   3   partial: results written, but some pairs or images failed or items were dropped (counted on stderr)
   4   no result: nothing could be scored, or the metrics are undefined (e.g. constant scores)
   5   aborted by a fault outside your input (stalled backend, cache locked too long); rerun to resume
-  130 interrupted (rerun to resume); 141 output pipe closed
+  130 interrupted (rerun to resume)
+  141 the output pipe was closed (c2s leaderboard ... | head)
 """
 
 #: the exit-code contract (MAIN_EPILOG and docs/architecture.md, "Exit codes")
@@ -376,7 +377,8 @@ def cmd_run(a) -> int:
     from harness.run.runner import AnchorSpec, RunConfig, run
 
     if a.config:
-        configs = [replace(c, limit=a.limit) if a.limit else c for c in load_config(a.config)]
+        configs = [replace(c, **_given(limit=a.limit, max_pixels=a.max_pixels, min_side=a.min_side))
+                   for c in load_config(a.config)]
     else:
         if not a.model or not a.dataset:
             raise ValueError("give --config, or --model and at least one --dataset")
@@ -388,15 +390,16 @@ def cmd_run(a) -> int:
             **_given(profiles=a.profile, modes=a.mode),
             profile_overrides={k: v for k, v in _overrides(a).items() if v is not None}, order=a.order, batch_size=a.batch_size, out_dir=a.out, cache=a.cache,
             run_id=a.run_id, drop_bad=a.drop_bad, bootstrap=a.bootstrap, reports=not a.no_report,
-            limit=a.limit)]
+            limit=a.limit, **_given(max_pixels=a.max_pixels, min_side=a.min_side))]
     if a.dry_run:
         for cfg in configs:
             _print_dry_run(cfg)
         return 0
+    status = EXIT_OK
     for cfg in configs:
         for run_dir in run(cfg):
-            _print_run(run_dir, report=cfg.reports)
-    return 0
+            status = max(status, _print_run(run_dir, report=cfg.reports))  # several runs: the worst outcome
+    return status
 
 
 def _print_dry_run(cfg) -> None:
@@ -423,8 +426,8 @@ def _print_dry_run(cfg) -> None:
                   f"estimated {e['seconds']:.1f} s (from {e['timed_pairs']} timed before with this model and options)")
 
 
-def _print_run(run_dir: Path, *, report: bool) -> None:
-    """Write the run's report (if asked) and print its headline numbers."""
+def _print_run(run_dir: Path, *, report: bool, command: str = "run") -> int:
+    """Write the run's report (if asked), print its headline numbers; return its exit code (`_outcome`)."""
     from harness.run.record import read_run
 
     from harness.report.reports import quality_flags, summaries, summary_line
@@ -447,6 +450,36 @@ def _print_run(run_dir: Path, *, report: bool) -> None:
                      f"{e['what']}, not the headline)"))
     for level, text in quality_flags(rec):
         print(f"c2s: warning: {level}: {text}", file=sys.stderr)
+    return _outcome(rec, command)
+
+
+def _outcome(rec, command: str) -> int:
+    """The exit code a written run earns (MAIN_EPILOG): 4 when no image was scored or a dataset's headline
+    is undefined, 3 when pairs or images failed or items were dropped, else 0; said on stderr unless 0."""
+    import math
+
+    m, c = rec.manifest, rec.manifest.counts
+    undefined = {name: sorted({d.splits[s].undefined or d.splits[s].logistic_message or "undefined" for s in d.over})
+                 for name, d in rec.metrics.datasets.items()
+                 if d.splits and not math.isfinite(d.summary["srcc"].median)}
+    dropped = sum(len(d.dropped) for d in m.datasets)
+    if c.images_failed >= c.images_total:
+        first = next((r.error for r in rec.scores if r.error), "")
+        code, text = EXIT_NO_RESULT, (f"no result: none of the {c.images_total} image(s) could be scored"
+                                      + (f" (first reason: {first})" if first else ""))
+    elif undefined:
+        code, text = EXIT_NO_RESULT, "no result: the metrics are undefined: " + "; ".join(
+            f"{name}: {', '.join(reasons)}" for name, reasons in undefined.items())
+    elif c.pairs_failed or c.images_failed or dropped:
+        parts = [f"{c.pairs_failed} of {c.pairs_total} pair(s) failed" if c.pairs_failed else "",
+                 f"{c.images_failed} of {c.images_total} image(s) not scored" if c.images_failed else "",
+                 f"{dropped} dataset item(s) dropped as bad" if dropped else ""]
+        code, text = EXIT_PARTIAL, ("partial result: " + ", ".join(p for p in parts if p)
+                                    + " (listed in the run folder; rerun to retry the failed ones)")
+    else:
+        return EXIT_OK
+    print(f"c2s {command}: {text} [{rec.run_dir.name}; exit code {code}]", file=sys.stderr)
+    return code
 
 
 def _score_inputs(items, *, strict: bool) -> list[str]:
@@ -497,7 +530,7 @@ def cmd_score(a) -> int:
         w.writerows([r.path, r.score, scale, r.latent, r.sd, r.n_anchors_ok, r.status, r.error] for r in rows)
     print(f"scores on the {scale} scale: {SCORE_SCALES[scale]}")
     print(f"wrote {a.out} ({n_failed} failed; full run in {run_dir})")
-    return 0
+    return _outcome(rec, "score")
 
 
 #: what a score means on each scale (docs/method.md, "Eqn. 6: Thurstone Case V, maximum a posteriori"), for c2s score
@@ -530,8 +563,9 @@ def cmd_compare(a) -> int:
     with _image_limits(a), load_comparator(a.model, **_kv(a.model_option)) as comp:
         res = compare_batch(comp, [Pair(a.first, a.second)])
     if res.errors[0]:
-        print(f"failed: {res.errors[0]}", file=sys.stderr)
-        return 1
+        print(f"c2s compare: no result: the pair failed: {res.errors[0]} [exit code {EXIT_NO_RESULT}]",
+              file=sys.stderr)
+        return EXIT_NO_RESULT
     import numpy as np
 
     probs = np.exp(res.logprobs[0] / a.temperature)
@@ -551,7 +585,8 @@ def cmd_anchors(a) -> int:
     from harness.run.runner import resolve_dataset, selection_inputs
 
     if a.action == "select":
-        ds, _ = resolve_dataset(_dataset_spec(a.dataset, a.root, None))
+        with _image_limits(a):
+            ds, _ = resolve_dataset(_dataset_spec(a.dataset, a.root, None))
         q, std = selection_inputs(ds)
         rep = selection_report(q, std, a.alpha, a.beta)
         doc = {"name": f"{ds.name} Eqn. 4 (alpha={a.alpha}, beta={a.beta})", "root": str(ds.root),
@@ -577,7 +612,16 @@ def cmd_anchors(a) -> int:
 
     Path(a.out).write_text(json.dumps(strict_json(doc), indent=1, allow_nan=False))
     print(f"wrote {a.out}: {len(doc['images'])} anchors, MOS {['%.3g' % v for v in doc['mos']]}")
-    return 0
+    if "matrix" not in doc:
+        return EXIT_OK
+    off = ~np.eye(len(doc["matrix"]), dtype=bool)  # an entry is missing when both orders of its pair failed
+    missing, total = int(np.isnan(doc["matrix"][off]).sum()), int(off.sum())
+    if not missing:
+        return EXIT_OK
+    code = EXIT_PARTIAL if missing < total else EXIT_NO_RESULT
+    print(f"c2s anchors: {missing} of {total} anchor-matrix entries have no judgement (null in {a.out}; the "
+          f"comparator failed both orders of those pairs) [exit code {code}]", file=sys.stderr)
+    return code
 
 
 def cmd_datasets(a) -> int:
@@ -608,15 +652,21 @@ def cmd_datasets(a) -> int:
     print(f"{ds.name}: {len(ds)} images usable, {len(problems)} problem(s) ({how})")
     for p in problems[:200]:
         print(f"  - {p}")
-    return 1 if problems else 0
+    if len(problems) > 200:
+        print(f"  ... and {len(problems) - 200} more")
+    if not problems and len(ds):
+        return EXIT_OK
+    # the check's own outcome, as for a run: some items unusable (3), or none usable (4)
+    code = EXIT_PARTIAL if len(ds) else EXIT_NO_RESULT
+    print(f"c2s datasets: {len(problems)} problem(s), {len(ds)} image(s) usable [exit code {code}]", file=sys.stderr)
+    return code
 
 
 def cmd_rescore(a) -> int:
     from harness.run.runner import rescore
 
     run_dir = rescore(a.run_dir, profile=a.profile, mode=a.mode, out_dir=a.out, **_overrides(a))
-    _print_run(run_dir, report=not a.no_report)
-    return 0
+    return _print_run(run_dir, report=not a.no_report, command="rescore")
 
 
 def _run_dirs(paths) -> list[Path]:

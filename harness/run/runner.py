@@ -24,8 +24,9 @@ import numpy as np
 
 from adapters.base import (Pair, as_comparator, check_model_options, comparator_class, compare_batch,
                            fingerprint_hash, load_comparator, rate_batch)
+from adapters.fingerprint import checked_fingerprint
 from harness.core import home
-from harness.core.anchors import AnchorSet, koniq_default, read_anchor_file, select_anchors
+from harness.core.anchors import AnchorSet, koniq_default, no_scale_reason, read_anchor_file, select_anchors
 from harness.core.options import check_fields
 from harness.run.cache import PairCache
 from harness.data.datasets import Dataset, Record, load_dataset, load_official_split
@@ -348,7 +349,7 @@ def dry_run(config: RunConfig) -> tuple[Plan, dict[str, dict]]:
     and options; no model is loaded and nothing is written. Without such timings the cached count is
     unknown (None): the fingerprint that keys the cache needs the model."""
     plan = plan_run(config)
-    cache = PairCache(config.cache) if config.cache and Path(config.cache).is_file() else None
+    cache = PairCache(config.cache) if config.cache and Path(config.cache).exists() else None
     out = {}
     try:
         for kind, (items, _) in plan.work.items():
@@ -379,7 +380,7 @@ def run(config: RunConfig, *, comparator=None, progress: bool = True) -> list[Pa
     owned = comparator is None
     comparator = load_comparator(config.model, **config.model_options) if owned else as_comparator(comparator)
     try:
-        fp = comparator.fingerprint()
+        fp = checked_fingerprint(comparator, f"model {config.model}")
         fp_hash = fingerprint_hash(fp)
         cache = PairCache(config.cache) if config.cache else None
         calls = {"pairs": lambda b: compare_batch(comparator, b),
@@ -432,7 +433,8 @@ def finish_run(run_dir: Path, manifest: dict, dsruns: list[DatasetRun], tests: l
     scored = score_tests(tests, anchors, judged.lookup(), judged.error_of(), profile, mode, manifest["order"])
     timings["scoring"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    score_rows, metrics = evaluate(dsruns, tests, scored, bootstrap=bootstrap, seed=seed)
+    score_rows, metrics = evaluate(dsruns, tests, scored, bootstrap=bootstrap, seed=seed,
+                                   undefined=no_scale_reason(anchors))
     timings["metrics"] = time.perf_counter() - t0
     failed = np.array([e is not None for e in judged.errors], dtype=bool)
     record = Manifest.model_validate({
