@@ -125,14 +125,17 @@ def judge(call, pairs: list[Pair], roles: list[str], *, cache: PairCache | None,
             check = _ChangeCheck(look.hashes)
             rows = []
             for j, i in enumerate(idx):
-                reason = res.errors[j] or check.pair(pairs[i]) or (cache and row_problem(res.logprobs[j], res.meta[j]))
+                reason = res.errors[j] or check.pair(pairs[i])
+                if reason is None and cache:
+                    problem = row_problem(res.logprobs[j], res.meta[j])
+                    reason = problem and f"cannot be cached: {problem}"
                 for same in todo[look.keys[i]]:
                     errors[same] = reason or check.pair(pairs[same])
                     lp[same] = np.nan if errors[same] else res.logprobs[j]
                 if not reason:
                     rows.append((*look.keys[i], res.logprobs[j], res.meta[j]))
             if cache and rows:
-                whole = res.batch_error is None and config_key
+                whole = res.batch_error is None and config_key is not None  # failed halves are not timed
                 cache.put_many(fp_hash, prompt_key, rows, timing=(config_key, len(idx), seconds) if whole else None,
                                replace=look.hits.invalid)
             if bar:
