@@ -175,6 +175,7 @@ def test_anchors_of_equal_mos_give_no_scale_so_no_metric(tmp_path, data, capsys,
     assert main(argv) == 4
     err = _err(capsys)
     assert "the anchors' MOS are all equal (3): they give the scores no scale" in err
+    assert "logistic fit failed" not in err and "no metric is defined in" not in err   # said once, in red
     (run_dir,) = run_dirs_in(tmp_path / "runs")
     rec = read_run(run_dir)
     for corr in rec.metrics.datasets["mine"].splits.values():
@@ -183,6 +184,18 @@ def test_anchors_of_equal_mos_give_no_scale_so_no_metric(tmp_path, data, capsys,
     assert "headline SRCC is n/a (the anchors' MOS are all equal" in report
     assert main(["rescore", str(run_dir), "--link", "logit", "--no-report"]) == 4   # rescore keeps the verdict
     _err(capsys)
+
+
+def test_a_split_without_a_metric_is_flagged_beside_a_defined_headline(tmp_path, data, capsys):
+    lines = (data / "mine.csv").read_text().splitlines()
+    (data / "splits.csv").write_text("image,mos,split\n" + "".join(f"{line},{'b' if k < 2 else 'a'}\n"
+                                                                   for k, line in enumerate(lines[1:])))
+    assert _run(tmp_path, data, manifest="splits.csv") == 0     # --summary all: the headline is defined
+    err = _err(capsys)
+    assert "amber: mine: no metric is defined in 1 of 3 group(s) (only 2 scored image(s)" in err
+    (run_dir,) = run_dirs_in(tmp_path / "runs")
+    split_b = read_run(run_dir).metrics.datasets["mine"].splits["b"]
+    assert math.isnan(split_b.srcc) and split_b.undefined.startswith("only 2 scored image(s)")
 
 
 def test_the_worst_outcome_of_several_runs_is_the_exit_code(tmp_path, data, capsys):

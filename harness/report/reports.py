@@ -158,11 +158,18 @@ def quality_flags(run: RunRecord) -> list[tuple[str, str]]:
         flags += _prediction_flags(name, run.scores)
         if not ds.splits:
             continue
+        headline_undefined = False
         for key, title in METRIC_COLUMNS[:1] + METRIC_COLUMNS[3:4]:
             if not math.isfinite(ds.summary[key].median):
+                headline_undefined = True
                 reasons = sorted({ds.splits[s].logistic_message or "undefined" for s in ds.over})
                 flags.append(("red", f"{name}: headline {title} is n/a ({'; '.join(reasons)})"))
-        failed = [s for s, c in ds.splits.items() if not c.logistic_ok]
+        undefined = [s for s, c in ds.splits.items() if c.undefined]  # every metric null there, with its reason
+        if undefined and not headline_undefined:
+            reasons = sorted({ds.splits[s].undefined for s in undefined})
+            flags.append(("amber", f"{name}: no metric is defined in {len(undefined)} of {len(ds.splits)} group(s) "
+                                   f"({'; '.join(reasons)})"))
+        failed = [s for s, c in ds.splits.items() if not c.logistic_ok and not c.undefined]
         if failed:
             reasons = sorted({ds.splits[s].logistic_message or "no reason recorded" for s in failed})
             flags.append(("amber", f"{name}: logistic fit failed in {len(failed)} of {len(ds.splits)} group(s) "
