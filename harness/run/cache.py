@@ -124,7 +124,7 @@ def _meta_json(meta: dict) -> str:
 
 def _is_lock(exc: sqlite3.Error) -> bool:
     code = getattr(exc, "sqlite_errorcode", None)
-    return (code is not None and code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)) or \
+    return (code is not None and (code & 0xFF) in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)) or \
         any(w in str(exc) for w in ("locked", "busy"))
 
 
