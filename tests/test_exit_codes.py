@@ -273,7 +273,8 @@ def test_a_fault_outside_the_input_exits_5_and_an_interrupt_130(tmp_path, data, 
 
 
 @pytest.mark.parametrize("exc", [TypeError("unsupported operand"), KeyError("k"), AttributeError("x"),
-                                 IndexError("list index out of range")])
+                                 IndexError("list index out of range"), RecursionError("maximum recursion depth"),
+                                 NotImplementedError()])
 def test_a_bug_is_one_line_exit_1_never_a_user_error(tmp_path, data, capsys, monkeypatch, exc):
     import harness.run.runner as runner
 
