@@ -859,6 +859,8 @@ def _dispatch(a) -> int:
         _traceback_if(a)
         print(f"{where}: aborted: {exc}", file=sys.stderr)
         return EXIT_ABORTED
+    except (RecursionError, NotImplementedError) as exc:  # bugs, although RuntimeErrors
+        return _internal_error(a, exc)
     except (ValueError, OSError, RuntimeError, ImportError) as exc:
         _traceback_if(a)
         missing = _missing_module(exc)
@@ -873,11 +875,15 @@ def _dispatch(a) -> int:
               f"an exception instead); the command stopped there; {_DEBUG_HINT}", file=sys.stderr)
         return EXIT_INTERNAL
     except Exception as exc:  # noqa: BLE001 - a bug: one line, never disguised as a user error
-        _traceback_if(a)
-        text = " ".join(str(exc).split())
-        print(f"{where}: internal error: {type(exc).__name__}{': ' + text if text else ''}; this is a bug, please "
-              f"report it; {_DEBUG_HINT}", file=sys.stderr)
-        return EXIT_INTERNAL
+        return _internal_error(a, exc)
+
+
+def _internal_error(a, exc: BaseException) -> int:
+    _traceback_if(a)
+    text = " ".join(str(exc).split())
+    print(f"c2s {a.command}: internal error: {type(exc).__name__}{': ' + text if text else ''}; this is a bug, "
+          f"please report it; {_DEBUG_HINT}", file=sys.stderr)
+    return EXIT_INTERNAL
 
 
 _DEBUG_HINT = "rerun with C2S_DEBUG=1 (or c2s --debug COMMAND ...) for the traceback"
