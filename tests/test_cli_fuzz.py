@@ -464,7 +464,8 @@ def _mutate_text(text: str, rng: random.Random) -> str:
         return text[:rng.randrange(len(text) + 1)]
     if op == 5:
         k = rng.randrange(len(text) + 1)
-        return text[:k] + rng.choice(["\x00", "\n", ",", '"', "{", "[" * 50_000, "\ufeff", ":", "- ", "\udcff"]) + text[k:]
+        junk = ["\x00", "\n", ",", '"', "{", "[" * 50_000, "\ufeff", ":", "- ", "\udcff"]
+        return text[:k] + rng.choice(junk) + text[k:]
     if op == 6:
         return re.sub(r'"\w+"', lambda m: '"' + m.group(0)[1:-1][::-1] + '"', text, count=1)  # a key misspelt
     return text.replace(",", ";", 1)
