@@ -67,7 +67,11 @@ def test_rescore_of_a_version_1_folder_reproduces_its_metrics_bit_for_bit(v1_run
     new = read_run(new_dir)
     assert new.source_version == FORMAT_VERSION
     assert json.loads((new_dir / "manifest.json").read_text())["format_version"] == FORMAT_VERSION
-    assert _nan_text(new.metrics.model_dump(exclude_none=True)["datasets"]) == _nan_text(old["datasets"])
+    numbers = new.metrics.model_dump(exclude_none=True)["datasets"]
+    # version 1 had no `undefined` (why a split's metrics are null): now it is said; the numbers are the same
+    reasons = {name: {s: c.pop("undefined") for s, c in d["splits"].items()} for name, d in numbers.items()}
+    assert reasons == {"bench": {"all": ""}, "flat": {"all": "constant ground truth: no correlation is defined"}}
+    assert _nan_text(numbers) == _nan_text(old["datasets"])
     for table in ("scores.csv", "comparisons.csv"):
         assert (new_dir / table).read_text() == (v1_run / table).read_text()
 
@@ -140,6 +144,36 @@ def test_hidden_and_incomplete_folders_are_not_runs(run_dir):
     (parent / "empty").mkdir()
     assert is_run_dir(run_dir) and not is_run_dir(parent / ".r.tmp-123-abcd") and not is_run_dir(parent / "empty")
     assert run_dirs_in(parent) == [run_dir]
+
+
+def test_working_folders_are_told_from_runs_by_name(run_dir):
+    parent = run_dir.parent
+    for name, run_id in ((".r.tmp-123-0123abcd", "r"), (".my.run.old-9-deadbeef", "my.run"), (".r.tmp-1-xyz", None),
+                         ("r.tmp-123-0123abcd", None), (".hidden", None)):
+        (parent / name).mkdir()
+        assert record.leftover_of(parent / name) == run_id, name
+    assert [p.name for p in record.leftovers_in(parent)] == [".my.run.old-9-deadbeef", ".r.tmp-123-0123abcd"]
+    with pytest.raises(RunFolderError, match="unfinished folder of an interrupted write of run 'my.run'"):
+        record.check_not_leftover(parent / ".my.run.old-9-deadbeef")
+    record.check_not_leftover(run_dir)
+
+
+def test_check_outputs_compares_real_files_and_folders(tmp_path):
+    data = tmp_path / "data"
+    (data / "sub").mkdir(parents=True)
+    image = data / "sub" / "img.png"
+    image.write_bytes(b"x")
+    (tmp_path / "link").symlink_to(data / "sub")
+    os.link(image, tmp_path / "hard.png")
+    folder = data / "sub"
+    refused = {image: image, tmp_path / "link" / "img.png": image, tmp_path / "hard.png": image, data: image,
+               folder / "new.csv": folder, tmp_path / "link" / "new.csv": folder, image / "run": image}
+    for out, hit in refused.items():
+        with pytest.raises(ValueError) as exc:
+            record.check_outputs([out], [image, folder])
+        assert str(exc.value).startswith(f"--out {out} would write over the input {hit}: inputs are never written")
+    # a sibling with a common prefix, a missing input and a fresh file are no conflict
+    record.check_outputs([data / "sub2" / "x.csv", tmp_path / "out.csv"], [image, data / "sub", tmp_path / "gone.png"])
 
 
 # --- malformed folders ---------------------------------------------------------------------------
