@@ -713,7 +713,11 @@ def cmd_demo(a) -> int:
 def cmd_check_parity(a) -> int:
     from harness.tools.parity import run_parsed
 
-    return run_parsed(a, a.parser)
+    if run_parsed(a, a.parser) == 0:
+        return EXIT_OK
+    print(f"c2s check-parity: the backends disagree or failed pairs (PARITY FAILED above) [exit code {EXIT_PARTIAL}]",
+          file=sys.stderr)
+    return EXIT_PARTIAL
 
 
 def cmd_models(a) -> int:
