@@ -253,6 +253,20 @@ def test_datasets_check_exits_0_clean_3_with_problems_4_when_nothing_is_usable(t
     assert main(["datasets", "check", f"d={none}", "--root", str(data)]) == 4
 
 
+@pytest.mark.parametrize("ok, code", [(True, 0), (False, 3)])
+def test_check_parity_exits_3_when_the_backends_disagree(monkeypatch, capsys, ok, code):
+    import harness.tools.parity as parity
+
+    class Report:
+        def format(self):
+            return "PARITY OK" if ok else "PARITY FAILED"
+
+    Report.ok = ok
+    monkeypatch.setattr(parity, "check_parity", lambda *a, **k: Report())
+    assert main(["check-parity", "/models/m", "--backends", "hf,vllm"]) == code
+    assert ("exit code 3" in _err(capsys)) == (not ok)
+
+
 def test_a_fault_outside_the_input_exits_5_and_an_interrupt_130(tmp_path, data, capsys, monkeypatch):
     import harness.run.runner as runner
 
