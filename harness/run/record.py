@@ -654,6 +654,17 @@ def check_not_leftover(path) -> None:
                              "process writes there")
 
 
+def check_replaceable(run_dir, fix: str = "choose another --run-id (run_id: in YAML) or --out") -> None:
+    """Only a run folder (or nothing, or an empty folder) is ever replaced by `write_run`: a file, a symbolic
+    link or a folder of anything else under a run's name is the user's, never deleted."""
+    run_dir = Path(run_dir)
+    if not run_dir.exists() and not run_dir.is_symlink():
+        return
+    if run_dir.is_symlink() or not run_dir.is_dir() or not ((run_dir / MANIFEST).is_file() or
+                                                           not any(run_dir.iterdir())):
+        raise ValueError(f"{run_dir} exists and is not a run folder: c2s never replaces it; {fix}")
+
+
 def write_run(run_dir, manifest: Manifest, metrics: Metrics, scores: list[ScoreRow],
               comparisons: list[ComparisonRow], *, complete=None) -> Path:
     """Write a whole run folder atomically: into a hidden sibling first, then renamed into place (an
@@ -663,6 +674,7 @@ def write_run(run_dir, manifest: Manifest, metrics: Metrics, scores: list[ScoreR
     run_dir = Path(run_dir)
     if manifest.run_id != metrics.run_id:
         raise ValueError(f"manifest run {manifest.run_id!r} and metrics run {metrics.run_id!r} differ")
+    check_replaceable(run_dir)
     run_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = run_dir.with_name(f".{run_dir.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
     tmp.mkdir()
