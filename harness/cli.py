@@ -8,6 +8,8 @@ import sys
 import warnings
 from pathlib import Path
 
+from harness.core.secrets import scrub, scrub_log_records
+
 MAIN_EPILOG = """\
 quick start:
   c2s demo                                   # the whole pipeline offline on real photos (no weights needed)
@@ -60,7 +62,7 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str):
         """One line, `c2s COMMAND: error: ...`, exit 2 (argparse would print the whole usage first)."""
-        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} ({self.prog} --help lists the options)\n")
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {scrub(message)} ({self.prog} --help lists the options)\n")
 
 
 def model_options_help(names=None) -> str:
@@ -154,7 +156,7 @@ def _parser() -> argparse.ArgumentParser:
     from harness.core.profiles import DEFAULT_PROFILE, PROFILES
     from harness.core.vocabulary import MODES, ORDERS, SUMMARIES
     from harness.core.vocabulary import (DEFAULT_ALPHA, DEFAULT_BATCH_SIZE, DEFAULT_BETA, DEFAULT_LEADERBOARD_DIR,
-                                         DEFAULT_ORDER, DEFAULT_RUNS_DIR, LEADERBOARD_FORMATS)
+                                         DEFAULT_ORDER, DEFAULT_RUNS_DIR, DEFAULT_STALL_TIMEOUT, LEADERBOARD_FORMATS)
 
     profiles = sorted(PROFILES)
     fmt = argparse.RawDescriptionHelpFormatter
@@ -227,6 +229,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--drop-bad", action="store_true", help="go on without broken dataset items (they are listed)")
     p.add_argument("--bootstrap", type=int, default=0, metavar="N",
                    help="bootstrap CIs with N resamples")
+    p.add_argument("--stall-timeout", type=float, default=DEFAULT_STALL_TIMEOUT, metavar="SECONDS",
+                   help="stop the run when no batch has come back for this long, naming what is stuck; "
+                        "rerunning resumes (default: %(default)g; 0: no limit)")
     p.add_argument("--dry-run", action="store_true",
                    help="print what the run would do (pairs to judge, pairs already cached, anchors, a time estimate "
                         "from the cache's timings when this model and options ran before) without loading the model "
@@ -390,7 +395,7 @@ def cmd_run(a) -> int:
             **_given(profiles=a.profile, modes=a.mode),
             profile_overrides={k: v for k, v in _overrides(a).items() if v is not None}, order=a.order, batch_size=a.batch_size, out_dir=a.out, cache=a.cache,
             run_id=a.run_id, drop_bad=a.drop_bad, bootstrap=a.bootstrap, reports=not a.no_report,
-            limit=a.limit, **_given(max_pixels=a.max_pixels, min_side=a.min_side))]
+            limit=a.limit, stall_timeout=a.stall_timeout, **_given(max_pixels=a.max_pixels, min_side=a.min_side))]
     if a.dry_run:
         for cfg in configs:
             _print_dry_run(cfg)
@@ -770,7 +775,7 @@ COMMANDS = {"run": cmd_run, "score": cmd_score, "compare": cmd_compare, "anchors
 
 def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
     """A Python warning as one `c2s: warning:` line: the user needs the message, not our source line."""
-    print(f"c2s: warning: {' '.join(str(message).split())}", file=sys.stderr)
+    print(f"c2s: warning: {' '.join(scrub(message).split())}", file=sys.stderr)
 
 
 def _install_hint(exc: ImportError, spec: str | None) -> str:
@@ -805,6 +810,7 @@ def _missing_module(exc: BaseException) -> ImportError | None:
 
 
 def main(argv=None) -> int:
+    scrub_log_records()  # no remembered secret in any library's log line (harness.core.secrets)
     try:
         with warnings.catch_warnings():
             warnings.showwarning = _one_line_warning
@@ -861,7 +867,7 @@ def _dispatch(a) -> int:
         return EXIT_INTERRUPTED
     except RunAborted as exc:
         _traceback_if(a)
-        print(f"{where}: aborted: {exc}", file=sys.stderr)
+        print(f"{where}: aborted: {scrub(exc)}", file=sys.stderr)
         return EXIT_ABORTED
     except (RecursionError, NotImplementedError) as exc:  # bugs, although RuntimeErrors
         return _internal_error(a, exc)
@@ -869,7 +875,7 @@ def _dispatch(a) -> int:
         _traceback_if(a)
         missing = _missing_module(exc)
         message = _install_hint(missing, getattr(a, "model", None)) if missing else exc
-        print(f"{where}: error: {message}", file=sys.stderr)
+        print(f"{where}: error: {scrub(message)}", file=sys.stderr)
         return EXIT_USAGE
     except SystemExit as exc:
         if _from_argparse(exc):
@@ -884,7 +890,7 @@ def _dispatch(a) -> int:
 
 def _internal_error(a, exc: BaseException) -> int:
     _traceback_if(a)
-    text = " ".join(str(exc).split())
+    text = " ".join(scrub(exc).split())
     print(f"c2s {a.command}: internal error: {type(exc).__name__}{': ' + text if text else ''}; this is a bug, "
           f"please report it; {_DEBUG_HINT}", file=sys.stderr)
     return EXIT_INTERNAL

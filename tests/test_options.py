@@ -54,7 +54,8 @@ def test_values_are_coerced_to_the_declared_types():
     ({"engine": [1]}, r"option 'engine' = \[1\] \(list\) is not dict"),
     ({"api_key": [1234, 5678]}, r"option 'api_key' = \*\*\* \(list\) is not str or None"),
     # a URL quoted in a message loses its credentials, whatever the option
-    ({"batch_size": "http://bob:pw1@127.0.0.1:8/v1?token=t9"}, r"'http://127.0.0.1:8/v1\?token=\*\*\*' \(str\) is not int"),
+    ({"batch_size": "http://bob:pw1@127.0.0.1:8/v1?token=t9"},
+     r"'http://127.0.0.1:8/v1\?token=\*\*\*' \(str\) is not int"),
     ({"engine": ["https://tok3n@h/"]}, r"option 'engine' = \['https://h/'\] \(list\) is not dict"),
 ])
 def test_bad_options_are_named_with_the_fix(values, message):

@@ -47,8 +47,8 @@ _AUTH_SCHEME = re.compile(r"(?i)^(bearer|basic|token)\s+(\S+)$")
 #: secret names, and OpenAI-style keys (also masked ones, "sk-proj-abc*****wxyz")
 _PATTERNS = (
     (re.compile(r"(?i)\b(bearer|basic)(\s+)[A-Za-z0-9._~+/=\-]{4,}"), r"\1\2" + MASK),
-    (re.compile(rf"(?i)(?<![A-Za-z0-9])((?:{_SECRET_WORDS})[\"']?\s*[:=]\s*[\"']?(?:(?:bearer|basic)\s+)?)([^\s\"'&,;}}]+)"),
-     r"\1" + MASK),
+    (re.compile(rf"(?i)(?<![A-Za-z0-9])((?:{_SECRET_WORDS})[\"']?\s*[:=]\s*[\"']?(?:(?:bearer|basic)\s+)?)"
+                rf"([^\s\"'&,;}}]+)"), r"\1" + MASK),
     (re.compile(r"\bsk-[A-Za-z0-9_\-*.]{3,}"), "sk-" + MASK),
 )
 _ALNUM = "A-Za-z0-9"

@@ -31,6 +31,8 @@ SUMMARIES = (BY_SPLITS, ALL)
 
 #: pairs per comparator call
 DEFAULT_BATCH_SIZE = 16
+#: seconds a run may go without a batch coming back before it stops (resumable); 0: no limit
+DEFAULT_STALL_TIMEOUT = 900.0
 #: where run folders go
 DEFAULT_RUNS_DIR = "results/runs"
 #: where `c2s leaderboard` writes its tables, and in which formats
