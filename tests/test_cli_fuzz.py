@@ -377,6 +377,21 @@ def test_files_of_the_wrong_kind(world, capsys, argv):
     _outcome([a.replace("{root}", str(root)) for a in argv], capsys)
 
 
+@pytest.mark.parametrize("flag, value, needle", [
+    ("--bootstrap", "99999999999999999999", "bootstrap must be between 0 and 100000 resamples"),
+    ("--bootstrap", "100001", "bootstrap must be between 0 and 100000 resamples"),
+    ("--alpha", "99999999999999999999", "at most 10000"), ("--alpha", "10001", "at most 10000"),
+])
+def test_numbers_too_large_to_compute_with_are_refused_before_any_work(world, capsys, flag, value, needle):
+    root, _ = world
+    argv = ["run", "--model", "classical", "--dataset", f"mine={root / 'mine.csv'}", "--root", str(root), "--anchors",
+            "select", "--anchors-dataset", "mine", "--cache", "", "--out", "runs", flag, value]
+    _error(argv, capsys, "c2s run: error:", needle)
+    if flag == "--alpha":
+        _error(["anchors", "select", "--dataset", f"m={root / 'mine.csv'}", "--root", str(root), flag, value, "--out",
+                "a.json"], capsys, "c2s anchors: error:", needle)
+
+
 @pytest.mark.parametrize("base", ["file:///c2s-fuzz/{foo}", "file:///c2s-fuzz/{0}", "file:///c2s-fuzz/{revision.x}",
                                   "file:///c2s-fuzz/{", "file:///c2s-fuzz/}{revision}", "abc", ""])
 def test_fetch_from_a_base_url_that_is_no_format_string(capsys, tmp_path, base):

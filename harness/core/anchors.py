@@ -142,6 +142,10 @@ def no_scale_reason(anchors: AnchorSet | None) -> str:
 
 # --- Eqn. 4 selection -----------------------------------------------------------------------------
 
+#: the most MOS intervals Eqn. 4 may use (each is an array entry; the paper uses 5)
+MAX_INTERVALS = 10_000
+
+
 @dataclass
 class SelectionReport:
     """Which images Eqn. 4 picked, the interval edges, how many images each interval held, and the
@@ -166,6 +170,8 @@ def selection_report(mos, std, alpha: int = DEFAULT_ALPHA, beta: int = DEFAULT_B
         raise ValueError("mos and std must be finite")
     if not (int(alpha) == alpha >= 1 and int(beta) == beta >= 1):
         raise ValueError(f"alpha and beta must be positive integers, got {alpha!r}, {beta!r}")
+    if alpha > MAX_INTERVALS:
+        raise ValueError(f"alpha = {alpha} MOS intervals: at most {MAX_INTERVALS} (Eqn. 4; --alpha, alpha: in YAML)")
     edges = np.linspace(q.min(), q.max(), int(alpha) + 1)
     interval = np.searchsorted(edges[1:-1], q, side="right")
     counts = np.bincount(interval, minlength=int(alpha))

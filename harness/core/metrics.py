@@ -15,6 +15,9 @@ from scipy import optimize, stats
 from scipy.special import expit
 
 METRICS = ("srcc", "krcc", "plcc")
+#: the most bootstrap resamples a run may ask for: 10^4 already pin a 95% interval down, and the resamples
+#: are drawn at once (resamples x images indices)
+MAX_BOOTSTRAP = 100_000
 
 
 def _paired(pred, mos, higher_is_better: bool) -> tuple[np.ndarray, np.ndarray, int]:
@@ -160,8 +163,8 @@ def bootstrap_ci(pred, mos, metric: str = "srcc", n_boot: int = 1000, seed: int 
     generator. Non-finite predictions are excluded first (as in `correlations`)."""
     if metric not in METRICS:
         raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
-    if not 0 < level < 1 or int(n_boot) < 1:
-        raise ValueError("level must be in (0, 1) and n_boot >= 1")
+    if not 0 < level < 1 or not 1 <= int(n_boot) <= MAX_BOOTSTRAP:
+        raise ValueError(f"level must be in (0, 1) and n_boot between 1 and {MAX_BOOTSTRAP}")
     x, y, _ = _paired(pred, mos, higher_is_better)
     if x.size < 3:
         return float("nan"), float("nan")
