@@ -16,7 +16,7 @@ import os
 import time
 import warnings
 from collections import Counter
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -28,7 +28,8 @@ from adapters.fingerprint import checked_fingerprint
 from harness.core import home
 from harness.core.anchors import AnchorSet, koniq_default, no_scale_reason, read_anchor_file, select_anchors
 from harness.core.metrics import MAX_BOOTSTRAP
-from harness.core.options import check_fields
+from harness.core.options import check_fields, options_secrets, recorded_options
+from harness.core.secrets import redact, remember, scrub_all
 from harness.run.cache import PairCache
 from harness.data.datasets import Dataset, Record, load_dataset, load_official_split
 from harness.data.images import DEFAULT_MAX_PIXELS, DEFAULT_MIN_SIDE, Limits, image_limits, unreadable
@@ -36,10 +37,11 @@ from harness.run.evaluation import DatasetRun, evaluate
 from harness.run.judging import Judged, cache_lookup, judge, plan_pairs, prompt_key
 from harness.core.profiles import DEFAULT_PROFILE, Profile, get_profile, profile_label
 from harness.core.vocabulary import (ALL, BY_SPLITS, DEFAULT_ALPHA, DEFAULT_ANCHORS, DEFAULT_BATCH_SIZE, DEFAULT_BETA,
-                                     DEFAULT_ORDER, DEFAULT_RUNS_DIR, MODES, ORDERS, SUMMARIES)
+                                     DEFAULT_ORDER, DEFAULT_RUNS_DIR, DEFAULT_STALL_TIMEOUT, MODES, ORDERS, SUMMARIES)
 from harness.run.record import (Manifest, Metrics, ScoreRow, anchors_info, comparison_rows, git_revision, read_run,
                                 short_digest, slug, versions, write_run)
 from harness.run.scoring import anchor_matrix_needs_model, fixed_matrix, matrix_source, score_tests
+from harness.run.watchdog import StallGuard
 
 # --- configuration ------------------------------------------------------------------------------
 
@@ -117,11 +119,15 @@ class RunConfig:
     max_pixels: int = DEFAULT_MAX_PIXELS
     min_side: int = DEFAULT_MIN_SIDE
 
+    #: stop the run (resumable) when no batch has come back for this many seconds; 0: never (watchdog.py)
+    stall_timeout: float = DEFAULT_STALL_TIMEOUT
+
     def __post_init__(self):
         # a value of the wrong type, an unknown backend or a bad option fails here, before any data or
         # model work (and, in a YAML grid, before the first model runs); values take their declared types
         check_fields(self, "config")
         self.model_options = check_model_options(self.model, self.model_options)
+        remember(*options_secrets(comparator_class(self.model).Options, self.model_options))
         if not self.datasets:
             raise ValueError("a run needs at least one dataset")
         bad = [m for m in self.modes if m not in MODES]
@@ -137,6 +143,8 @@ class RunConfig:
             raise ValueError(f"bootstrap must be between 0 and {MAX_BOOTSTRAP} resamples, got {self.bootstrap}")
         if self.limit is not None and int(self.limit) < 1:
             raise ValueError(f"limit must be >= 1 (images per dataset), got {self.limit}")
+        if not self.stall_timeout >= 0:
+            raise ValueError(f"stall_timeout must be >= 0 seconds (0: no limit), got {self.stall_timeout}")
         self.image_limits  # Limits checks each is a whole number >= 1, before any work
         names = [d.name for d in self.datasets]
         if len(set(names)) != len(names):
@@ -149,6 +157,11 @@ class RunConfig:
     @property
     def model_label(self) -> str:
         return self.label or self.model
+
+    @property
+    def recorded_options(self) -> dict:
+        """The model options as manifests, run ids and the pair cache keep them: no secret, no credential."""
+        return recorded_options(comparator_class(self.model).Options, self.model_options)
 
     @property
     def image_limits(self) -> Limits:
@@ -311,7 +324,7 @@ class Plan:
 def config_key(config: RunConfig) -> str:
     """A model configuration known without loading it (spec and checked options): how the pair cache's
     timings name it, so a dry run finds the fingerprint and the speed of a model it has not loaded."""
-    return short_digest({"model": config.model, "options": config.model_options})
+    return short_digest({"model": config.model, "options": config.recorded_options})
 
 
 def plan_run(config: RunConfig, comparator=None) -> Plan:
@@ -381,17 +394,19 @@ def run(config: RunConfig, *, comparator=None, progress: bool = True) -> list[Pa
     owned = comparator is None
     comparator = load_comparator(config.model, **config.model_options) if owned else as_comparator(comparator)
     try:
-        fp = checked_fingerprint(comparator, f"model {config.model}")
+        fp = redact(checked_fingerprint(comparator, f"model {config.model}"))
         fp_hash = fingerprint_hash(fp)
         cache = PairCache(config.cache) if config.cache else None
-        calls = {"pairs": lambda b: compare_batch(comparator, b),
-                 "rating": lambda b: rate_batch(comparator, [p.first for p in b])}
+        guard = StallGuard(config.stall_timeout, config.model)
+        calls = {"pairs": guard.wrap(lambda b: scrubbed(compare_batch(comparator, b)), "pair"),
+                 "rating": guard.wrap(lambda b: scrubbed(rate_batch(comparator, [p.first for p in b])), "image")}
         try:
             judged = {kind: judge(calls[kind], items, roles, cache=cache, fp_hash=fp_hash,
                                   prompt_key=prompt_key(fp, rating=kind == "rating"), batch_size=config.batch_size,
                                   progress=progress, timings=timings, config_key=config_key(config))
                       for kind, (items, roles) in plan.work.items()}
         finally:
+            guard.close()
             if cache:
                 cache.close()
     finally:
@@ -402,7 +417,7 @@ def run(config: RunConfig, *, comparator=None, progress: bool = True) -> list[Pa
     for mode in config.modes:
         for profile in (profiles if mode != "rating" else profiles[:1]):
             j = judged["rating" if mode == "rating" else "pairs"]
-            identity = {"model": config.model, "options": config.model_options, "fp": fp_hash,
+            identity = {"model": config.model, "options": config.recorded_options, "fp": fp_hash,
                         "datasets": [asdict(s) for s in config.datasets],
                         "anchors": anchors.digest() if anchors else None,
                         "profile": profile.as_dict(), "mode": mode, "order": config.order,
@@ -413,7 +428,8 @@ def run(config: RunConfig, *, comparator=None, progress: bool = True) -> list[Pa
             if config.run_id and len(config.modes) * len(profiles) > 1:
                 run_id = f"{config.run_id}-{profile.name}-{mode}"
             manifest = {"run_id": run_id, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                        "model": {"spec": config.model, "label": config.model_label, "options": config.model_options,
+                        "model": {"spec": config.model, "label": config.model_label,
+                                  "options": config.recorded_options,
                                   "fingerprint": fp, "fingerprint_hash": fp_hash},
                         "order": config.order, "batch_size": config.batch_size, "anchors_in_test": overlap,
                         "datasets_config": [asdict(s) for s in config.datasets], "anchors_config": asdict(config.anchors),
@@ -424,6 +440,12 @@ def run(config: RunConfig, *, comparator=None, progress: bool = True) -> list[Pa
                               dict(timings), bootstrap=config.bootstrap, seed=config.seed)
             out.append(path)
     return out
+
+
+def scrubbed(res):
+    """A batch's outcome without any remembered secret in its reasons or metadata, before the pair cache
+    or a run folder sees them: a server or a plug-in may quote a key in an error (harness.core.secrets)."""
+    return replace(res, **{f.name: scrub_all(getattr(res, f.name)) for f in fields(res) if f.name != "logprobs"})
 
 
 def finish_run(run_dir: Path, manifest: dict, dsruns: list[DatasetRun], tests: list[str], anchors: AnchorSet,
