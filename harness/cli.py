@@ -198,7 +198,7 @@ def _parser() -> argparse.ArgumentParser:
                               "  c2s run --model vllm:/models/Qwen2.5-VL-7B --dataset mine=data/mine.csv --root data/mine\n"
                               "  c2s run --config runs/zero_shot.yaml")
     p.add_argument("--config", metavar="YAML", help="run config (models x datasets x profiles); flags below are ignored, except "
-                        "--dry-run and --limit")
+                        "--dry-run, --limit and --overwrite")
     _add_model(p, required=False)
     p.add_argument("--label", help="model name shown in reports and leaderboards")
     p.add_argument("--dataset", action="append", metavar="NAME[=SOURCE]",
@@ -225,7 +225,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE, help="pairs per comparator call")
     p.add_argument("--out", default=DEFAULT_RUNS_DIR, help="where run folders go")
     p.add_argument("--cache", help="the pair cache (SQLite; default: pairs.sqlite in the home folder, $C2S_HOME)")
-    p.add_argument("--run-id", help="run folder name (default: derived from the configuration)")
+    p.add_argument("--run-id", help="run folder name inside --out (default: derived from the configuration); a "
+                                    "name, not a path")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace a run folder of the same --run-id written by another configuration (without it "
+                        "that is refused before any model work; re-running the same configuration always replaces "
+                        "its folder)")
     p.add_argument("--drop-bad", action="store_true", help="go on without broken dataset items (they are listed)")
     p.add_argument("--bootstrap", type=int, default=0, metavar="N",
                    help="bootstrap CIs with N resamples")
@@ -382,8 +387,8 @@ def cmd_run(a) -> int:
     from harness.run.runner import AnchorSpec, RunConfig, run
 
     if a.config:
-        configs = [replace(c, **_given(limit=a.limit, max_pixels=a.max_pixels, min_side=a.min_side))
-                   for c in load_config(a.config)]
+        configs = [replace(c, **_given(limit=a.limit, overwrite=a.overwrite or None, max_pixels=a.max_pixels,
+                                       min_side=a.min_side)) for c in load_config(a.config)]
     else:
         if not a.model or not a.dataset:
             raise ValueError("give --config, or --model and at least one --dataset")
@@ -395,15 +400,18 @@ def cmd_run(a) -> int:
             **_given(profiles=a.profile, modes=a.mode),
             profile_overrides={k: v for k, v in _overrides(a).items() if v is not None}, order=a.order, batch_size=a.batch_size, out_dir=a.out, cache=a.cache,
             run_id=a.run_id, drop_bad=a.drop_bad, bootstrap=a.bootstrap, reports=not a.no_report,
-            limit=a.limit, stall_timeout=a.stall_timeout, **_given(max_pixels=a.max_pixels, min_side=a.min_side))]
+            limit=a.limit, overwrite=a.overwrite, stall_timeout=a.stall_timeout,
+            **_given(max_pixels=a.max_pixels, min_side=a.min_side))]
     if a.dry_run:
         for cfg in configs:
             _print_dry_run(cfg)
         return 0
     status = EXIT_OK
-    for cfg in configs:
-        for run_dir in run(cfg):
-            status = max(status, _print_run(run_dir, report=cfg.reports))  # several runs: the worst outcome
+    from harness.report.reports import write_report
+
+    for cfg in configs:  # the report and plots are written into each run folder before it appears
+        for run_dir in run(cfg, complete=write_report if cfg.reports else None, inputs=[a.config] if a.config else []):
+            status = max(status, _print_run(run_dir))  # several runs: the worst outcome
     return status
 
 
@@ -431,21 +439,19 @@ def _print_dry_run(cfg) -> None:
                   f"estimated {e['seconds']:.1f} s (from {e['timed_pairs']} timed before with this model and options)")
 
 
-def _print_run(run_dir: Path, *, report: bool, command: str = "run") -> int:
-    """Write the run's report (if asked), print its headline numbers; return its exit code (`_outcome`)."""
+def _print_run(run_dir: Path, command: str = "run") -> int:
+    """Print a run's headline numbers; return its exit code (`_outcome`)."""
     from harness.run.record import read_run
 
     from harness.report.reports import quality_flags, summaries, summary_line
 
-    if report:
-        from harness.report.reports import write_report
-
-        write_report(run_dir)
     rec = read_run(run_dir)
     m, c = rec.manifest, rec.manifest.counts
     print(f"{run_dir}  [{m.model.label} | {m.profile.name} | {m.mode}]  pairs {c.pairs_total} "
+    dropped = sum(len(d.dropped) for d in m.datasets)
           f"(cached {c.pairs_cached}, computed {c.pairs_computed}, failed {c.pairs_failed}), "
-          f"images failed {c.images_failed}")
+          f"images failed {c.images_failed}" + (f", items dropped as bad {dropped} (listed in the report)"
+                                                if dropped else ""))
     if m.limit:
         print(f"    LIMITED RUN: only the first {m.limit} images of each dataset were scored")
     for name, d in rec.metrics.datasets.items():
@@ -523,7 +529,7 @@ def cmd_score(a) -> int:
                     profiles=[a.profile], profile_overrides={k: v for k, v in _overrides(a).items() if v is not None},
                     batch_size=a.batch_size, cache=a.cache, out_dir=str(home.score_runs_dir()),
                     reports=False, **_given(max_pixels=a.max_pixels, min_side=a.min_side))
-    (run_dir,) = run(cfg)
+    (run_dir,) = run(cfg, outputs=[a.out])
     rec = read_run(run_dir)
     rows, scale = rec.scores, rec.manifest.profile.scale
     _print_anchors(rec.manifest.anchors)
@@ -588,10 +594,13 @@ def cmd_anchors(a) -> int:
     from harness.core.anchors import matrix_from_mos, read_anchor_file, selection_report
     from harness.run.judging import matrix_from_comparator
     from harness.run.runner import resolve_dataset, selection_inputs
+    from harness.run.record import check_outputs
 
     if a.action == "select":
         with _image_limits(a):
-            ds, _ = resolve_dataset(_dataset_spec(a.dataset, a.root, None))
+        spec = _dataset_spec(a.dataset, a.root, None)
+            ds, _ = resolve_dataset(spec)
+        check_outputs([a.out], [*([spec.source] if spec.source else []), *(ds.abspath(r) for r in ds.records)])
         q, std = selection_inputs(ds)
         rep = selection_report(q, std, a.alpha, a.beta)
         doc = {"name": f"{ds.name} Eqn. 4 (alpha={a.alpha}, beta={a.beta})", "root": str(ds.root),
@@ -603,6 +612,7 @@ def cmd_anchors(a) -> int:
         anchors, doc = read_anchor_file(a.anchors, a.root)
         images = anchors.images
         if a.from_mos:
+        check_outputs([a.out], [a.anchors, *images])
             C = matrix_from_mos(anchors.mos, anchors.std)
         else:
             if not a.model:
@@ -670,22 +680,32 @@ def cmd_datasets(a) -> int:
 def cmd_rescore(a) -> int:
     from harness.run.runner import rescore
 
-    run_dir = rescore(a.run_dir, profile=a.profile, mode=a.mode, out_dir=a.out, **_overrides(a))
-    return _print_run(run_dir, report=not a.no_report, command="rescore")
+    from harness.report.reports import write_report
+
+    run_dir = rescore(a.run_dir, profile=a.profile, mode=a.mode, out_dir=a.out,
+                      complete=None if a.no_report else write_report, **_overrides(a))
+    return _print_run(run_dir, "rescore")
 
 
 def _run_dirs(paths) -> list[Path]:
-    from harness.run.record import is_run_dir, run_dirs_in
+    """The run folders named, or directly inside the folders named; unfinished folders of interrupted
+    writes are never runs: refused when named, reported when found."""
+    from harness.run.record import check_not_leftover, is_run_dir, leftovers_in, run_dirs_in
 
-    out = []
+    out, stray = [], []
     for p in map(Path, paths):
         if is_run_dir(p):
+        check_not_leftover(p)
             out.append(p)
         elif p.is_dir():
             out += run_dirs_in(p)
         else:
+            stray += leftovers_in(p)
             raise ValueError(f"{p} is neither a run folder nor a folder of runs")
     if not out:
+    if stray:
+        warnings.warn(f"skipped {len(stray)} unfinished folder(s) of interrupted writes (not runs; delete them once "
+                      f"no c2s process writes there): {', '.join(map(str, stray[:5]))}{' ...' if len(stray) > 5 else ''}")
         raise ValueError(f"no run folders found in {list(paths)}")
     return out
 

@@ -7,11 +7,13 @@ per (profile, mode). `rescore(run_dir, ...)` repeats the scoring from a run fold
 comparisons alone: no model, no torch.
 
 Resume is running the same command again: run ids are derived from the configuration, and every
-pair already in the cache is skipped.
+pair already in the cache is skipped. A run id already used by another configuration is refused
+before any model work unless `overwrite` is set (`check_targets`).
 """
 from __future__ import annotations
 
 import functools
+import json
 import os
 import time
 import warnings
@@ -27,6 +29,7 @@ from adapters.base import (Pair, as_comparator, check_model_options, comparator_
 from adapters.fingerprint import checked_fingerprint
 from harness.core import home
 from harness.core.anchors import AnchorSet, koniq_default, no_scale_reason, read_anchor_file, select_anchors
+from harness.core.jsontext import strict_json
 from harness.core.metrics import MAX_BOOTSTRAP
 from harness.core.options import check_fields, options_secrets, recorded_options
 from harness.core.secrets import redact, remember, scrub_all
@@ -38,8 +41,9 @@ from harness.run.judging import Judged, cache_lookup, judge, plan_pairs, prompt_
 from harness.core.profiles import DEFAULT_PROFILE, Profile, get_profile, profile_label
 from harness.core.vocabulary import (ALL, BY_SPLITS, DEFAULT_ALPHA, DEFAULT_ANCHORS, DEFAULT_BATCH_SIZE, DEFAULT_BETA,
                                      DEFAULT_ORDER, DEFAULT_RUNS_DIR, DEFAULT_STALL_TIMEOUT, MODES, ORDERS, SUMMARIES)
-from harness.run.record import (Manifest, Metrics, ScoreRow, anchors_info, comparison_rows, git_revision, read_run,
-                                short_digest, slug, versions, write_run)
+from harness.run.record import (MANIFEST, NO_ANCHORS, Manifest, Metrics, RunFolderError, ScoreRow, anchors_info,
+                                check_not_leftover, check_outputs, check_replaceable, check_run_id, comparison_rows,
+                                git_revision, read_run, short_digest, slug, versions, write_run)
 from harness.run.scoring import anchor_matrix_needs_model, fixed_matrix, matrix_source, score_tests
 from harness.run.watchdog import StallGuard
 
@@ -113,12 +117,13 @@ class RunConfig:
     #: score only the first N images of each dataset (manifest order), anchors unchanged: a labelled
     #: preview, never a dataset's result (its own run id and leaderboard row)
     limit: int | None = None
+    #: replace a run folder of the same id written by another configuration (`check_targets`)
+    overwrite: bool = False
     #: refuse (never resize) images above this many pixels or with a side under `min_side` pixels
     #: (harness.data.images.Limits), in the dataset checks and in the comparators' loading alike; they only
     #: refuse images, so they are no part of a run's identity
     max_pixels: int = DEFAULT_MAX_PIXELS
     min_side: int = DEFAULT_MIN_SIDE
-
     #: stop the run (resumable) when no batch has come back for this many seconds; 0: never (watchdog.py)
     stall_timeout: float = DEFAULT_STALL_TIMEOUT
 
@@ -145,6 +150,8 @@ class RunConfig:
             raise ValueError(f"limit must be >= 1 (images per dataset), got {self.limit}")
         if not self.stall_timeout >= 0:
             raise ValueError(f"stall_timeout must be >= 0 seconds (0: no limit), got {self.stall_timeout}")
+        if self.run_id is not None:
+            check_run_id(self.run_id)
         self.image_limits  # Limits checks each is a whole number >= 1, before any work
         names = [d.name for d in self.datasets]
         if len(set(names)) != len(names):
@@ -320,6 +327,10 @@ class Plan:
     #: "pairs" (soft and count modes) and/or "rating" -> the items to judge and their roles
     work: dict[str, tuple[list[Pair], list[str]]]
 
+    def folders(self, config: RunConfig) -> list[tuple[Profile, str]]:
+        """The (profile, mode) of each run folder, in the order they are written."""
+        return [(p, m) for m in config.modes for p in (self.profiles if m != "rating" else self.profiles[:1])]
+
 
 def config_key(config: RunConfig) -> str:
     """A model configuration known without loading it (spec and checked options): how the pair cache's
@@ -327,8 +338,9 @@ def config_key(config: RunConfig) -> str:
     return short_digest({"model": config.model, "options": config.recorded_options})
 
 
-def plan_run(config: RunConfig, comparator=None) -> Plan:
-    """Datasets, anchors, profiles and the pairs to judge, checked; no model is loaded."""
+def plan_run(config: RunConfig, comparator=None, *, inputs=(), outputs=()) -> Plan:
+    """Datasets, anchors, profiles and the pairs to judge, checked, and the run folders whose ids are known
+    without the model (`check_targets`, with the caller's `inputs` and `outputs`); no model is loaded."""
     dsruns = []
     for spec in config.datasets:
         ds, summary = resolve_dataset(spec, drop_bad=config.drop_bad)
@@ -353,7 +365,87 @@ def plan_run(config: RunConfig, comparator=None) -> Plan:
         work["pairs"] = plan_pairs(tests, anchors.images, order=config.order, anchor_block=block)
     if "rating" in config.modes:
         work["rating"] = ([Pair(x, x) for x in tests], ["test"] * len(tests))
-    return Plan(dsruns, anchors, profiles, tests, overlap, work)
+    plan = Plan(dsruns, anchors, profiles, tests, overlap, work)
+    check_targets(config, plan, inputs=inputs, outputs=outputs)
+    return plan
+
+
+def run_identity(config: RunConfig, anchors: AnchorSet | None, profile: Profile, mode: str, fp_hash) -> dict:
+    """What makes a run folder the same run: hashed into the default run id, and compared with the
+    manifest of a folder whose id a run would reuse (`recorded_identity`)."""
+    return {"model": config.model, "options": config.recorded_options, "fp": fp_hash,
+            "datasets": [asdict(s) for s in config.datasets], "anchors": anchors.digest() if anchors else None,
+            "profile": profile.as_dict(), "mode": mode, "order": config.order,
+            **({"limit": config.limit} if config.limit else {})}  # full runs keep their ids
+
+
+def recorded_identity(m: Manifest) -> dict:
+    """`run_identity` of a run folder on disk, from its manifest."""
+    return {"model": m.model.spec, "options": m.model.options, "fp": m.model.fingerprint_hash,
+            "datasets": m.datasets_config, "anchors": None if m.anchors.name == NO_ANCHORS else m.anchors.digest,
+            "profile": m.profile.as_dict(), "mode": m.mode, "order": m.order, **({"limit": m.limit} if m.limit else {})}
+
+
+def run_id_for(config: RunConfig, profile: Profile, mode: str, identity: dict) -> str | None:
+    """The folder name of one run: the given id (with profile and mode when a run has several of either),
+    else derived from the configuration, fingerprint included (None while the fingerprint is not known)."""
+    if config.run_id:
+        several = len(config.modes) * len(config.profiles) > 1
+        return f"{config.run_id}-{profile.name}-{mode}" if several else config.run_id
+    if identity["fp"] is None:
+        return None
+    scope = f"-first{config.limit}" if config.limit else ""
+    return f"{slug(config.model_label)}-{profile.name}-{mode}{scope}-{short_digest(identity)}"
+
+
+#: how a user names each part of a run's identity
+_IDENTITY_NAMES = {"model": "model spec", "options": "model options", "fp": "model fingerprint",
+                   "datasets": "datasets", "anchors": "anchors", "profile": "profile", "mode": "mode",
+                   "order": "order", "limit": "--limit"}
+
+
+def check_targets(config: RunConfig, plan: Plan, fp_hash=None, *, inputs=(), outputs=()) -> None:
+    """Each run folder's id names one folder inside `out_dir`; writing it (or the caller's `outputs`)
+    changes none of the run's inputs; and a folder already there under that id is a run of the same
+    configuration (a re-run replaces it) unless `config.overwrite`. A folder that is not a run is never
+    replaced. Checked before any model work for the ids known then (given ones), and again once the
+    model's fingerprint is known, before any pair is judged."""
+    reads = [*plan.tests, *(plan.anchors.images if plan.anchors else []), *inputs,
+             *(s.source for s in config.datasets if s.source), *([config.cache] if config.cache else []),
+             *([config.anchors.source] if Path(config.anchors.source).is_file() else [])]
+    check_outputs(outputs, reads)
+    for profile, mode in plan.folders(config):
+        identity = run_identity(config, plan.anchors, profile, mode, fp_hash)
+        run_id = run_id_for(config, profile, mode, identity)
+        if run_id is None:
+            continue
+        target = Path(config.out_dir) / check_run_id(run_id)
+        check_outputs([target], reads, fix="choose another --out or --run-id (out_dir:, run_id: in YAML)",
+                      what="run folder")
+        _check_reuse(target, identity, config.overwrite)
+
+
+def _canonical(value) -> str:
+    """One text per JSON value, whether it was just built (tuples, numpy) or read back from a manifest."""
+    return json.dumps(strict_json(value), sort_keys=True, default=str)
+
+
+def _check_reuse(target: Path, identity: dict, overwrite: bool) -> None:
+    check_replaceable(target)
+    if overwrite or not (target / MANIFEST).is_file():
+        return
+    again = "choose another --run-id (run_id: in YAML) or --out"
+    force = "pass --overwrite (overwrite: true in YAML) to replace it"
+    try:
+        old = recorded_identity(read_run(target).manifest)
+    except RunFolderError as exc:
+        raise ValueError(f"run id {target.name!r} is taken by a run folder that cannot be read ({exc}); {force}, "
+                         f"or {again}") from None
+    differ = [_IDENTITY_NAMES[k] for k in _IDENTITY_NAMES
+              if (k != "fp" or identity["fp"] is not None) and _canonical(identity.get(k)) != _canonical(old.get(k))]
+    if differ:
+        raise ValueError(f"run id {target.name!r} in {target.parent} holds a run of another configuration "
+                         f"(different {', '.join(differ)}); {force}, or {again}")
 
 
 @_under_image_limits
@@ -383,12 +475,16 @@ def dry_run(config: RunConfig) -> tuple[Plan, dict[str, dict]]:
 
 
 @_under_image_limits
-def run(config: RunConfig, *, comparator=None, progress: bool = True) -> list[Path]:
-    """Judge what the configured runs need once, then score and write one folder per (profile, mode)."""
+def run(config: RunConfig, *, comparator=None, progress: bool = True, complete=None, inputs=(),
+        outputs=()) -> list[Path]:
+    """Judge what the configured runs need once, then score and write one folder per (profile, mode).
+    `complete(folder)` adds to each folder before it appears (the CLI's report and plots); `inputs` are
+    files the run reads that its configuration does not name (a YAML file), `outputs` files the caller
+    will write: both checked with the run folders before any model work (`check_targets`)."""
     timings: dict = {}
     t0 = time.perf_counter()
-    plan = plan_run(config, comparator)
-    dsruns, anchors, profiles, tests, overlap = plan.dsruns, plan.anchors, plan.profiles, plan.tests, plan.overlap
+    plan = plan_run(config, comparator, inputs=inputs, outputs=outputs)
+    dsruns, anchors, tests, overlap = plan.dsruns, plan.anchors, plan.tests, plan.overlap
     timings["load_datasets"] = time.perf_counter() - t0
 
     owned = comparator is None
@@ -396,6 +492,7 @@ def run(config: RunConfig, *, comparator=None, progress: bool = True) -> list[Pa
     try:
         fp = redact(checked_fingerprint(comparator, f"model {config.model}"))
         fp_hash = fingerprint_hash(fp)
+        check_targets(config, plan, fp_hash, inputs=inputs)  # every id, now that the fingerprint is known
         cache = PairCache(config.cache) if config.cache else None
         guard = StallGuard(config.stall_timeout, config.model)
         calls = {"pairs": guard.wrap(lambda b: scrubbed(compare_batch(comparator, b)), "pair"),
@@ -414,31 +511,21 @@ def run(config: RunConfig, *, comparator=None, progress: bool = True) -> list[Pa
             comparator.close()
 
     out = []
-    for mode in config.modes:
-        for profile in (profiles if mode != "rating" else profiles[:1]):
-            j = judged["rating" if mode == "rating" else "pairs"]
-            identity = {"model": config.model, "options": config.recorded_options, "fp": fp_hash,
-                        "datasets": [asdict(s) for s in config.datasets],
-                        "anchors": anchors.digest() if anchors else None,
-                        "profile": profile.as_dict(), "mode": mode, "order": config.order,
-                        **({"limit": config.limit} if config.limit else {})}  # full runs keep their ids
-            scope = f"-first{config.limit}" if config.limit else ""
-            run_id = config.run_id or (f"{slug(config.model_label)}-{profile.name}-{mode}{scope}-"
-                                       f"{short_digest(identity)}")
-            if config.run_id and len(config.modes) * len(profiles) > 1:
-                run_id = f"{config.run_id}-{profile.name}-{mode}"
-            manifest = {"run_id": run_id, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                        "model": {"spec": config.model, "label": config.model_label,
-                                  "options": config.recorded_options,
-                                  "fingerprint": fp, "fingerprint_hash": fp_hash},
-                        "order": config.order, "batch_size": config.batch_size, "anchors_in_test": overlap,
-                        "datasets_config": [asdict(s) for s in config.datasets], "anchors_config": asdict(config.anchors),
-                        "seeds": {"bootstrap": config.seed, "official_adam": 0},
-                        "cache": str(Path(config.cache).resolve()) if config.cache else None,
-                        "limit": config.limit}
-            path = finish_run(Path(config.out_dir) / run_id, manifest, dsruns, tests, anchors, j, profile, mode,
-                              dict(timings), bootstrap=config.bootstrap, seed=config.seed)
-            out.append(path)
+    for profile, mode in plan.folders(config):
+        j = judged["rating" if mode == "rating" else "pairs"]
+        identity = run_identity(config, anchors, profile, mode, fp_hash)
+        run_id = run_id_for(config, profile, mode, identity)
+        manifest = {"run_id": run_id, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                    "model": {"spec": identity["model"], "label": config.model_label,
+                              "options": identity["options"], "fingerprint": fp, "fingerprint_hash": fp_hash},
+                    "order": config.order, "batch_size": config.batch_size, "anchors_in_test": overlap,
+                    "datasets_config": [asdict(s) for s in config.datasets], "anchors_config": asdict(config.anchors),
+                    "seeds": {"bootstrap": config.seed, "official_adam": 0},
+                    "cache": str(Path(config.cache).resolve()) if config.cache else None,
+                    "limit": config.limit}
+        path = finish_run(Path(config.out_dir) / run_id, manifest, dsruns, tests, anchors, j, profile, mode,
+                          dict(timings), bootstrap=config.bootstrap, seed=config.seed, complete=complete)
+        out.append(path)
     return out
 
 
@@ -449,9 +536,10 @@ def scrubbed(res):
 
 
 def finish_run(run_dir: Path, manifest: dict, dsruns: list[DatasetRun], tests: list[str], anchors: AnchorSet,
-               judged: Judged, profile: Profile, mode: str, timings: dict, *, bootstrap: int, seed: int) -> Path:
+               judged: Judged, profile: Profile, mode: str, timings: dict, *, bootstrap: int, seed: int,
+               complete=None) -> Path:
     """Score, measure and write one run folder (shared by `run` and `rescore`); `manifest` holds the
-    run's identity and configuration, the rest is added here."""
+    run's identity and configuration, the rest is added here; `complete` as in `write_run`."""
     t0 = time.perf_counter()
     scored = score_tests(tests, anchors, judged.lookup(), judged.error_of(), profile, mode, manifest["order"])
     timings["scoring"] = time.perf_counter() - t0
@@ -478,14 +566,15 @@ def finish_run(run_dir: Path, manifest: dict, dsruns: list[DatasetRun], tests: l
     numbers = Metrics(run_id=record.run_id, model_label=record.model.label,
                       profile=profile_label(profile, record.order), mode=mode, datasets=metrics)
     return write_run(run_dir, record, numbers, [ScoreRow.model_validate(r) for r in score_rows],
-                     comparison_rows(judged, profile, mode))
+                     comparison_rows(judged, profile, mode), complete=complete)
 
 
 def rescore(run_dir, *, profile: str | None = None, mode: str | None = None, out_dir=None,
-            bootstrap: int | None = None, **overrides) -> Path:
+            bootstrap: int | None = None, complete=None, **overrides) -> Path:
     """Score a finished run again from its recorded comparisons under another profile, link,
     temperature, scale or anchor matrix source; no model is loaded and torch is never imported.
-    The caller writes the new run's report (harness.report.reports.write_report) if it wants one."""
+    `complete` as in `write_run` (the caller's report, harness.report.reports.write_report)."""
+    check_not_leftover(run_dir)
     old = read_run(run_dir)
     m = old.manifest
     prof = get_profile(profile, **overrides) if profile else replace(
@@ -497,10 +586,13 @@ def rescore(run_dir, *, profile: str | None = None, mode: str | None = None, out
         raise ValueError("a rating run holds single-image ratings, a comparison run holds pairs: rescore cannot "
                          "switch between them")
     judged, anchors, (dsruns, tests) = old.judged(), old.anchor_set(), old.dataset_runs()
-    new_id = f"{m.run_id}-rescored-{short_digest([prof.as_dict(), mode])}"
+    new_id = check_run_id(f"{m.run_id}-rescored-{short_digest([prof.as_dict(), mode])}")
     target = Path(out_dir) / new_id if out_dir else old.run_dir.parent / new_id
+    check_outputs([target], [old.run_dir], fix="choose another --out", what="new run folder")
+    check_replaceable(target, fix="choose another --out")
     manifest = m.model_dump(exclude={"format_version", "timings", "counts", "profile", "mode", "anchors"})
     manifest.update(run_id=new_id, created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
                     rescored_from={"run_id": m.run_id, "same_settings": prof == m.profile and mode == m.mode})
     return finish_run(target, manifest, dsruns, tests, anchors, judged, prof, mode, {},
-                      bootstrap=m.bootstrap if bootstrap is None else bootstrap, seed=m.seeds.bootstrap)
+                      bootstrap=m.bootstrap if bootstrap is None else bootstrap, seed=m.seeds.bootstrap,
+                      complete=complete)

@@ -110,9 +110,7 @@ def run_demo(out: Path, with_lmm: bool = True) -> str:
     run_dirs = []
     for cfg in demo_configs(out, with_lmm):
         print(f"== {cfg.model_label}", flush=True)
-        for run_dir in run(cfg):
-            write_report(run_dir)
-            run_dirs.append(run_dir)
+        run_dirs += run(cfg, complete=write_report)  # each folder appears with its report and plots
     lb = build_leaderboard(run_dirs, keep_latest=True)
     written = write_leaderboard(lb, out)
     md = next(p for p in written if p.suffix == ".md")
