@@ -121,6 +121,7 @@ def test_patterns_catch_secrets_nobody_remembered():
     for secret in ("pw9", "XYZ1", "abc.def-ghi", "zz-top-1", "letmein", "abc*****wxyz"):
         assert secret not in out, (secret, out)
     assert "http://10.0.0.1:8000/v1?api_key=***" in out and "Bearer ***" in out
+    assert Scrubber().scrub("image /data/sk-lamp.png: truncated") == "image /data/sk-lamp.png: truncated"
 
 
 def test_log_records_of_any_library_are_scrubbed():

@@ -44,12 +44,12 @@ _URL = re.compile(r"(?i)\b[a-z][a-z0-9+.\-]*://[^\s\"'<>`]+")
 _URL_ALONE = re.compile(r"(?i)^[a-z][a-z0-9+.\-]*://\S+$")
 _AUTH_SCHEME = re.compile(r"(?i)^(bearer|basic|token)\s+(\S+)$")
 #: patterns removed whatever was remembered: credentials after an auth scheme, key=value pairs under
-#: secret names, and OpenAI-style keys (also masked ones, "sk-proj-abc*****wxyz")
+#: secret names, and OpenAI-style keys (also masked ones, "sk-proj-abc*****wxyz", but not file names)
 _PATTERNS = (
     (re.compile(r"(?i)\b(bearer|basic)(\s+)[A-Za-z0-9._~+/=\-]{4,}"), r"\1\2" + MASK),
     (re.compile(rf"(?i)(?<![A-Za-z0-9])((?:{_SECRET_WORDS})[\"']?\s*[:=]\s*[\"']?(?:(?:bearer|basic)\s+)?)"
                 rf"([^\s\"'&,;}}]+)"), r"\1" + MASK),
-    (re.compile(r"\bsk-[A-Za-z0-9_\-*.]{3,}"), "sk-" + MASK),
+    (re.compile(r"(?<![/\\.])\bsk-[A-Za-z0-9_\-*.]{8,}"), "sk-" + MASK),  # not a file name (/data/sk-lamp.png)
 )
 _ALNUM = "A-Za-z0-9"
 
