@@ -174,10 +174,17 @@ def mutated(bases: dict[str, bytes], rng: np.random.Generator) -> dict[str, byte
 
 
 @pytest.fixture(scope="module")
-def corpus(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("corpus")
+def made():
+    """The valid base files and the format-aware splices, built once for the module."""
     bases = base_files()
-    files = {**bases, **spliced(bases), **mutated(bases, np.random.default_rng(SEED))}
+    return bases, spliced(bases)
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory, made):
+    folder = tmp_path_factory.mktemp("corpus")
+    bases, splices = made
+    files = {**bases, **splices, **mutated(bases, np.random.default_rng(SEED))}
     paths = []
     for name, data in sorted(files.items()):
         p = folder / name
@@ -225,11 +232,10 @@ BOMBS = ("ztxt_bomb.png", "itxt_bomb.png", "iccp_bomb.png", "many_text.png")
 
 
 @pytest.fixture(scope="module")
-def bombs(tmp_path_factory):
+def bombs(tmp_path_factory, made):
     folder = tmp_path_factory.mktemp("bombs")
-    made = spliced(base_files())
     for name in BOMBS:
-        (folder / name).write_bytes(made[name])
+        (folder / name).write_bytes(made[1][name])
     return folder
 
 
@@ -377,6 +383,21 @@ def test_image_limits_in_the_run_config_take_whole_numbers_only(value):
     for key in ("max_pixels", "min_side"):
         with pytest.raises(ValueError, match=key):
             configs_from_dict({"model": "classical", "datasets": ["demo"], key: value})
+
+
+@pytest.mark.parametrize("command", [["run", "--model", "classical", "--dataset", "demo", "--dry-run"],
+                                     ["datasets", "check", "demo"], ["compare", "--model", "classical", "a", "b"]])
+@pytest.mark.parametrize("flag", [["--max-pixels", "0"], ["--min-side", "-1"], ["--max-pixels", "1.5"],
+                                  ["--min-side", "x"]])
+def test_image_limit_flags_take_whole_numbers_from_one_on(command, flag, capsys):
+    from harness.cli import main
+
+    try:
+        rc = main([*command, *flag])
+    except SystemExit as exc:  # argparse's own refusal of a value that is not an int
+        rc = exc.code
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1 and "error" in err and flag[0][2:].replace("-", "_") in err.replace("-", "_")
 
 
 def test_image_limits_in_the_run_config_accept_whole_numbers_as_text():
