@@ -1,4 +1,4 @@
-"""One loader for every image the harness touches (docs/architecture.md, "Layers").
+"""One loader for every image the harness touches (docs/architecture.md, "Images").
 
 Why one loader: models see 8-bit RGB, so every mode must reach RGB the same way everywhere
 (EXIF orientation applied, transparency composited on a stated background, 16-bit and float
