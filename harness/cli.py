@@ -277,6 +277,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("first", help="the image shown first (the reference)")
     p.add_argument("second", help="the image shown second (the verdict is about this one)")
     p.add_argument("--temperature", type=_temperature, default=1.0, help="softmax temperature on the level logits")
+    _add_image_limits(p)
 
     p = sub.add_parser("anchors", formatter_class=fmt, help="select anchors (Eqn. 4) or compute an anchor matrix",
                        epilog="examples:\n"
@@ -406,9 +407,9 @@ def cmd_run(a) -> int:
         for cfg in configs:
             _print_dry_run(cfg)
         return 0
-    status = EXIT_OK
     from harness.report.reports import write_report
 
+    status = EXIT_OK
     for cfg in configs:  # the report and plots are written into each run folder before it appears
         for run_dir in run(cfg, complete=write_report if cfg.reports else None, inputs=[a.config] if a.config else []):
             status = max(status, _print_run(run_dir))  # several runs: the worst outcome
@@ -447,8 +448,8 @@ def _print_run(run_dir: Path, command: str = "run") -> int:
 
     rec = read_run(run_dir)
     m, c = rec.manifest, rec.manifest.counts
-    print(f"{run_dir}  [{m.model.label} | {m.profile.name} | {m.mode}]  pairs {c.pairs_total} "
     dropped = sum(len(d.dropped) for d in m.datasets)
+    print(f"{run_dir}  [{m.model.label} | {m.profile.name} | {m.mode}]  pairs {c.pairs_total} "
           f"(cached {c.pairs_cached}, computed {c.pairs_computed}, failed {c.pairs_failed}), "
           f"images failed {c.images_failed}" + (f", items dropped as bad {dropped} (listed in the report)"
                                                 if dropped else ""))
@@ -593,12 +594,12 @@ def cmd_anchors(a) -> int:
 
     from harness.core.anchors import matrix_from_mos, read_anchor_file, selection_report
     from harness.run.judging import matrix_from_comparator
-    from harness.run.runner import resolve_dataset, selection_inputs
     from harness.run.record import check_outputs
+    from harness.run.runner import resolve_dataset, selection_inputs
 
     if a.action == "select":
-        with _image_limits(a):
         spec = _dataset_spec(a.dataset, a.root, None)
+        with _image_limits(a):
             ds, _ = resolve_dataset(spec)
         check_outputs([a.out], [*([spec.source] if spec.source else []), *(ds.abspath(r) for r in ds.records)])
         q, std = selection_inputs(ds)
@@ -611,8 +612,8 @@ def cmd_anchors(a) -> int:
     else:
         anchors, doc = read_anchor_file(a.anchors, a.root)
         images = anchors.images
-        if a.from_mos:
         check_outputs([a.out], [a.anchors, *images])
+        if a.from_mos:
             C = matrix_from_mos(anchors.mos, anchors.std)
         else:
             if not a.model:
@@ -694,18 +695,18 @@ def _run_dirs(paths) -> list[Path]:
 
     out, stray = [], []
     for p in map(Path, paths):
-        if is_run_dir(p):
         check_not_leftover(p)
+        if is_run_dir(p):
             out.append(p)
         elif p.is_dir():
             out += run_dirs_in(p)
-        else:
             stray += leftovers_in(p)
+        else:
             raise ValueError(f"{p} is neither a run folder nor a folder of runs")
-    if not out:
     if stray:
         warnings.warn(f"skipped {len(stray)} unfinished folder(s) of interrupted writes (not runs; delete them once "
                       f"no c2s process writes there): {', '.join(map(str, stray[:5]))}{' ...' if len(stray) > 5 else ''}")
+    if not out:
         raise ValueError(f"no run folders found in {list(paths)}")
     return out
 
