@@ -15,7 +15,6 @@ from PIL import Image, ImageFilter
 
 from harness import cli
 from harness.cli import main
-from harness.core.metrics import bootstrap_ci, correlations, undefined_reason
 from harness.run.faults import RunAborted
 from harness.run.record import read_run, run_dirs_in
 
@@ -326,28 +325,3 @@ def test_argparse_errors_are_one_line_exit_2(capsys):
     with pytest.raises(SystemExit):
         main(["run", "--model", "classical", "--dataset", "demo", "--frobnicate", "3"])
     assert _err(capsys).startswith("c2s run: error: unrecognized argument(s): --frobnicate 3")
-
-
-# --- the metrics themselves ---------------------------------------------------------------------
-
-@pytest.mark.parametrize("pred, mos, why", [
-    ([1.0, 2.0], [1.0, 2.0], "only 2 scored image(s)"),
-    ([1.0, np.nan, 2.0, np.nan], [1.0, 2.0, 3.0, 4.0], "only 2 scored image(s)"),
-    ([np.nan] * 4, [1.0, 2.0, 3.0, 4.0], "only 0 scored image(s)"),
-    ([1.0, 2.0, 3.0, 4.0], [3.0] * 4, "constant ground truth"),
-    ([5.0] * 6, [1.0, 2.0, 3.0, 4.0, 5.0, 6.0], "constant predictions"),
-    ([3.0 + 1e-15 * k for k in range(6)], [1.0, 2.0, 3.0, 4.0, 5.0, 6.0], "constant predictions"),
-])
-def test_scores_without_information_have_no_correlation(pred, mos, why):
-    assert undefined_reason(pred, mos).startswith(why)
-    out = correlations(pred, mos)
-    assert out["undefined"].startswith(why) and out["logistic_message"] == out["undefined"]
-    assert all(math.isnan(out[k]) for k in ("srcc", "krcc", "plcc", "plcc_logistic", "rmse_logistic"))
-
-
-def test_an_outside_reason_makes_informative_scores_undefined_and_three_images_are_enough():
-    pred, mos = [1.0, 2.0, 3.0], [1.0, 2.5, 2.0]
-    assert correlations(pred, mos)["undefined"] == "" and correlations(pred, mos)["srcc"] == pytest.approx(0.5)
-    out = correlations(pred, mos, undefined="the anchors' MOS are all equal")
-    assert math.isnan(out["srcc"]) and out["undefined"] == "the anchors' MOS are all equal"
-    assert all(math.isnan(v) for v in bootstrap_ci([1.0, 2.0], [1.0, 2.0], "srcc", 50))

@@ -1,9 +1,11 @@
 """Correlation metrics, the VQEG logistic fit, bootstrap intervals and split aggregation."""
+import math
+
 import numpy as np
 import pytest
 from scipy import stats
 
-from harness.core.metrics import aggregate, bootstrap_ci, correlations, fit_logistic
+from harness.core.metrics import aggregate, bootstrap_ci, correlations, fit_logistic, undefined_reason
 
 RNG = np.random.default_rng(21)
 
@@ -110,3 +112,28 @@ def test_constant_ground_truth_defines_no_metric():
     out = correlations([0.1, 0.5, 0.9], [3.0, 3.0, 3.0])
     assert not out["logistic_ok"] and "constant" in out["logistic_message"]
     assert all(np.isnan(out[k]) for k in ("srcc", "plcc", "plcc_logistic", "rmse_logistic"))
+
+
+# --- undefined metrics (issue 10): scores without information have no correlation ----------------
+
+@pytest.mark.parametrize("pred, mos, why", [
+    ([1.0, 2.0], [1.0, 2.0], "only 2 scored image(s)"),
+    ([1.0, np.nan, 2.0, np.nan], [1.0, 2.0, 3.0, 4.0], "only 2 scored image(s)"),
+    ([np.nan] * 4, [1.0, 2.0, 3.0, 4.0], "only 0 scored image(s)"),
+    ([1.0, 2.0, 3.0, 4.0], [3.0] * 4, "constant ground truth"),
+    ([5.0] * 6, [1.0, 2.0, 3.0, 4.0, 5.0, 6.0], "constant predictions"),
+    ([3.0 + 1e-15 * k for k in range(6)], [1.0, 2.0, 3.0, 4.0, 5.0, 6.0], "constant predictions"),
+])
+def test_scores_without_information_have_no_correlation(pred, mos, why):
+    assert undefined_reason(pred, mos).startswith(why)
+    out = correlations(pred, mos)
+    assert out["undefined"].startswith(why) and out["logistic_message"] == out["undefined"]
+    assert all(math.isnan(out[k]) for k in ("srcc", "krcc", "plcc", "plcc_logistic", "rmse_logistic"))
+
+
+def test_an_outside_reason_makes_informative_scores_undefined_and_three_images_are_enough():
+    pred, mos = [1.0, 2.0, 3.0], [1.0, 2.5, 2.0]
+    assert correlations(pred, mos)["undefined"] == "" and correlations(pred, mos)["srcc"] == pytest.approx(0.5)
+    out = correlations(pred, mos, undefined="the anchors' MOS are all equal")
+    assert math.isnan(out["srcc"]) and out["undefined"] == "the anchors' MOS are all equal"
+    assert all(math.isnan(v) for v in bootstrap_ci([1.0, 2.0], [1.0, 2.0], "srcc", 50))
