@@ -626,23 +626,39 @@ def leftovers_in(folder) -> list[Path]:
     return sorted(p for p in Path(folder).iterdir() if p.is_dir() and leftover_of(p))
 
 
+def _real_paths(paths) -> list[str]:
+    """Each path with every symbolic link resolved; a folder is resolved once however many files it holds
+    (a dataset's thousands of images sit in a few folders)."""
+    folders: dict[str, str] = {}
+    out = []
+    for path in paths:
+        head, tail = os.path.split(os.path.abspath(path))
+        if head not in folders:
+            folders[head] = os.path.realpath(head)
+        real = os.path.join(folders[head], tail)
+        out.append(os.path.realpath(real) if os.path.islink(real) else real)
+    return out
+
+
+def _nested(a: str, b: str) -> bool:
+    """The same path, or one inside the other."""
+    return a == b or a.startswith(b.rstrip(os.sep) + os.sep) or b.startswith(a.rstrip(os.sep) + os.sep)
+
+
 def check_outputs(outputs, inputs, fix: str = "choose an output outside the inputs", what: str = "--out") -> None:
     """Refuse outputs that would write over an input (inputs are never written): an output (a file, or a
     folder replaced as a whole) that is an input, through a symbolic or hard link too, holds an input, or
     lies inside an input folder (a run folder, a dataset folder)."""
-    resolved = [(str(given), Path(given).resolve()) for given in inputs]
-    for output in outputs:
-        out = Path(output).resolve()
-        linked = out.stat() if out.is_file() else None
-        for given, r in resolved:
-            same = out == r or out.is_relative_to(r) or r.is_relative_to(out)
-            if not same and linked is not None:
-                try:
-                    same = os.path.samestat(linked, r.stat())
-                except OSError:  # an input that does not exist (a failed image) is nothing to write over
-                    pass
-            if same:
-                raise ValueError(f"{what} {output} would write over the input {given}: inputs are never written; {fix}")
+    inputs = list(inputs)
+    real = _real_paths(inputs)
+    for output, out in zip(outputs, _real_paths(outputs)):
+        hit = next((given for given, r in zip(inputs, real) if _nested(out, r)), None)
+        if hit is None and os.path.isfile(out) and os.stat(out).st_nlink > 1:  # a hard link: another name of it
+            ino = os.stat(out)
+            hit = next((given for given, r in zip(inputs, real)
+                        if os.path.exists(r) and os.path.samestat(ino, os.stat(r))), None)
+        if hit is not None:
+            raise ValueError(f"{what} {output} would write over the input {hit}: inputs are never written; {fix}")
 
 
 def check_not_leftover(path) -> None:

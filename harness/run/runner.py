@@ -413,15 +413,15 @@ def check_targets(config: RunConfig, plan: Plan, fp_hash=None, *, inputs=(), out
     reads = [*plan.tests, *(plan.anchors.images if plan.anchors else []), *inputs,
              *(s.source for s in config.datasets if s.source), *([config.cache] if config.cache else []),
              *([config.anchors.source] if Path(config.anchors.source).is_file() else [])]
-    check_outputs(outputs, reads)
+    targets = {}
     for profile, mode in plan.folders(config):
         identity = run_identity(config, plan.anchors, profile, mode, fp_hash)
         run_id = run_id_for(config, profile, mode, identity)
-        if run_id is None:
-            continue
-        target = Path(config.out_dir) / check_run_id(run_id)
-        check_outputs([target], reads, fix="choose another --out or --run-id (out_dir:, run_id: in YAML)",
-                      what="run folder")
+        if run_id is not None:
+            targets[Path(config.out_dir) / check_run_id(run_id)] = identity
+    check_outputs(outputs, reads)
+    check_outputs(targets, reads, fix="choose another --out or --run-id (out_dir:, run_id: in YAML)", what="run folder")
+    for target, identity in targets.items():
         _check_reuse(target, identity, config.overwrite)
 
 
