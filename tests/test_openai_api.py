@@ -836,6 +836,6 @@ def test_the_fingerprint_names_the_server_without_its_credentials():
     first = fp("http://ann:pw9Q@127.0.0.1:8000/v1?api_key=kq1z")
     assert first["extra"]["base_url"] == "http://127.0.0.1:8000/v1?api_key=***"
     assert "pw9Q" not in json.dumps(first) and "kq1z" not in json.dumps(first)
-    assert first == fp("http://bob:other@127.0.0.1:8000/v1?api_key=zz9z")  # only the credentials differ
+    assert first == fp("http://bob:0th3rPw@127.0.0.1:8000/v1?api_key=zz9z")  # only the credentials differ
     for other in ("http://127.0.0.1:8001/v1", "http://127.0.0.2:8000/v1", "http://127.0.0.1:8000/v2"):
         assert fingerprint_hash(fp(other)) != fingerprint_hash(first), other

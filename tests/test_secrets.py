@@ -111,6 +111,8 @@ def test_fragments_are_removed_only_where_they_stand_alone():
     assert scrubber.scrub("the latest testing run; 1234abcdef") == "the latest testing run; 1234abcdef"
     assert scrubber.scrub("key test1234... ends ...abcd; test****abcd") == "key ***... ends ...***; **********"
     assert Scrubber(["ab"]).scrub("ab abc") == "ab abc"  # too short to search in text (masked in records)
+    # a whole secret is removed wherever it is, even inside a word: an echo may follow "%20" or "\\n"
+    assert Scrubber(["other"]).scrub("another %20other\\nother b3RoZXI=") == "an*** %20***\\n*** ***"
     assert Scrubber().scrub("plain text, 3 levels") == "plain text, 3 levels"
 
 

@@ -14,6 +14,8 @@ Short fragments are the hard part: a server may show "sk-abc...wxyz" or "abcd***
 and suffixes of 4+ characters are secrets too, but "test" is also an ordinary word. A fragment is
 therefore removed only where it stands as a token of its own (no letter or digit on either side),
 which is how masked echoes look; the same four letters inside another word ("latest") are left alone.
+A whole secret, though, is removed wherever it appears, also inside a word (an echo may follow "%20" or
+an escaped newline): a password that is a word ("other") costs readable messages ("an***"), never a leak.
 """
 from __future__ import annotations
 
