@@ -167,7 +167,7 @@ def test_models_lists_a_registered_plain_class(capsys, monkeypatch):
     ({"reports": "no"}, r"config: 'reports' = 'no' \(str\) is not bool"),
     ({"drop_bad": "no"}, r"config: 'drop_bad' = 'no' \(str\) is not bool"),
     ({"profiles": "paper"}, r"config: 'profiles' = 'paper' \(str\) is not list"),
-    ({"bootstrap": -1}, r"bootstrap must be >= 0"),
+    ({"bootstrap": -1}, r"bootstrap must be between 0 and 100000"),
     ({"anchors": {"alpha": "five"}}, r"anchors: 'alpha' = 'five' \(str\) is not int"),
     ({"anchors": {"beta": 0}}, r"anchors: alpha and beta must be >= 1"),
     ({"datasets": [{"name": "d", "splits": "1"}]}, r"dataset 'd': 'splits' = '1' \(str\) is not list or None"),

@@ -86,17 +86,19 @@ def koniq_default() -> AnchorSet:
                      name=data["name"], source=data["source"])
 
 
-def _numbers(value, key: str) -> list:
-    """A list of JSON numbers (a matrix: a list of such lists, null where not observed), else ValueError."""
+def _numbers(value, key: str) -> np.ndarray:
+    """A list of JSON numbers (a matrix: a list of equally long such lists, null where not observed) as
+    float64, else ValueError."""
     rows = value if key == "matrix" and isinstance(value, list) else [value]
     for row in rows:
-        if not isinstance(row, list) or not all(
+        if not isinstance(row, list) or len(row) != len(rows[0]) or not all(
                 isinstance(v, (int, float)) and not isinstance(v, bool) or (key == "matrix" and v is None)
                 for v in row):
-            what = "a list of lists of probabilities (null: not observed)" if key == "matrix" else \
+            what = "a list of equally long lists of probabilities (null: not observed)" if key == "matrix" else \
                 "a list of numbers, one per anchor"
             raise ValueError(f"{key} must be {what}, got {json.dumps(value)[:80]}")
-    return [[np.nan if v is None else v for v in row] for row in value] if key == "matrix" else value
+    table = np.array([[np.nan if v is None else v for v in row] for row in rows], dtype=np.float64)
+    return table if key == "matrix" else table[0]
 
 
 def read_anchor_file(path, root=None) -> tuple[AnchorSet, dict]:
