@@ -27,6 +27,7 @@ import hashlib
 import http.server
 import json
 import os
+import re
 import shutil
 import sqlite3
 import subprocess
@@ -136,8 +137,7 @@ class FakeServer:
 
             def do_POST(self):
                 n = int(self.headers.get("Content-Length", 0))
-                self.rfile.read(n)
-                server.handle(self)
+                server.handle(self, self.rfile.read(n))
 
             do_GET = do_POST
 
@@ -146,7 +146,7 @@ class FakeServer:
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
 
-    def handle(self, h) -> None:
+    def handle(self, h, request: bytes) -> None:
         if self.behaviour == "silent":
             self.stop.wait(120)
             return
@@ -158,9 +158,11 @@ class FakeServer:
                                          "type": "invalid_request_error"}}).encode()
             self._send(h, 401, body)
             return
+        # answers that differ by request (the images are in it), so scores differ by image
+        shift = zlib.crc32(request) % 1000 / 250.0
         top = [{"token": w, "logprob": lp, "bytes": None}
                for w, lp in zip(["better", "similar", "worse", "superior", "inferior"],
-                                [-0.4, -1.5, -2.5, -3.0, -4.0])]
+                                [-0.4 - shift, -1.5, -2.5 + shift / 2, -3.0, -4.0])]
         body = json.dumps({"id": "x", "object": "chat.completion", "created": 0, "model": "fake",
                            "choices": [{"index": 0, "finish_reason": "stop",
                                         "message": {"role": "assistant", "content": "better"},
@@ -829,8 +831,9 @@ def drop_bad_counts_every_dropped_item(w):
     out, lost = guarded(w, w.run_args("classical", "--drop-bad"))
     wrong = []
     report = next((w.dir / "runs" / "r").glob("report*.html"), None) if (w.dir / "runs" / "r").exists() else None
-    if report is None or "5 dropped" not in report.read_text().replace("five", "5"):
-        wrong.append("the report does not say 5 dropped")
+    text = report.read_text() if report else ""
+    if not (re.search(r"\b5\b[^\n]*(dropped|left out)", text) and all(f"gone{k}.jpg" in text for k in range(5))):
+        wrong.append("the report does not count and list the 5 dropped items")
     return out, {"lost": lost, "wrong": wrong}
 
 
