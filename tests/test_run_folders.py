@@ -238,6 +238,37 @@ def test_reusing_a_run_id_for_another_configuration_is_refused_before_model_work
     assert read_run(s["out"] / "r").manifest.datasets[0].name == dataset
 
 
+@pytest.mark.parametrize("edit", ["fewer images", "another MOS", "another split"])
+def test_a_manifest_edited_in_place_is_another_dataset(setup, edit, monkeypatch, capsys):
+    """Same --dataset spec (the same file), other content: the folder's scored images and MOS decide."""
+    s = setup
+    rows = list(csv.reader(open(s["a"])))[1:]
+    assert c2s_run(s, "--no-report") == 0
+    before = snapshot(s["out"] / "r")
+    rows = {"fewer images": rows[:-1], "another MOS": [[r[0], str(float(r[1]) + 0.5), r[2]] for r in rows],
+            "another split": [[r[0], r[1], "3"] for r in rows]}[edit]
+    _manifest(s["root"], rows, "a.csv")
+    monkeypatch.setattr(runner, "load_comparator", lambda *a, **k: pytest.fail("model work before the refusal"))
+    capsys.readouterr()
+    assert c2s_run(s) == 2
+    assert "(different images or MOS (the dataset files changed))" in capsys.readouterr().err
+    assert snapshot(s["out"] / "r") == before
+
+
+def test_the_same_data_again_is_the_same_run_whatever_its_numbers(setup):
+    """A re-run reads the old folder's images and MOS back from scores.csv: awkward floats, a DMOS column
+    (lower is better), splits and names with commas must compare equal to the manifest they came from."""
+    s = setup
+    rows = list(csv.reader(open(s["a"])))[1:]
+    os.rename(s["root"] / rows[0][0], s["root"] / "a, b.png")
+    rows[0][0] = "a, b.png"
+    with open(s["a"], "w", newline="") as f:
+        csv.writer(f).writerows([["image", "dmos", "split"]] + [[r[0], repr(0.1 * k + 1 / 3), r[2]]
+                                                                for k, r in enumerate(rows)])
+    assert c2s_run(s, "--no-report") == 0
+    assert c2s_run(s, "--no-report") == 0
+
+
 def test_a_changed_fingerprint_is_refused_before_any_pair_is_judged(setup, monkeypatch, capsys):
     s = setup
     assert c2s_run(s, "--no-report") == 0

@@ -422,7 +422,7 @@ def check_targets(config: RunConfig, plan: Plan, fp_hash=None, *, inputs=(), out
     check_outputs(outputs, reads)
     check_outputs(targets, reads, fix="choose another --out or --run-id (out_dir:, run_id: in YAML)", what="run folder")
     for target, identity in targets.items():
-        _check_reuse(target, identity, config.overwrite)
+        _check_reuse(target, identity, config.overwrite, _scored_data(plan.dsruns))
 
 
 def _canonical(value) -> str:
@@ -430,19 +430,30 @@ def _canonical(value) -> str:
     return json.dumps(strict_json(value), sort_keys=True, default=str)
 
 
-def _check_reuse(target: Path, identity: dict, overwrite: bool) -> None:
+def _scored_data(dsruns: list[DatasetRun]) -> str:
+    """What a run scored and against which opinions: each dataset's images (as named) with MOS and splits.
+    The dataset specs alone do not say it: a manifest edited in place keeps its path."""
+    return _canonical([[dr.dataset.name, sorted((r.path, r.mos, sorted(r.splits)) for r in dr.dataset.records)]
+                       for dr in dsruns])
+
+
+def _check_reuse(target: Path, identity: dict, overwrite: bool, data: str) -> None:
     check_replaceable(target)
     if overwrite or not (target / MANIFEST).is_file():
         return
     again = "choose another --run-id (run_id: in YAML) or --out"
     force = "pass --overwrite (overwrite: true in YAML) to replace it"
     try:
-        old = recorded_identity(read_run(target).manifest)
+        folder = read_run(target)
+        old = recorded_identity(folder.manifest)
+        old_data = _scored_data(folder.dataset_runs()[0])
     except RunFolderError as exc:
         raise ValueError(f"run id {target.name!r} is taken by a run folder that cannot be read ({exc}); {force}, "
                          f"or {again}") from None
     differ = [_IDENTITY_NAMES[k] for k in _IDENTITY_NAMES
               if (k != "fp" or identity["fp"] is not None) and _canonical(identity.get(k)) != _canonical(old.get(k))]
+    if data != old_data and not differ:  # (a change of datasets or --limit explains it already)
+        differ.append("images or MOS (the dataset files changed)")
     if differ:
         raise ValueError(f"run id {target.name!r} in {target.parent} holds a run of another configuration "
                          f"(different {', '.join(differ)}); {force}, or {again}")
