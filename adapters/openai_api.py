@@ -54,8 +54,8 @@ from harness.core.secrets import redact_url, remember, scrub
 
 #: the chat API caps top_logprobs at 20
 MAX_TOP_LOGPROBS = 20
-#: Stand-in log-prob for a level missing from the top-k in generic mode. It must stay finite
-#: (compare_batch fails non-finite rows) yet give probability 0 even at temperature T = 100.
+#: Stand-in log-prob for a level missing from the top-k in generic mode: finite, because the level's
+#: probability is unknown (below the top-k), not known to be 0 (-inf), yet 0 even at temperature T = 100.
 UNSEEN_LEVEL_LOGPROB = -1e30
 RETRYABLE_STATUS = frozenset({408, 409, 429}) | frozenset(range(500, 600))
 

@@ -119,29 +119,31 @@ def judge(call, pairs: list[Pair], roles: list[str], *, cache: PairCache | None,
     t_lookup = time.perf_counter()
     work = [idx[0] for idx in todo.values()]
     bar = _bar(len(work), progress, "comparing", "pair")
-    for start in range(0, len(work), batch_size):
-        for part, res, seconds in calls(call, [pairs[i] for i in work[start:start + batch_size]]):
-            idx = [work[start + j] for j in part]
-            check = _ChangeCheck(look.hashes)
-            rows = []
-            for j, i in enumerate(idx):
-                reason = res.errors[j] or check.pair(pairs[i])
-                if reason is None and cache:
-                    problem = row_problem(res.logprobs[j], res.meta[j])
-                    reason = problem and f"cannot be cached: {problem}"
-                for same in todo[look.keys[i]]:
-                    errors[same] = reason or check.pair(pairs[same])
-                    lp[same] = np.nan if errors[same] else res.logprobs[j]
-                if not reason:
-                    rows.append((*look.keys[i], res.logprobs[j], res.meta[j]))
-            if cache and rows:
-                whole = res.batch_error is None and config_key is not None  # failed halves are not timed
-                cache.put_many(fp_hash, prompt_key, rows, timing=(config_key, len(idx), seconds) if whole else None,
-                               replace=look.hits.invalid)
-            if bar:
-                bar.update(len(idx))
-    if bar:
-        bar.close()
+    try:  # the bar is closed whatever stops the loop, so an abort message starts on its own line
+        for start in range(0, len(work), batch_size):
+            for part, res, seconds in calls(call, [pairs[i] for i in work[start:start + batch_size]]):
+                idx = [work[start + j] for j in part]
+                check = _ChangeCheck(look.hashes)
+                rows = []
+                for j, i in enumerate(idx):
+                    reason = res.errors[j] or check.pair(pairs[i])
+                    if reason is None and cache:
+                        problem = row_problem(res.logprobs[j], res.meta[j])
+                        reason = problem and f"cannot be cached: {problem}"
+                    for same in todo[look.keys[i]]:
+                        errors[same] = reason or check.pair(pairs[same])
+                        lp[same] = np.nan if errors[same] else res.logprobs[j]
+                    if not reason:
+                        rows.append((*look.keys[i], res.logprobs[j], res.meta[j]))
+                if cache and rows:
+                    whole = res.batch_error is None and config_key is not None  # failed halves are not timed
+                    cache.put_many(fp_hash, prompt_key, rows, timing=(config_key, len(idx), seconds) if whole else None,
+                                   replace=look.hits.invalid)
+                if bar:
+                    bar.update(len(idx))
+    finally:
+        if bar:
+            bar.close()
     if timings is not None:
         timings["hash_and_cache_lookup"] = timings.get("hash_and_cache_lookup", 0.0) + t_lookup - t0
         timings["compare"] = timings.get("compare", 0.0) + time.perf_counter() - t_lookup
