@@ -7,6 +7,7 @@ import json
 import os
 import re
 import sqlite3
+import subprocess
 import threading
 import zlib
 from pathlib import Path
@@ -283,17 +284,32 @@ def test_a_cache_path_that_cannot_be_a_cache_file(tmp_path, where, why):
         PairCache(where(tmp_path))
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
-def test_a_read_only_folder(tmp_path):
+@pytest.fixture
+def read_only_folder(tmp_path):
+    """A folder holding a real cache that this process cannot write: chmod for a user; for root (which
+    ignores modes) a tmpfs remounted read-only, a real read-only file system."""
     ro = tmp_path / "ro"
-    real_cache(ro / "c.sqlite", 3)
-    ro.chmod(0o555)
-    try:
-        for name in ("c.sqlite", "new.sqlite"):
-            with pytest.raises(ValueError, match="give --cache PATH in a writable folder"):
-                PairCache(ro / name)
-    finally:
+    ro.mkdir()
+    if os.geteuid() != 0:
+        real_cache(ro / "c.sqlite", 3)
+        ro.chmod(0o555)
+        yield ro
         ro.chmod(0o755)
+        return
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(ro)], capture_output=True).returncode:
+        pytest.fail("root cannot mount a tmpfs here: run the suite as a user, or give the container CAP_SYS_ADMIN")
+    try:
+        real_cache(ro / "c.sqlite", 3)
+        subprocess.run(["mount", "-o", "remount,ro", str(ro)], check=True, capture_output=True)
+        yield ro
+    finally:
+        subprocess.run(["umount", str(ro)], check=True, capture_output=True)
+
+
+def test_a_read_only_folder(read_only_folder):
+    for name in ("c.sqlite", "new.sqlite"):
+        with pytest.raises(ValueError, match="give --cache PATH in a writable folder"):
+            PairCache(read_only_folder / name)
 
 
 @pytest.fixture(scope="module")
