@@ -2,8 +2,8 @@
 when things go wrong").
 
 Each case builds its own inputs in a scratch folder (a small photo-like dataset, anchors, `py:`
-comparators that misbehave on purpose, a fake OpenAI-compatible server on 127.0.0.1 that echoes
-keys, trickles bytes or never answers), runs one `c2s` command as a user would (a subprocess) and
+comparators that misbehave on purpose, the tests' fake OpenAI-compatible server on 127.0.0.1 that
+echoes keys in every encoding, trickles bytes or never answers), runs one `c2s` command as a user would (a subprocess) and
 judges the outcome by what a user would check:
 
   handled      the exit code is one the contract allows for that case (0 all scored, 2 user error,
@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import base64
 import hashlib
-import http.server
 import json
 import os
 import re
@@ -34,7 +33,6 @@ import subprocess
 import sys
 import tempfile
 import textwrap
-import threading
 import time
 import zlib
 from dataclasses import dataclass, field
@@ -47,6 +45,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.common import photo_like_jpegs  # noqa: E402
+from tests.fake_openai_server import LEVEL_IDS, FakeOpenAIServer  # noqa: E402
 
 C2S = [sys.executable, "-m", "harness.cli"]
 TRACEBACK = "Traceback (most recent call last)"
@@ -118,84 +117,6 @@ class Stalls(_Base):
 
 NOT_A_CLASS = 42
 '''
-
-
-# --- a fake OpenAI-compatible server -----------------------------------------------------------------
-
-class FakeServer:
-    """127.0.0.1 chat-completions server with one behaviour per case: `ok` (valid generic-mode
-    answers), `echo` (401 whose body echoes the key in several encodings), `trickle` (one byte per
-    second), `silent` (never answers)."""
-
-    def __init__(self, behaviour: str, secret: str = ""):
-        self.behaviour, self.secret, self.stop = behaviour, secret, threading.Event()
-        server = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def do_POST(self):
-                n = int(self.headers.get("Content-Length", 0))
-                server.handle(self, self.rfile.read(n))
-
-            do_GET = do_POST
-
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def handle(self, h, request: bytes) -> None:
-        if self.behaviour == "silent":
-            self.stop.wait(120)
-            return
-        if self.behaviour == "echo":
-            key = h.headers.get("Authorization", "").removeprefix("Bearer ")
-            body = json.dumps({"error": {"message": f"Incorrect API key provided: {key}; "
-                                                    f"b64 {base64.b64encode(key.encode()).decode()}; "
-                                                    f"masked {key[:4]}...{key[-4:]}; url {quote(key)}",
-                                         "type": "invalid_request_error"}}).encode()
-            self._send(h, 401, body)
-            return
-        # answers that differ by request (the images are in it), so scores differ by image
-        shift = zlib.crc32(request) % 1000 / 250.0
-        top = [{"token": w, "logprob": lp, "bytes": None}
-               for w, lp in zip(["better", "similar", "worse", "superior", "inferior"],
-                                [-0.4 - shift, -1.5, -2.5 + shift / 2, -3.0, -4.0])]
-        body = json.dumps({"id": "x", "object": "chat.completion", "created": 0, "model": "fake",
-                           "choices": [{"index": 0, "finish_reason": "stop",
-                                        "message": {"role": "assistant", "content": "better"},
-                                        "logprobs": {"content": [{"token": "better", "logprob": -0.4, "bytes": None,
-                                                                  "top_logprobs": top}]}}]}).encode()
-        if self.behaviour == "trickle":
-            h.send_response(200)
-            h.send_header("Content-Type", "application/json")
-            h.send_header("Content-Length", str(len(body)))
-            h.end_headers()
-            for b in body:
-                if self.stop.wait(1.0):
-                    return
-                try:
-                    h.wfile.write(bytes([b]))
-                    h.wfile.flush()
-                except OSError:
-                    return
-            return
-        self._send(h, 200, body)
-
-    @staticmethod
-    def _send(h, status: int, body: bytes) -> None:
-        h.send_response(status)
-        h.send_header("Content-Type", "application/json")
-        h.send_header("Content-Length", str(len(body)))
-        h.end_headers()
-        h.wfile.write(body)
-
-    def close(self) -> None:
-        self.stop.set()
-        self.httpd.shutdown()
-        self.httpd.server_close()
 
 
 # --- the scratch world -----------------------------------------------------------------------------
@@ -595,20 +516,23 @@ def same_run_again_resumes(w):
 
 # 5. secrets --------------------------------------------------------------------------------------------
 
-def _openai_run(w, server: FakeServer, secret: str, *options: str, codes_timeout=240):
+def _openai_run(w, plan: list[str], secret: str, *options: str, url_userinfo: str = "", timeout=240, gap=1.0):
+    """A run against the fake OpenAI-compatible server (vLLM mode: exact level log-probs) with `plan`."""
     w.env["CAMPAIGN_KEY"] = secret
-    args = w.run_args("openai:fake", "-o", f"base_url={server.url}", "-o", "api_key_env=CAMPAIGN_KEY",
-                      "-o", "server=generic", "-o", "max_attempts=1", *options)
-    try:
-        out, lost = guarded(w, args, timeout=codes_timeout)
-    finally:
-        server.close()
-    return out, lost
+    with FakeOpenAIServer(plan, gap=gap, trickle_s=600) as server:
+        url = server.url.replace("http://", f"http://{url_userinfo}@" if url_userinfo else "http://") + "/v1"
+        args = w.run_args("openai:fake", "-o", f"base_url={url}", "-o", "api_key_env=CAMPAIGN_KEY",
+                          "-o", "server=vllm", "-o", f"level_token_ids={LEVEL_IDS}", "-o", "max_attempts=1", *options)
+        return guarded(w, args, timeout=timeout)
+
+
+def _written(w) -> list[Path]:
+    return [w.dir / "runs", w.dir / "home", w.dir / "pairs.sqlite"]
 
 
 def _key_echo(w, secret):
-    out, lost = _openai_run(w, FakeServer("echo"), secret)
-    return out, {"lost": lost, "leaked": leaks(secret, out, [w.dir / "runs", w.dir / "home", w.dir / "pairs.sqlite"])}
+    out, lost = _openai_run(w, ["echo"], secret)
+    return out, {"lost": lost, "leaked": leaks(secret, out, _written(w))}
 
 
 @case("5 secrets", 4)
@@ -628,26 +552,25 @@ def long_non_sk_key_echoed_in_fragments(w):
 
 @case("5 secrets", 0)
 def password_in_base_url(w):
-    server = FakeServer("ok")
     password = "hunter2-Pw!"
-    url = server.url.replace("http://", f"http://alice:{quote(password, safe='')}@")
-    w.env["CAMPAIGN_KEY"] = "sk-test-000"
-    args = w.run_args("openai:fake", "-o", f"base_url={url}", "-o", "api_key_env=CAMPAIGN_KEY",
-                      "-o", "server=generic")
-    try:
-        out, lost = guarded(w, args)
-    finally:
-        server.close()
-    folders = [w.dir / "runs", w.dir / "home", w.dir / "pairs.sqlite"]
-    return out, {"lost": lost, "leaked": leaks(password, out, folders) + leaks("sk-test-000", out, folders)}
+    out, lost = _openai_run(w, ["varied"], "sk-test-000", url_userinfo=f"alice:{quote(password, safe='')}")
+    return out, {"lost": lost, "leaked": leaks(password, out, _written(w)) + leaks("sk-test-000", out, _written(w))}
 
 
 # 6. deadlines ------------------------------------------------------------------------------------------
 
 @case("6 deadlines", 4)
 def trickling_server_meets_its_deadline(w):
-    out, lost = _openai_run(w, FakeServer("trickle"), "sk-abc", "-o", "timeout=2", "-o", "deadline=4",
-                            "-o", "concurrency=8", codes_timeout=120)
+    out, lost = _openai_run(w, ["trickle"], "sk-abc", "-o", "timeout=2", "-o", "deadline=4", "-o", "concurrency=8",
+                            timeout=120)
+    wrong = [f"took {out.seconds:.0f} s with 18 requests of a 4 s deadline"] if out.seconds > 60 else []
+    return out, {"lost": lost, "wrong": wrong}
+
+
+@case("6 deadlines", 4)
+def silent_server_meets_its_deadline(w):
+    out, lost = _openai_run(w, ["silent"], "sk-abc", "-o", "timeout=2", "-o", "deadline=4", "-o", "concurrency=8",
+                            timeout=120)
     wrong = [f"took {out.seconds:.0f} s with 18 requests of a 4 s deadline"] if out.seconds > 60 else []
     return out, {"lost": lost, "wrong": wrong}
 

@@ -2,6 +2,7 @@
 
 Each request gets the next action of a plan (taken in turn, round and round):
   "ok"      a vLLM-mode answer (`token_id:N` log-probs for LEVEL_IDS);
+  "varied"  the same with log-probs that depend on the request (its images), so scores differ by image;
   "echo"    HTTP 401 whose error message echoes every string in `echo` and every credential it
             received (the Authorization header's token and Basic password, header values, query
             values; not the "EMPTY" key of a server without authentication), each plain, URL-encoded,
@@ -17,6 +18,7 @@ from __future__ import annotations
 import base64
 import json
 import threading
+import zlib
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Sequence
 from urllib.parse import parse_qsl, quote, urlsplit
@@ -24,8 +26,11 @@ from urllib.parse import parse_qsl, quote, urlsplit
 LEVEL_IDS = [101, 102, 103, 104, 105]
 
 
-def answer(level_ids: Sequence[int] = LEVEL_IDS) -> bytes:
-    entries = [{"token": f"token_id:{i}", "logprob": -1.0 - k, "bytes": None} for k, i in enumerate(level_ids)]
+def answer(level_ids: Sequence[int] = LEVEL_IDS, request: bytes = b"") -> bytes:
+    """Level log-probs -1, -2, ...; with `request`, the first level's moved by up to 4 by its checksum."""
+    shift = zlib.crc32(request) % 1000 / 250.0 if request else 0.0
+    entries = [{"token": f"token_id:{i}", "logprob": -1.0 - k - (shift if k == 0 else 0.0), "bytes": None}
+               for k, i in enumerate(level_ids)]
     return json.dumps({"id": "x", "object": "chat.completion", "created": 0, "model": "m", "choices": [
         {"index": 0, "finish_reason": "length", "message": {"role": "assistant", "content": "x"},
          "logprobs": {"content": [{**entries[0], "top_logprobs": entries}], "refusal": None}}]}).encode()
@@ -114,10 +119,10 @@ class FakeOpenAIServer:
                 self.wfile.write(body)
 
             def do_POST(self):
-                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                request = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 action = server._next(self.path, dict(self.headers))
-                if action == "ok":
-                    self._send(200, answer())
+                if action in ("ok", "varied"):
+                    self._send(200, answer(request=request if action == "varied" else b""))
                 elif action in ("echo", "echo500"):
                     said = [form for s in server.echo + credentials(self.headers, self.path) if "EMPTY" not in s
                             for form in echoes(s)]
