@@ -14,6 +14,8 @@ import numpy as np
 from scipy import optimize, stats
 from scipy.special import expit
 
+from harness.core.levels import LEVELS, level_from_mos
+
 METRICS = ("srcc", "krcc", "plcc")
 #: the most bootstrap resamples a run may ask for: 10^4 already pin a 95% interval down, and the resamples
 #: are drawn at once (resamples x images indices)
@@ -199,3 +201,44 @@ def aggregate(values) -> dict:
             "sd": float(np.std(finite, ddof=1)) if finite.size > 1 else nan,
             "min": float(np.min(finite)), "max": float(np.max(finite)), "n": int(finite.size),
             "n_dropped": int(v.size - finite.size)}
+
+
+def pair_accuracy(mos_first, std_first, mos_second, std_second, preference, level) -> dict:
+    """Pairwise prediction accuracy of judged pairs against their images' MOS (docs/method.md, "Pairwise accuracy").
+
+    Two readings of the paper's Table 4: `binary`, the share of pairs whose preference P(second better)
+    > 0.5 agrees with MOS(second) > MOS(first) (equal MOS excluded, counted in `n_mos_ties`; a preference
+    of exactly 0.5 counts as wrong), and `five_level`, the share whose predicted level (`level`, 0..4, the
+    arg-max of the model's level distribution) equals the Eqn. 2 label (`levels.level_from_mos`). MOS must
+    be oriented higher-is-better. The "similar" band is Eqn. 2's own: |MOS difference| <= sqrt(std_first^2 +
+    std_second^2), i.e. the label is "similar"; both readings are also given inside it (`*_similar`) and
+    outside it (`*_outside`). Pairs with a NaN preference (failed) are counted in `n_failed`; pairs with a
+    NaN std have no Eqn. 2 label: in `binary` only, counted in `n_no_std`. Accuracies with no pair are NaN.
+    """
+    q1, s1, q2, s2, p, lv = (np.asarray(a, dtype=np.float64).ravel() for a in
+                             (mos_first, std_first, mos_second, std_second, preference, level))
+    if not (q1.shape == s1.shape == q2.shape == s2.shape == p.shape == lv.shape):
+        raise ValueError("pair_accuracy: all inputs must have one value per pair")
+    if not (np.all(np.isfinite(q1)) and np.all(np.isfinite(q2))):
+        raise ValueError("pair_accuracy: MOS must be finite")
+    ok = np.isfinite(p)
+    has_std = ok & np.isfinite(s1) & np.isfinite(s2)
+    label = np.full(q1.shape, -1, dtype=np.int64)
+    label[has_std] = level_from_mos(q1[has_std], s1[has_std], q2[has_std], s2[has_std])
+    similar = label == LEVELS.index("similar")
+    untied = ok & (q1 != q2)
+    hit2 = (p > 0.5) == (q2 > q1)
+    hit5 = lv == label
+
+    def share(hit: np.ndarray, sel: np.ndarray) -> float:
+        return float(np.mean(hit[sel])) if sel.any() else float("nan")
+
+    out: dict[str, Any] = {"n_pairs": int(ok.sum()), "n_failed": int((~ok).sum()),
+                           "n_mos_ties": int((ok & (q1 == q2)).sum()), "n_no_std": int((ok & ~has_std).sum())}
+    for name, hit, base in (("binary", hit2, untied), ("five_level", hit5, has_std)):
+        out[name] = share(hit, base)
+        out[f"n_{name}"] = int(base.sum())
+        for band, sel in (("similar", base & similar), ("outside", base & has_std & ~similar)):
+            out[f"{name}_{band}"] = share(hit, sel)
+            out[f"n_{name}_{band}"] = int(sel.sum())
+    return out
