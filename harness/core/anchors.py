@@ -142,15 +142,28 @@ def no_scale_reason(anchors: AnchorSet | None) -> str:
             "across the MOS range (c2s anchors select)")
 
 
-# --- Eqn. 4 selection -----------------------------------------------------------------------------
+# --- Eqn. 4 selection and Table 6's schemes ------------------------------------------------------
 
 #: the most MOS intervals Eqn. 4 may use (each is an array entry; the paper uses 5)
 MAX_INTERVALS = 10_000
 
 
+#: Table 6's schemes: within each MOS interval, the beta images of lowest std (Eqn. 4, the default), of
+#: highest std, or drawn uniformly at random (docs/method.md, "Anchor selection schemes")
+SCHEMES = ("min-variance", "max-variance", "random")
+DEFAULT_SCHEME = SCHEMES[0]
+
+
+def scheme_label(scheme: str = DEFAULT_SCHEME, alpha: int = DEFAULT_ALPHA, beta: int = DEFAULT_BETA,
+                 seed: int = 0) -> str:
+    """How an anchor set was chosen, for its name: runs of different schemes or seeds are different rows."""
+    how = {"min-variance": "Eqn. 4", "max-variance": "max-variance", "random": f"random seed {seed}"}[scheme]
+    return f"{how} (alpha={alpha}, beta={beta})"
+
+
 @dataclass
 class SelectionReport:
-    """Which images Eqn. 4 picked, the interval edges, how many images each interval held, and the
+    """Which images a scheme picked, the interval edges, how many images each interval held, and the
     intervals that were empty or had fewer than beta images (they contribute what they have)."""
 
     indices: np.ndarray
@@ -160,10 +173,25 @@ class SelectionReport:
     short: list[int] = field(default_factory=list)
 
 
-def selection_report(mos, std, alpha: int = DEFAULT_ALPHA, beta: int = DEFAULT_BETA) -> SelectionReport:
-    """Eqn. 4: alpha equal-width MOS intervals over [min, max] (left-closed, the last one closed), and
-    in each the beta images of lowest std; ties go to the lower index. Returned indices are in
-    ascending MOS order (ties by index), ready for an AnchorSet."""
+def _rank_key(sd: np.ndarray, scheme: str, seed: int) -> np.ndarray:
+    """Within an interval the images of smallest key are taken: std, -std, or one uniform draw per image
+    (the beta smallest of i.i.d. uniform keys are a uniformly random beta-subset of the interval)."""
+    if scheme == "min-variance":
+        return sd
+    if scheme == "max-variance":
+        return -sd
+    if scheme == "random":
+        if not (isinstance(seed, (int, np.integer)) and not isinstance(seed, bool) and seed >= 0):
+            raise ValueError(f"the random anchor scheme needs a seed that is an integer >= 0, got {seed!r}")
+        return np.random.default_rng(int(seed)).random(sd.size)
+    raise ValueError(f"anchor scheme {scheme!r}: choose one of {', '.join(SCHEMES)}")
+
+
+def selection_report(mos, std, alpha: int = DEFAULT_ALPHA, beta: int = DEFAULT_BETA,
+                     scheme: str = DEFAULT_SCHEME, seed: int = 0) -> SelectionReport:
+    """alpha equal-width MOS intervals over [min, max] (left-closed, the last one closed), and in each
+    the beta images the scheme ranks first (Eqn. 4: lowest std); ties go to the lower index. Returned
+    indices are in ascending MOS order (ties by index), ready for an AnchorSet."""
     q = np.asarray(mos, dtype=np.float64)
     sd = np.asarray(std, dtype=np.float64)
     if q.ndim != 1 or sd.shape != q.shape or q.size == 0:
@@ -174,10 +202,11 @@ def selection_report(mos, std, alpha: int = DEFAULT_ALPHA, beta: int = DEFAULT_B
         raise ValueError(f"alpha and beta must be positive integers, got {alpha!r}, {beta!r}")
     if alpha > MAX_INTERVALS:
         raise ValueError(f"alpha = {alpha} MOS intervals: at most {MAX_INTERVALS} (Eqn. 4; --alpha, alpha: in YAML)")
+    key = _rank_key(sd, scheme, seed)
     edges = np.linspace(q.min(), q.max(), int(alpha) + 1)
     interval = np.searchsorted(edges[1:-1], q, side="right")
     counts = np.bincount(interval, minlength=int(alpha))
-    order = np.lexsort((np.arange(q.size), sd, interval))  # by interval, then std, then index
+    order = np.lexsort((np.arange(q.size), key, interval))  # by interval, then key, then index
     picked = [order[interval[order] == k][: int(beta)] for k in range(int(alpha))]
     chosen = np.concatenate(picked).astype(np.int64)
     chosen = chosen[np.lexsort((chosen, q[chosen]))]
@@ -186,9 +215,10 @@ def selection_report(mos, std, alpha: int = DEFAULT_ALPHA, beta: int = DEFAULT_B
                            short=[k for k in range(int(alpha)) if 0 < counts[k] < beta])
 
 
-def select_anchors(mos, std, alpha: int = DEFAULT_ALPHA, beta: int = DEFAULT_BETA) -> np.ndarray:
-    """Indices of the Eqn. 4 anchors (see `selection_report`); warns naming empty or short intervals."""
-    rep = selection_report(mos, std, alpha, beta)
+def select_anchors(mos, std, alpha: int = DEFAULT_ALPHA, beta: int = DEFAULT_BETA,
+                   scheme: str = DEFAULT_SCHEME, seed: int = 0) -> np.ndarray:
+    """Indices of the scheme's anchors (see `selection_report`); warns naming empty or short intervals."""
+    rep = selection_report(mos, std, alpha, beta, scheme, seed)
     if rep.empty or rep.short:
         warnings.warn(f"anchor selection: empty MOS intervals {rep.empty}, intervals with fewer than "
                       f"{beta} images {rep.short}; {rep.indices.size} anchors instead of {alpha * beta}",
