@@ -6,11 +6,26 @@ from dataclasses import dataclass
 import numpy as np
 
 from harness.data.datasets import Dataset
-from harness.core.metrics import aggregate, bootstrap_ci, correlations
+from harness.core.metrics import aggregate, bootstrap_ci, correlations, pair_accuracy
 from harness.core.vocabulary import ALL, BY_SPLITS
 from harness.run.scoring import Scored
 
 SUMMARY_METRICS = ("srcc", "krcc", "plcc", "plcc_logistic", "rmse_logistic")
+#: the pairwise accuracies aggregated over splits like the correlations (`harness.core.metrics.pair_accuracy`)
+PAIR_SUMMARY = ("binary", "five_level")
+
+
+@dataclass
+class JudgedPairs:
+    """The test-role pairs of a run as the pairwise accuracy needs them: images, P(second better) under the
+    run's profile and mode, and the predicted level (arg-max of the level log-probs, -1 where failed)."""
+
+    first: list[str]
+    second: list[str]
+    preference: np.ndarray
+    level: np.ndarray
+    #: the anchor images: a pair counts in a split when each image is in that split or is an anchor
+    anchors: frozenset[str]
 
 
 @dataclass
@@ -43,11 +58,35 @@ def summarise(splits: dict[str, dict], over: str) -> dict[str, dict]:
     return {m: aggregate([splits[s].get(m, np.nan) for s in names]) for m in SUMMARY_METRICS}
 
 
+def pair_metrics(dr: DatasetRun, pairs: JudgedPairs, groups: dict[str, np.ndarray]) -> dict[str, dict]:
+    """Pairwise accuracy per split (docs/method.md, "Pairwise accuracy"): every judged pair of two different
+    images that are both records of this dataset (an anchor from another dataset has MOS on another scale:
+    its pairs are left out), with MOS oriented higher-is-better."""
+    ds = dr.dataset
+    at = {p: k for k, p in enumerate(dr.paths)}
+    sign = 1.0 if ds.higher_is_better else -1.0
+    mos = sign * np.array([r.mos for r in ds.records], dtype=np.float64)
+    std = np.array([np.nan if r.std is None else r.std for r in ds.records], dtype=np.float64)
+    keep = [k for k, (a, b) in enumerate(zip(pairs.first, pairs.second)) if a != b and a in at and b in at]
+    i = np.array([at[pairs.first[k]] for k in keep], dtype=np.int64)
+    j = np.array([at[pairs.second[k]] for k in keep], dtype=np.int64)
+    anchor = np.array([p in pairs.anchors for p in dr.paths], dtype=bool)
+    out = {}
+    for split, g in groups.items():
+        member = anchor.copy()
+        member[g] = True
+        sel = member[i] & member[j]
+        out[split] = pair_accuracy(mos[i[sel]], std[i[sel]], mos[j[sel]], std[j[sel]],
+                                   pairs.preference[keep][sel], pairs.level[keep][sel])
+    return out
+
+
 def evaluate(dsruns: list[DatasetRun], tests: list[str], scored: Scored, *, bootstrap: int = 0,
-             seed: int = 0, undefined: str = "") -> tuple[list[dict], dict]:
+             seed: int = 0, undefined: str = "", pairs: JudgedPairs | None = None) -> tuple[list[dict], dict]:
     """scores.csv rows (one per image and split it belongs to) and the metrics per dataset and split.
     `undefined`: why no correlation of this run means anything whatever the images (e.g. anchors that
-    give the scores no scale, `harness.core.anchors.no_scale_reason`); "" to judge each split alone."""
+    give the scores no scale, `harness.core.anchors.no_scale_reason`); "" to judge each split alone.
+    `pairs`: the judged test pairs, for the pairwise accuracy (`pair_metrics`); None for none (rating mode)."""
     at = {x: i for i, x in enumerate(tests)}
     rows, metrics = [], {}
     for dr in dsruns:
@@ -62,6 +101,7 @@ def evaluate(dsruns: list[DatasetRun], tests: list[str], scored: Scored, *, boot
             i = idx[k]
             for split in (sorted(rec.splits) or [ALL]):
                 rows.append({"dataset": ds.name, "split": split, "image": rec.path, "path": path, "mos": rec.mos,
+                             "std": rec.std,
                              "score": scored.score[i], "latent": scored.latent[i], "sd": scored.sd[i],
                              "n_anchors_ok": int(scored.n_ok[i]), "status": "ok" if scored.errors[i] is None
                              else "failed", "error": scored.errors[i] or "", "group": rec.group,
@@ -78,6 +118,11 @@ def evaluate(dsruns: list[DatasetRun], tests: list[str], scored: Scored, *, boot
                             bootstrap_ci(pred[g], mos[g], name, bootstrap, seed, higher_is_better=ds.higher_is_better))
                 entry["splits"][split] = corr
             entry["summary"] = summarise(entry["splits"], dr.summary)
+            if pairs is not None:
+                acc = pair_metrics(dr, pairs, groups)
+                names = summary_splits(acc, dr.summary)
+                entry["pair_accuracy"] = acc
+                entry["pair_accuracy_summary"] = {m: aggregate([acc[s][m] for s in names]) for m in PAIR_SUMMARY}
             names = sorted({r.group for r in ds.records} - {""})
             # per group (e.g. distortion family): shown beside the headline, never part of it
             if names:

@@ -249,6 +249,29 @@ class SplitMetrics(_Schema):
     plcc_ci95: tuple[Real, Real] | None = None
 
 
+class PairAccuracy(_Schema):
+    """Pairwise prediction accuracy of one split (`harness.core.metrics.pair_accuracy`; docs/method.md,
+    "Pairwise accuracy"): the binary direction and the five-level Eqn. 2 agreement, each overall, inside
+    the "similar" band and outside it, with the pairs each counts; NaN (null) where no pair counts."""
+
+    n_pairs: int
+    n_failed: int
+    n_mos_ties: int
+    n_no_std: int
+    binary: Real
+    n_binary: int
+    binary_similar: Real
+    n_binary_similar: int
+    binary_outside: Real
+    n_binary_outside: int
+    five_level: Real
+    n_five_level: int
+    five_level_similar: Real
+    n_five_level_similar: int
+    five_level_outside: Real
+    n_five_level_outside: int
+
+
 class Aggregate(_Schema):
     """One metric over the summary splits (`harness.core.metrics.aggregate`)."""
 
@@ -272,6 +295,10 @@ class DatasetMetrics(_Schema):
     summary: dict[str, Aggregate]
     #: the manifest's `group` column -> correlations of that group (never part of the headline)
     groups: dict[str, SplitMetrics] | None = None
+    #: split -> pairwise accuracy; absent in rating runs and in folders written before it existed
+    pair_accuracy: dict[str, PairAccuracy] | None = None
+    #: "binary" / "five_level" -> aggregate over the summary splits, beside `pair_accuracy`
+    pair_accuracy_summary: dict[str, Aggregate] | None = None
 
     @model_validator(mode="after")
     def _summary_complete(self):
@@ -307,6 +334,9 @@ class ScoreRow(_Schema):
     image: str
     path: str
     mos: OptionalNumber
+    #: the manifest's std of the MOS (Eqn. 2 labels of the pairwise accuracy, so rescore recomputes them);
+    #: absent in folders written before it existed and where the manifest has none
+    std: OptionalNumber = None
     score: float
     latent: float
     sd: float
@@ -562,7 +592,7 @@ class RunRecord:
                                      f"{MANIFEST} (it lists {sorted(info)})")
             old = recs[row.dataset].get(row.image)
             tag = frozenset() if row.split == ALL else frozenset([row.split])
-            recs[row.dataset][row.image] = Record(row.image, row.mos, None, tag if old is None else old.splits | tag,
+            recs[row.dataset][row.image] = Record(row.image, row.mos, row.std, tag if old is None else old.splits | tag,
                                                   row.group, tuple(row.extra.items()))
             tests[row.path] = None
         dsruns = [DatasetRun(Dataset(name=name, root=Path(d.root), records=list(recs[name].values()),

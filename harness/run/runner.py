@@ -36,7 +36,7 @@ from harness.core.secrets import redact, remember, scrub_all
 from harness.run.cache import PairCache
 from harness.data.datasets import Dataset, Record, load_dataset, load_official_split
 from harness.data.images import DEFAULT_MAX_PIXELS, DEFAULT_MIN_SIDE, Limits, image_limits, unreadable
-from harness.run.evaluation import DatasetRun, evaluate
+from harness.run.evaluation import DatasetRun, JudgedPairs, evaluate
 from harness.run.judging import Judged, cache_lookup, judge, plan_pairs, prompt_key
 from harness.core.profiles import DEFAULT_PROFILE, Profile, get_profile, profile_label
 from harness.core.vocabulary import (ALL, BY_SPLITS, DEFAULT_ALPHA, DEFAULT_ANCHORS, DEFAULT_BATCH_SIZE, DEFAULT_BETA,
@@ -546,6 +546,19 @@ def scrubbed(res):
     return replace(res, **{f.name: scrub_all(getattr(res, f.name)) for f in fields(res) if f.name != "logprobs"})
 
 
+def judged_pairs(rows, anchors: AnchorSet | None, mode: str) -> JudgedPairs | None:
+    """The test pairs of comparisons.csv rows for the pairwise accuracy (None in rating mode, which compares
+    nothing): the recorded preference, and the arg-max level of the log-probs."""
+    if mode == "rating":
+        return None
+    rows = [r for r in rows if r.role == "test"]
+    lp = np.nan_to_num(np.array([r.logprobs for r in rows], dtype=np.float64).reshape(len(rows), -1), nan=-np.inf)
+    return JudgedPairs([r.first for r in rows], [r.second for r in rows],
+                       np.array([r.preference for r in rows], dtype=np.float64),
+                       np.argmax(lp, axis=1) if rows else np.zeros(0, dtype=np.int64),
+                       frozenset(anchors.images if anchors else ()))
+
+
 def finish_run(run_dir: Path, manifest: dict, dsruns: list[DatasetRun], tests: list[str], anchors: AnchorSet,
                judged: Judged, profile: Profile, mode: str, timings: dict, *, bootstrap: int, seed: int,
                complete=None) -> Path:
@@ -555,8 +568,9 @@ def finish_run(run_dir: Path, manifest: dict, dsruns: list[DatasetRun], tests: l
     scored = score_tests(tests, anchors, judged.lookup(), judged.error_of(), profile, mode, manifest["order"])
     timings["scoring"] = time.perf_counter() - t0
     t0 = time.perf_counter()
+    comparisons = comparison_rows(judged, profile, mode)
     score_rows, metrics = evaluate(dsruns, tests, scored, bootstrap=bootstrap, seed=seed,
-                                   undefined=no_scale_reason(anchors))
+                                   undefined=no_scale_reason(anchors), pairs=judged_pairs(comparisons, anchors, mode))
     timings["metrics"] = time.perf_counter() - t0
     failed = np.array([e is not None for e in judged.errors], dtype=bool)
     record = Manifest.model_validate({
@@ -577,7 +591,7 @@ def finish_run(run_dir: Path, manifest: dict, dsruns: list[DatasetRun], tests: l
     numbers = Metrics(run_id=record.run_id, model_label=record.model.label,
                       profile=profile_label(profile, record.order), mode=mode, datasets=metrics)
     return write_run(run_dir, record, numbers, [ScoreRow.model_validate(r) for r in score_rows],
-                     comparison_rows(judged, profile, mode), complete=complete)
+                     comparisons, complete=complete)
 
 
 def rescore(run_dir, *, profile: str | None = None, mode: str | None = None, out_dir=None,
