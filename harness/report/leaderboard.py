@@ -139,8 +139,12 @@ def _mark_best(lb: Leaderboard) -> None:
                 c.best[key] = v == top
 
 
-def build_leaderboard(run_dirs, keep_latest: bool = False) -> Leaderboard:
-    """Merge run folders into one table; a (row, dataset) given twice raises unless `keep_latest`."""
+def collect(run_dirs, keep_latest: bool = False, row_of=None, column_of=None) -> Leaderboard:
+    """Merge run folders into rows and cells, best not yet marked: `row_of(run)` names a run's row
+    (default `row_key`), `column_of(dataset name)` its column (default the name). A (row, column) given
+    twice raises unless `keep_latest`."""
+    row_of = row_of or row_key
+    column_of = column_of or str
     # the same folder named twice (e.g. overlapping shell globs) is one run, not a conflict
     unique: dict[Path, Path] = {}
     for p in run_dirs:
@@ -148,15 +152,15 @@ def build_leaderboard(run_dirs, keep_latest: bool = False) -> Leaderboard:
     run_dirs = list(unique.values())
     if not run_dirs:
         raise ValueError("build_leaderboard: no run folders given")
-    rows: list[RowKey] = []
+    rows: list = []
     datasets: list[str] = []
-    cells: dict[tuple[RowKey, str], Cell] = {}
-    created: dict[tuple[RowKey, str], datetime] = {}
-    unranked: list[tuple[RowKey, str]] = []
+    cells: dict[tuple, Cell] = {}
+    created: dict[tuple, datetime] = {}
+    unranked: list[tuple] = []
     for run_dir in run_dirs:
         run = read_run(run_dir)
         m = run.metrics
-        row = row_key(run)
+        row = row_of(run)
         when = run.manifest.created_at
         if row not in rows:
             rows.append(row)
@@ -164,12 +168,13 @@ def build_leaderboard(run_dirs, keep_latest: bool = False) -> Leaderboard:
             if not ds.splits:
                 unranked.append((row, name))
                 continue
-            if name not in datasets:
-                datasets.append(name)
-            key = (row, name)
+            column = column_of(name)
+            if column not in datasets:
+                datasets.append(column)
+            key = (row, column)
             if key in cells:
                 old = cells[key]
-                where = f"{row.describe()} on {name!r} appears in two runs: {old.run_dir} and {run_dir}"
+                where = f"{row.describe()} on {column!r} appears in two runs: {old.run_dir} and {run_dir}"
                 if not keep_latest:
                     raise ValueError(f"{where}; add --keep-latest to keep the newer one, or leave one out")
                 if when == created[key]:
@@ -181,7 +186,12 @@ def build_leaderboard(run_dirs, keep_latest: bool = False) -> Leaderboard:
     if not cells:
         raise ValueError(f"build_leaderboard: the runs {[str(p) for p in run_dirs]} hold no dataset with "
                          "ground-truth scores to rank")
-    lb = Leaderboard(rows, datasets, cells, unranked, run_dirs)
+    return Leaderboard(rows, datasets, cells, unranked, run_dirs)
+
+
+def build_leaderboard(run_dirs, keep_latest: bool = False) -> Leaderboard:
+    """Merge run folders into one table; a (row, dataset) given twice raises unless `keep_latest`."""
+    lb = collect(run_dirs, keep_latest)
     _mark_best(lb)
     return lb
 
