@@ -227,7 +227,7 @@ def pair_accuracy(mos_first, std_first, mos_second, std_second, preference, leve
     label[has_std] = level_from_mos(q1[has_std], s1[has_std], q2[has_std], s2[has_std])
     similar = label == LEVELS.index("similar")
     untied = ok & (q1 != q2)
-    hit2 = (p > 0.5) == (q2 > q1)
+    hit2 = np.where(q2 > q1, p > 0.5, p < 0.5)  # a preference of 0.5 picks no side: wrong either way
     hit5 = lv == label
 
     def share(hit: np.ndarray, sel: np.ndarray) -> float:
