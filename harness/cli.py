@@ -133,6 +133,7 @@ def _temperature(text: str) -> float:
 
 
 def _add_profile(p):
+    from harness.core.profiles import LOGIT_DTYPES
     from harness.core.vocabulary import LINKS, MATRIX_SOURCES, SCALES
 
     p.add_argument("--link", choices=LINKS, help="MAP link (paper: probit; official: logit)")
@@ -145,11 +146,14 @@ def _add_profile(p):
                    help="anchor block: comparator (judged by the model), mos (Thurstone from MOS and std), file (the "
                         "matrix in your anchors file), official (the paper's KonIQ matrix, KonIQ anchors only), "
                         "auto (per profile; docs/method.md)")
+    p.add_argument("--logit-dtype", choices=LOGIT_DTYPES,
+                   help="arithmetic of the soft preference: float32 (default, exact) or float16 (the official code's "
+                        "half-precision softmax; NaN for extreme logits fails the pair)")
 
 
 def _overrides(a) -> dict:
     return {"link": a.link, "temperature": a.temperature, "anchor_temperature": a.anchor_temperature,
-            "steps": a.steps, "scale": a.scale, "anchor_matrix": a.anchor_matrix}
+            "steps": a.steps, "scale": a.scale, "anchor_matrix": a.anchor_matrix, "logit_dtype": a.logit_dtype}
 
 
 def _parser() -> argparse.ArgumentParser:

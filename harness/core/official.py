@@ -20,6 +20,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import erf
 
+from harness.core.levels import LEVEL_WEIGHTS
 from harness.core.scaling import build_matrices, minmax_0_100
 from harness.core.vocabulary import LINKS
 
@@ -31,6 +32,27 @@ def torch_rand(n: int, seed: int = 0) -> np.ndarray:
     """What `torch.manual_seed(seed); torch.rand(n)` returns on CPU, as float32."""
     raw = np.random.RandomState(seed).randint(0, 2**32, size=n, dtype=np.uint32)
     return ((raw & np.uint32(0xFFFFFF)).astype(np.float32) * np.float32(2.0**-24)).astype(np.float32)
+
+
+def preference_fp16(logits, temperature: float) -> np.ndarray:
+    """P(second better) per row of five level logits in the official code's float16 arithmetic.
+
+    The released model runs in float16 and the official code never casts its logits up: logits / T,
+    a softmax WITHOUT max-subtraction, and the weighting with float16 weights all run in float16.
+    Following torch's half-precision rules, every element-wise step is rounded to float16 and each sum
+    is accumulated in float32 and rounded to float16 once. Extreme logits overflow (or all underflow)
+    the float16 exponential and give NaN, as the official code does; the caller decides what a NaN
+    means (the scoring layer fails the pair with a reason). Returns float64 values of float16 numbers.
+    """
+    x = np.asarray(logits, dtype=np.float64)
+    w16 = LEVEL_WEIGHTS.astype(np.float16)
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
+        z = x.astype(np.float16) / np.float16(temperature)
+        e = np.exp(z)
+        total = e.astype(np.float32).sum(axis=-1, keepdims=True).astype(np.float16)
+        p = e / total
+        b = (p * w16).astype(np.float32).sum(axis=-1).astype(np.float16)
+    return b.astype(np.float64)
 
 
 def _loss_gradient(C: np.ndarray, s: np.ndarray, link: str) -> np.ndarray:

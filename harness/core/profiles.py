@@ -13,6 +13,8 @@ from dataclasses import asdict, dataclass, replace
 from harness.core.options import check_fields
 from harness.core.vocabulary import DEFAULT_ORDER, LINKS, MATRIX_SOURCES, SCALES, SOLVERS
 
+#: the arithmetic of the soft preference: float32 (exact, max-subtracted) or the official code's float16
+LOGIT_DTYPES = ("float32", "float16")
 
 
 @dataclass(frozen=True)
@@ -32,12 +34,16 @@ class Profile:
     #: where the anchor block comes from: "auto" = for the official solver, the fixed matrix the anchor set
     #: carries ("official" for the paper's KonIQ anchors, "file" for the user's), else the comparator itself
     anchor_matrix: str = "auto"
+    #: "float16" replays the official code's half-precision softmax and weighting (docs/method.md, "The
+    #: official code and why it differs"); the default computes the preference exactly
+    logit_dtype: str = "float32"
 
     def __post_init__(self):
         # one declared type per setting: `temperature: "abc"` or `steps: true` (YAML overrides) stop here
         check_fields(self, f"profile {self.name!r}")
         checks = [("link", self.link, LINKS), ("solver", self.solver, SOLVERS),
-                  ("scale", self.scale, SCALES), ("anchor_matrix", self.anchor_matrix, MATRIX_SOURCES)]
+                  ("scale", self.scale, SCALES), ("anchor_matrix", self.anchor_matrix, MATRIX_SOURCES),
+                  ("logit_dtype", self.logit_dtype, LOGIT_DTYPES)]
         for field, value, allowed in checks:
             if value not in allowed:
                 raise ValueError(f"profile {self.name!r}: {field} must be one of {allowed}, got {value!r}")

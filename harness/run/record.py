@@ -762,7 +762,7 @@ def comparison_rows(judged: Judged, profile: Profile, mode: str) -> list[Compari
     prefs = np.full(len(judged.pairs), np.nan)
     for role, temperature in (("test", profile.temperature), ("anchor", profile.anchor_temperature)):
         sel = roles == role
-        prefs[sel] = pair_preference(judged.logprobs[sel], mode, temperature)
+        prefs[sel] = pair_preference(judged.logprobs[sel], mode, temperature, profile.logit_dtype)
     return [ComparisonRow(first=p.first, second=p.second, role=role, logprobs=judged.logprobs[i].tolist(),
                           preference=float(prefs[i]), status="ok" if judged.errors[i] is None else "failed",
                           error=judged.errors[i] or "", cached=bool(judged.cached[i]))

@@ -16,16 +16,24 @@ from harness.core.anchors import (
     matrix_from_preferences,
 )
 from harness.core.levels import N_LEVELS
-from harness.core.official import official_scores
+from harness.core.official import official_scores, preference_fp16
 from harness.core.profiles import Profile
 from harness.core.scaling import hard_preference, preference, score_against_anchors
 
 
-def pair_preference(lp: np.ndarray, mode: str, temperature: float) -> np.ndarray:
+#: why a soft preference under `logit_dtype: float16` is NaN although its log-probs are finite
+FP16_FAILURE = ("the float16 softmax (logit_dtype float16, as the official code) overflowed or underflowed on "
+                "these logits, giving NaN; use logit_dtype float32 for an exact preference")
+
+
+def pair_preference(lp: np.ndarray, mode: str, temperature: float, logit_dtype: str = "float32") -> np.ndarray:
     """P(second better) per row of level log-probs: the arg-max verdict (count), softmax(lp / T) . w
-    (soft), or the expected rating on [0, 1] at T = 1 (rating: levels bad .. excellent)."""
+    (soft; in the official code's float16 arithmetic under `logit_dtype` float16), or the expected
+    rating on [0, 1] at T = 1 (rating: levels bad .. excellent)."""
     if mode == "count":
         return hard_preference(lp)
+    if mode == "soft" and logit_dtype == "float16":
+        return preference_fp16(lp, temperature)
     return preference(lp, 1.0 if mode == "rating" else temperature)
 
 
@@ -82,7 +90,7 @@ def anchor_matrix_for(profile: Profile, mode: str, anchors: AnchorSet, lookup: d
     if missing:
         raise ValueError(f"the anchor block was not judged ({len(missing)} pairs missing); this run used a fixed "
                          "anchor matrix, so re-run with the model to use --anchor-matrix comparator")
-    p = pair_preference(np.array([lookup[q] for q in block]), mode, profile.anchor_temperature)
+    p = pair_preference(np.array([lookup[q] for q in block]), mode, profile.anchor_temperature, profile.logit_dtype)
     return matrix_from_preferences(block, p, anchors.images), source
 
 
@@ -117,10 +125,13 @@ def score_tests(tests: list[str], anchors: AnchorSet, lookup: dict, errors: dict
     m = len(anchors.images)
     nan_row = np.full(N_LEVELS, np.nan)
     fwd = np.array([[lookup.get(Pair(a, x), nan_row) for a in anchors.images] for x in tests]).reshape(N * m, N_LEVELS)
-    b = pair_preference(fwd, mode, profile.temperature).reshape(N, m)
+    b = pair_preference(fwd, mode, profile.temperature, profile.logit_dtype).reshape(N, m)
+    # a NaN from finite log-probs: only the float16 arithmetic makes one; the image's reason says so
+    fp16_failed = (np.isnan(b) & np.isfinite(fwd).all(axis=1).reshape(N, m)).any(axis=1)
     if order == "both":
         rev = np.array([[lookup.get(Pair(x, a), nan_row) for a in anchors.images] for x in tests]).reshape(N * m, N_LEVELS)
-        b_rev = 1.0 - pair_preference(rev, mode, profile.temperature).reshape(N, m)
+        b_rev = 1.0 - pair_preference(rev, mode, profile.temperature, profile.logit_dtype).reshape(N, m)
+        fp16_failed |= (np.isnan(b_rev) & np.isfinite(rev).all(axis=1).reshape(N, m)).any(axis=1)
         b = _nanmean2(b, b_rev)
     C, source = anchor_matrix_for(profile, mode, anchors, lookup)
     # an anchor whose every anchor-block judgement failed is linked to nothing: score without it
@@ -146,7 +157,7 @@ def score_tests(tests: list[str], anchors: AnchorSet, lookup: dict, errors: dict
             errs.append(None)
             continue
         reasons = [errors.get(Pair(a, x)) for a in anchors.images] + [errors.get(Pair(x, a)) for a in anchors.images]
-        reasons = [r for r in reasons if r] + ([note] if note else [])
+        reasons = [r for r in reasons if r] + ([FP16_FAILURE] if fp16_failed[i] else []) + ([note] if note else [])
         errs.append(reasons[0] if reasons else "no usable comparison")
     return Scored(score, latent, sd, n_ok, errs, C, source, converged, unusable)
 
