@@ -209,3 +209,17 @@ def test_the_embedded_benchmark_by_name(tmp_path):
     ds = read_run(run_dir).metrics.datasets["demo"]
     check(ds.pair_accuracy["all"].model_dump(), independent(run_dir, "demo", "all", None))
     assert ds.pair_accuracy["all"].n_pairs > 0 and read_run(run_dir).metrics.mode == "soft"
+
+
+def test_the_report_shows_the_pairwise_table(bench, tmp_path):
+    out = tmp_path / "runs"
+    assert main(["run", "--model", "classical", "--dataset", f"mine={bench / 'with_std.json'}", "--root", str(bench),
+                 "--anchors", "select", "--out", str(out), "--run-id", "rep"]) == 0
+    acc = read_run(out / "rep").metrics.datasets["mine"].pair_accuracy
+    md, html = (out / "rep" / "report.md").read_text(), (out / "rep" / "report.html").read_text()
+    for split, a in acc.items():
+        row = (f"| {split} | {a.n_pairs} | {a.binary:.3f} ({a.n_binary}) | {a.binary_similar:.3f} "
+               f"({a.n_binary_similar}) |")
+        assert row in md
+        assert f"<td class=\"num\">{a.five_level:.3f} ({a.n_five_level})</td>" in html
+    assert "Pairwise accuracy" in md and "Five-level, similar band" in html

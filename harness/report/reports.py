@@ -183,6 +183,20 @@ def _over_text(over: list[str]) -> str:
     return ALL if over == [ALL] else f"{len(over)} split{'s' if len(over) > 1 else ''}"
 
 
+#: the pairwise-accuracy table's value columns: (field, title); each cell is "value (pairs behind it)"
+PAIR_COLUMNS = (("binary", "Binary"), ("binary_similar", "Binary, similar band"),
+                ("binary_outside", "Binary, outside"), ("five_level", "Five-level"),
+                ("five_level_similar", "Five-level, similar band"), ("five_level_outside", "Five-level, outside"))
+
+
+def pair_table(ds: DatasetMetrics) -> list[dict]:
+    """The pairwise accuracy per split (docs/method.md, "Pairwise accuracy"), as shown cells; [] when the
+    run has none (rating mode, folders written before it existed)."""
+    return [{"name": split, "cells": [f"{fmt(getattr(acc, k))} ({getattr(acc, 'n_' + k)})" for k, _ in PAIR_COLUMNS],
+             "n_pairs": acc.n_pairs, "n_mos_ties": acc.n_mos_ties, "n_no_std": acc.n_no_std, "n_failed": acc.n_failed}
+            for split, acc in (ds.pair_accuracy or {}).items()]
+
+
 def _dataset_context(name: str, ds: DatasetMetrics, plot: Path | None, n_dropped: int) -> dict:
     splits = [{"name": s, **corr.model_dump(include={"n", "n_dropped", "logistic_ok", "logistic_message",
                                                      "srcc_ci95", "plcc_ci95", *SUMMARY_METRICS})}
@@ -193,6 +207,7 @@ def _dataset_context(name: str, ds: DatasetMetrics, plot: Path | None, n_dropped
             "groups": [{"name": g, **corr.model_dump(include={"n", "n_dropped", "logistic_ok", "logistic_message",
                                                              "srcc_ci95", "plcc_ci95", *SUMMARY_METRICS})}
                        for g, corr in (ds.groups or {}).items()],
+            "pairs": pair_table(ds), "pairs_summary": ds.pair_accuracy_summary or {},
             "plot": plot.as_posix() if plot else None}
 
 
@@ -223,7 +238,7 @@ def report_context(run: RunRecord, plots: dict) -> dict:
                                               for i, mos, std in zip(m.anchors.images, m.anchors.mos, m.anchors.std)],
         "datasets": [_dataset_context(name, ds, plots.get(name), dropped.get(name, 0))
                      for name, ds in run.metrics.datasets.items()],
-        "metric_columns": METRIC_COLUMNS,
+        "metric_columns": METRIC_COLUMNS, "pair_columns": PAIR_COLUMNS,
         "counts": c.model_dump(),
         "failed_in_scores": n_failed_images, "failed_listed": failed_listed,
         "timings": m.timings, "versions": m.versions, "seeds": m.seeds.model_dump(),
