@@ -156,11 +156,33 @@ def _overrides(a) -> dict:
             "steps": a.steps, "scale": a.scale, "anchor_matrix": a.anchor_matrix, "logit_dtype": a.logit_dtype}
 
 
+def _add_selection(p):
+    """Eqn. 4's alpha and beta and Table 6's selection scheme (docs/method.md, "Anchor selection schemes")."""
+    from harness.core.anchors import DEFAULT_SCHEME, SCHEMES
+    from harness.core.vocabulary import DEFAULT_ALPHA, DEFAULT_BETA
+
+    p.add_argument("--alpha", type=int, default=DEFAULT_ALPHA, help="Eqn. 4: number of MOS intervals")
+    p.add_argument("--beta", type=int, default=DEFAULT_BETA, help="Eqn. 4: anchors per interval")
+    p.add_argument("--anchor-scheme", choices=SCHEMES, default=DEFAULT_SCHEME,
+                   help="which images of each MOS interval: lowest std (Eqn. 4), highest std, or random (Table 6)")
+    p.add_argument("--anchor-seed", type=int, default=0, help="the random scheme's seed")
+
+
+def _anchor_spec(a, source):
+    """--anchors, --anchors-root, --anchors-dataset NAME[=SOURCE] and the selection options as an AnchorSpec."""
+    from harness.run.runner import AnchorSpec
+
+    name, _, dataset_source = (a.anchors_dataset or "").partition("=")
+    return AnchorSpec(**_given(source=source), root=a.anchors_root, dataset=name or None,
+                      dataset_source=dataset_source or None, alpha=a.alpha, beta=a.beta, scheme=a.anchor_scheme,
+                      seed=a.anchor_seed)
+
+
 def _parser() -> argparse.ArgumentParser:
     from harness.core.profiles import DEFAULT_PROFILE, PROFILES
     from harness.core.vocabulary import MODES, ORDERS, SUMMARIES
-    from harness.core.vocabulary import (DEFAULT_ALPHA, DEFAULT_BATCH_SIZE, DEFAULT_BETA, DEFAULT_LEADERBOARD_DIR,
-                                         DEFAULT_ORDER, DEFAULT_RUNS_DIR, DEFAULT_STALL_TIMEOUT, LEADERBOARD_FORMATS)
+    from harness.core.vocabulary import (DEFAULT_BATCH_SIZE, DEFAULT_LEADERBOARD_DIR, DEFAULT_ORDER, DEFAULT_RUNS_DIR,
+                                         DEFAULT_STALL_TIMEOUT, LEADERBOARD_FORMATS)
 
     profiles = sorted(PROFILES)
     fmt = argparse.RawDescriptionHelpFormatter
@@ -216,10 +238,10 @@ def _parser() -> argparse.ArgumentParser:
                         "always show both (YAML: `summary:` per dataset)")
     p.add_argument("--anchors", default=None, help="koniq (default) | select | anchors.json")
     p.add_argument("--anchors-root", help="folder holding the anchor images (for koniq: the folder with koniq/)")
-    p.add_argument("--anchors-dataset", help="with --anchors select: the dataset to select from")
-    p.add_argument("--alpha", type=int, default=DEFAULT_ALPHA,
-                   help="Eqn. 4: number of MOS intervals")
-    p.add_argument("--beta", type=int, default=DEFAULT_BETA, help="Eqn. 4: anchors per interval")
+    p.add_argument("--anchors-dataset", metavar="NAME[=SOURCE]",
+                   help="with --anchors select: the dataset to select from: one of --dataset, 'demo', a registered "
+                        "dataset (images under --anchors-root) or NAME=manifest.json|csv|folder (Table 5)")
+    _add_selection(p)
     p.add_argument("--profile", action="append", choices=profiles, help="scoring profile(s)")
     _add_profile(p)
     p.add_argument("--mode", action="append", choices=MODES,
@@ -266,8 +288,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--anchors", default="select", help="select (Eqn. 4 on --anchors-dataset; default the embedded "
                                                         "demo benchmark) | koniq | anchors.json")
     p.add_argument("--anchors-root", help="folder holding the anchor images")
-    p.add_argument("--anchors-dataset", default="demo",
-                   help="with --anchors select: the dataset to select from (default: the embedded demo benchmark)")
+    p.add_argument("--anchors-dataset", default="demo", metavar="NAME[=SOURCE]",
+                   help="with --anchors select: the dataset to select from (default: the embedded demo benchmark; "
+                        "NAME=manifest.json|csv|folder, images under --anchors-root)")
+    _add_selection(p)
     p.add_argument("--profile", choices=profiles, default=DEFAULT_PROFILE,
                    help="scoring profile")
     _add_profile(p)
@@ -289,13 +313,12 @@ def _parser() -> argparse.ArgumentParser:
                               "  c2s anchors matrix --anchors anchors.json --model hf:/models/qwen --out anchors_qwen.json\n"
                               "  c2s anchors matrix --anchors anchors.json --from-mos --out anchors_mos.json")
     asub = p.add_subparsers(dest="action", required=True)
-    q = asub.add_parser("select", help="Eqn. 4: alpha equal-width MOS intervals, beta lowest-std images each")
+    q = asub.add_parser("select", help="Eqn. 4: alpha equal-width MOS intervals, beta lowest-std images each "
+                                       "(or highest-std or random ones: --anchor-scheme)")
     q.add_argument("--dataset", required=True, metavar="NAME[=SOURCE]",
                    help="a registered dataset, 'demo', or NAME=manifest.json|csv|folder (needs MOS)")
     q.add_argument("--root", help="folder holding the dataset images")
-    q.add_argument("--alpha", type=int, default=DEFAULT_ALPHA,
-                   help="Eqn. 4: number of MOS intervals")
-    q.add_argument("--beta", type=int, default=DEFAULT_BETA, help="Eqn. 4: anchors per interval")
+    _add_selection(q)
     q.add_argument("--out", required=True, help="anchors JSON file to write")
     _add_image_limits(q)
     q = asub.add_parser("matrix", help="the anchor block judged by a model (both orders) or from MOS")
@@ -410,7 +433,7 @@ def cmd_run(a) -> int:
     from dataclasses import replace
 
     from harness.run.config import load_config
-    from harness.run.runner import AnchorSpec, RunConfig, run
+    from harness.run.runner import RunConfig, run
 
     if a.config:
         configs = [replace(c, **_given(limit=a.limit, overwrite=a.overwrite or None, max_pixels=a.max_pixels,
@@ -421,8 +444,7 @@ def cmd_run(a) -> int:
         configs = [RunConfig(
             model=a.model, model_options=_kv(a.model_option), label=a.label,
             datasets=[_dataset_spec(d, a.root, a.splits, a.summary) for d in a.dataset],
-            anchors=AnchorSpec(**_given(source=a.anchors), root=a.anchors_root, dataset=a.anchors_dataset, alpha=a.alpha,
-                               beta=a.beta),
+            anchors=_anchor_spec(a, a.anchors),
             **_given(profiles=a.profile, modes=a.mode),
             profile_overrides={k: v for k, v in _overrides(a).items() if v is not None}, order=a.order, batch_size=a.batch_size, out_dir=a.out, cache=a.cache,
             run_id=a.run_id, drop_bad=a.drop_bad, bootstrap=a.bootstrap, reports=not a.no_report,
@@ -545,13 +567,13 @@ def cmd_score(a) -> int:
 
     from harness.core import home
     from harness.run.record import read_run
-    from harness.run.runner import AnchorSpec, DatasetSpec, RunConfig, run
+    from harness.run.runner import DatasetSpec, RunConfig, run
 
     with _image_limits(a):
         images = _score_inputs(a.images, strict=a.strict)
     spec = DatasetSpec(name="images", images=images)
     cfg = RunConfig(model=a.model, model_options=_kv(a.model_option), datasets=[spec],
-                    anchors=AnchorSpec(source=a.anchors, root=a.anchors_root, dataset=a.anchors_dataset),
+                    anchors=_anchor_spec(a, a.anchors),
                     profiles=[a.profile], profile_overrides={k: v for k, v in _overrides(a).items() if v is not None},
                     batch_size=a.batch_size, cache=a.cache, out_dir=str(home.score_runs_dir()),
                     reports=False, **_given(max_pixels=a.max_pixels, min_side=a.min_side))
@@ -617,21 +639,23 @@ def cmd_compare(a) -> int:
 def cmd_anchors(a) -> int:
     import numpy as np
 
-    from harness.core.anchors import matrix_from_mos, read_anchor_file, selection_report
+    from harness.core.anchors import matrix_from_mos, read_anchor_file, scheme_label, selection_report
     from harness.run.judging import matrix_from_comparator
     from harness.run.record import check_outputs
-    from harness.run.runner import resolve_dataset, selection_inputs
+    from harness.run.runner import AnchorSpec, resolve_dataset, selection_inputs
 
     if a.action == "select":
         spec = _dataset_spec(a.dataset, a.root, None)
         with _image_limits(a):
             ds, _ = resolve_dataset(spec)
         check_outputs([a.out], [*([spec.source] if spec.source else []), *(ds.abspath(r) for r in ds.records)])
+        sel = AnchorSpec("select", alpha=a.alpha, beta=a.beta, scheme=a.anchor_scheme, seed=a.anchor_seed)  # checked
         q, std = selection_inputs(ds)
-        rep = selection_report(q, std, a.alpha, a.beta)
-        doc = {"name": f"{ds.name} Eqn. 4 (alpha={a.alpha}, beta={a.beta})", "root": str(ds.root),
+        rep = selection_report(q, std, sel.alpha, sel.beta, sel.scheme, sel.seed)
+        doc = {"name": f"{ds.name} {scheme_label(sel.scheme, sel.alpha, sel.beta, sel.seed)}", "root": str(ds.root),
                "images": [ds.records[i].path for i in rep.indices], "mos": q[rep.indices].tolist(),
-               "std": std[rep.indices].tolist(), "intervals": rep.edges.tolist(), "counts": rep.counts.tolist()}
+               "std": std[rep.indices].tolist(), "intervals": rep.edges.tolist(), "counts": rep.counts.tolist(),
+               "selection": {k: getattr(sel, k) for k in ("scheme", "seed", "alpha", "beta")}}
         if rep.empty:
             print(f"warning: empty MOS intervals {rep.empty}: {len(rep.indices)} anchors", file=sys.stderr)
     else:

@@ -28,7 +28,8 @@ from adapters.base import (Pair, as_comparator, check_model_options, comparator_
                            fingerprint_hash, load_comparator, rate_batch)
 from adapters.fingerprint import checked_fingerprint
 from harness.core import home
-from harness.core.anchors import AnchorSet, koniq_default, no_scale_reason, read_anchor_file, select_anchors
+from harness.core.anchors import (DEFAULT_SCHEME, SCHEMES, AnchorSet, koniq_default, no_scale_reason, read_anchor_file,
+                                  scheme_label, select_anchors)
 from harness.core.jsontext import strict_json
 from harness.core.metrics import MAX_BOOTSTRAP
 from harness.core.options import check_fields, options_secrets, recorded_options
@@ -79,19 +80,38 @@ class DatasetSpec:
 
 @dataclass
 class AnchorSpec:
-    """"koniq": the paper's five KonIQ anchors (images under `root`); "select": Eqn. 4 on the
-    configured dataset `dataset`; otherwise a JSON file {images, mos, std[, matrix][, root]}."""
+    """"koniq": the paper's five KonIQ anchors (images under `root`); "select": a selection scheme
+    (Eqn. 4 by default) on the dataset `dataset`, a test dataset of the run, "demo", or, with
+    `dataset_source` (a manifest or folder; images under `root`) or `root` alone (a registered dataset), one
+    used only for anchors (Table 5); otherwise a JSON file {images, mos, std[, matrix][, root]}."""
 
     source: str = DEFAULT_ANCHORS
     root: str | None = None
     dataset: str | None = None
     alpha: int = DEFAULT_ALPHA
     beta: int = DEFAULT_BETA
+    #: Table 6: min-variance (Eqn. 4), max-variance or random (per interval, drawn with `seed`)
+    scheme: str = DEFAULT_SCHEME
+    seed: int = 0
+    #: the anchor dataset's manifest or folder when it is not one of the run's datasets
+    dataset_source: str | None = None
 
     def __post_init__(self):
         check_fields(self, "anchors")
         if self.alpha < 1 or self.beta < 1:
             raise ValueError(f"anchors: alpha and beta must be >= 1, got alpha={self.alpha}, beta={self.beta}")
+        if self.scheme not in SCHEMES:
+            raise ValueError(f"anchors: scheme {self.scheme!r} (--anchor-scheme) is not one of {', '.join(SCHEMES)}")
+        if self.seed < 0:
+            raise ValueError(f"anchors: seed must be >= 0, got {self.seed}")
+        if self.seed and self.scheme != "random":
+            raise ValueError(f"anchors: seed {self.seed} (--anchor-seed) applies only to scheme 'random', "
+                             f"not {self.scheme!r}")
+        given = [k for k, v in (("scheme", self.scheme != DEFAULT_SCHEME), ("seed", self.seed),
+                                ("dataset_source", self.dataset_source)) if v]
+        if given and self.source != "select":
+            raise ValueError(f"anchors: {', '.join(given)} apply only to source 'select' (--anchors select), "
+                             f"not {self.source!r}")
 
 
 @dataclass
@@ -256,6 +276,43 @@ def selection_inputs(ds: Dataset) -> tuple[np.ndarray, np.ndarray]:
     return (mos if ds.higher_is_better else -mos), std
 
 
+def anchor_dataset_name(spec: AnchorSpec, test_names: list[str]) -> str | None:
+    """The anchor dataset's name: the one given, else the run's only dataset."""
+    return spec.dataset or (test_names[0] if len(test_names) == 1 else None)
+
+
+def anchors_config(config: RunConfig) -> dict:
+    """The anchor options as recorded in a manifest, the anchor dataset named even when it was implied
+    (tables of Table 5's ablation group runs by it)."""
+    doc = asdict(config.anchors)
+    if config.anchors.source == "select":
+        doc["dataset"] = anchor_dataset_name(config.anchors, [s.name for s in config.datasets])
+    return doc
+
+
+def anchor_dataset(spec: AnchorSpec, datasets: dict[str, Dataset]) -> tuple[str, Dataset]:
+    """The dataset anchors are selected from: one given only for anchors (`dataset_source`, or a registered
+    dataset under `root`), else the run's dataset of that name, else the embedded demo benchmark."""
+    name = anchor_dataset_name(spec, list(datasets))
+    if spec.dataset_source is not None:
+        if name in datasets:
+            raise ValueError(f"anchors dataset {name!r} is also a test dataset of this run: give the anchors-only "
+                             f"dataset another name (--anchors-dataset OTHER={spec.dataset_source})")
+        if not Path(spec.dataset_source).exists():
+            raise ValueError(f"anchors dataset {name!r}: {spec.dataset_source} not found (--anchors-dataset "
+                             "NAME=manifest.json|csv|folder, anchors: dataset_source: in YAML)")
+        return name, resolve_dataset(DatasetSpec(name, source=spec.dataset_source, root=spec.root))[0]
+    if name in datasets:
+        return name, datasets[name]
+    if name == "demo":  # the embedded benchmark: a reference usable anywhere
+        return name, resolve_dataset(DatasetSpec("demo"))[0]
+    if name is not None and spec.root is not None:  # a registered dataset used only for anchors
+        return name, resolve_dataset(DatasetSpec(name, root=spec.root))[0]
+    raise ValueError(f"--anchors select needs --anchors-dataset (anchors: dataset: in YAML): one of the run's "
+                     f"datasets {sorted(datasets)}, 'demo', NAME=manifest.json|csv|folder (anchors: dataset_source:), "
+                     "or a registered dataset with --anchors-root")
+
+
 def resolve_anchors(spec: AnchorSpec, datasets: dict[str, Dataset]) -> AnchorSet:
     """An anchor set whose images are absolute paths."""
     if spec.source == "koniq":
@@ -269,19 +326,14 @@ def resolve_anchors(spec: AnchorSpec, datasets: dict[str, Dataset]) -> AnchorSet
                              "(anchors: source: select in YAML): Eqn. 4 on one of your datasets")
         return replace(base, images=[str(Path(root) / i) for i in base.images])
     if spec.source == "select":
-        name = spec.dataset or (next(iter(datasets)) if len(datasets) == 1 else None)
-        if name == "demo" and name not in datasets:  # the embedded benchmark: a reference usable anywhere
-            datasets = {**datasets, "demo": resolve_dataset(DatasetSpec("demo"))[0]}
-        if name not in datasets:
-            raise ValueError(f"--anchors select needs --anchors-dataset (anchors: dataset: in YAML), one of "
-                             f"{sorted(datasets)}")
-        ds = datasets[name]
+        name, ds = anchor_dataset(spec, datasets)
         mos, std = selection_inputs(ds)
-        idx = select_anchors(mos, std, spec.alpha, spec.beta)
+        idx = select_anchors(mos, std, spec.alpha, spec.beta, spec.scheme, spec.seed)
         return AnchorSet(images=[str(ds.abspath(ds.records[i])) for i in idx], mos=mos[idx], std=std[idx],
-                         name=f"{name} Eqn. 4 (alpha={spec.alpha}, beta={spec.beta})"
+                         name=f"{name} {scheme_label(spec.scheme, spec.alpha, spec.beta, spec.seed)}"
                               + ("" if ds.higher_is_better else "; MOS = -DMOS so that higher is better"),
-                         source=f"selected from dataset {name!r}")
+                         source=f"selected from dataset {name!r}"
+                                + (f" ({spec.dataset_source})" if spec.dataset_source else ""))
     if not Path(spec.source).is_file():
         raise ValueError(f"--anchors {spec.source!r} (anchors: source: in YAML) is neither 'koniq', 'select' nor "
                          "an anchors JSON file")
@@ -375,14 +427,26 @@ def run_identity(config: RunConfig, anchors: AnchorSet | None, profile: Profile,
     manifest of a folder whose id a run would reuse (`recorded_identity`)."""
     return {"model": config.model, "options": config.recorded_options, "fp": fp_hash,
             "datasets": [asdict(s) for s in config.datasets], "anchors": anchors.digest() if anchors else None,
+            **(selection_identity(asdict(config.anchors)) if anchors else {}),
             "profile": profile.as_dict(), "mode": mode, "order": config.order,
             **({"limit": config.limit} if config.limit else {})}  # full runs keep their ids
+
+
+def selection_identity(anchors_config: dict) -> dict:
+    """A selection scheme other than Eqn. 4 (and a random draw's seed) is part of a run's identity even
+    when it happens to pick the same images (its manifest says which scheme a table row is); Eqn. 4
+    runs, older manifests included, keep their ids."""
+    scheme = anchors_config.get("scheme", DEFAULT_SCHEME)
+    if anchors_config.get("source") != "select" or scheme == DEFAULT_SCHEME:
+        return {}
+    return {"anchor_scheme": scheme, **({"anchor_seed": anchors_config.get("seed", 0)} if scheme == "random" else {})}
 
 
 def recorded_identity(m: Manifest) -> dict:
     """`run_identity` of a run folder on disk, from its manifest."""
     return {"model": m.model.spec, "options": m.model.options, "fp": m.model.fingerprint_hash,
             "datasets": m.datasets_config, "anchors": None if m.anchors.name == NO_ANCHORS else m.anchors.digest,
+            **(selection_identity(m.anchors_config) if m.anchors.name != NO_ANCHORS else {}),
             "profile": m.profile.as_dict(), "mode": m.mode, "order": m.order, **({"limit": m.limit} if m.limit else {})}
 
 
@@ -412,7 +476,7 @@ def check_targets(config: RunConfig, plan: Plan, fp_hash=None, *, inputs=(), out
     model's fingerprint is known, before any pair is judged."""
     reads = [*plan.tests, *(plan.anchors.images if plan.anchors else []), *inputs,
              *(s.source for s in config.datasets if s.source), *([config.cache] if config.cache else []),
-             *([config.anchors.source] if Path(config.anchors.source).is_file() else [])]
+             *(p for p in (config.anchors.source, config.anchors.dataset_source) if p and Path(p).is_file())]
     targets = {}
     for profile, mode in plan.folders(config):
         identity = run_identity(config, plan.anchors, profile, mode, fp_hash)
@@ -530,7 +594,7 @@ def run(config: RunConfig, *, comparator=None, progress: bool = True, complete=N
                     "model": {"spec": identity["model"], "label": config.model_label,
                               "options": identity["options"], "fingerprint": fp, "fingerprint_hash": fp_hash},
                     "order": config.order, "batch_size": config.batch_size, "anchors_in_test": overlap,
-                    "datasets_config": [asdict(s) for s in config.datasets], "anchors_config": asdict(config.anchors),
+                    "datasets_config": [asdict(s) for s in config.datasets], "anchors_config": anchors_config(config),
                     "seeds": {"bootstrap": config.seed, "official_adam": 0},
                     "cache": str(Path(config.cache).resolve()) if config.cache else None,
                     "limit": config.limit}
