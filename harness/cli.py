@@ -370,6 +370,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=DEFAULT_LEADERBOARD_DIR, help="folder for the tables (default: %(default)s)")
     p.add_argument("--formats", default=",".join(LEADERBOARD_FORMATS), help="comma-separated table formats (default: %(default)s)")
     p.add_argument("--keep-latest", action="store_true", help="when two runs fill the same cell, keep the newer")
+    p.add_argument("--columns", default="", metavar="GROUP[,GROUP]",
+                   help="extra columns per dataset after SRCC and PLCC: 'accuracy' (pairwise accuracy: binary "
+                        "direction and five-level Eqn. 2 agreement; docs/method.md, \"Pairwise accuracy\")")
 
     p = sub.add_parser("demo", formatter_class=fmt, help="the offline demo (embedded real photos, no weights)",
                        description="Runs the whole pipeline on the embedded real-photo benchmark: the classical "
@@ -763,7 +766,8 @@ def _run_dirs(paths) -> list[Path]:
 def cmd_leaderboard(a) -> int:
     from harness.report.leaderboard import build_leaderboard, write_leaderboard
 
-    lb = build_leaderboard(_run_dirs(a.runs), keep_latest=a.keep_latest)
+    lb = build_leaderboard(_run_dirs(a.runs), keep_latest=a.keep_latest,
+                           columns=[c.strip() for c in a.columns.split(",") if c.strip()])
     written = write_leaderboard(lb, a.out, formats=tuple(f.strip() for f in a.formats.split(",")))
     md = next((p for p in written if p.suffix == ".md"), None)
     if md:

@@ -223,3 +223,23 @@ def test_the_report_shows_the_pairwise_table(bench, tmp_path):
         assert row in md
         assert f"<td class=\"num\">{a.five_level:.3f} ({a.n_five_level})</td>" in html
     assert "Pairwise accuracy" in md and "Five-level, similar band" in html
+
+
+def test_leaderboard_columns_are_optional(bench, tmp_path, capsys):
+    run_dir = run_cli(tmp_path, "lb", "--dataset", f"mine={bench / 'with_std.json'}", "--root", str(bench))
+    summary = read_run(run_dir).metrics.datasets["mine"].pair_accuracy_summary
+    assert main(["leaderboard", str(run_dir), "--out", str(tmp_path / "plain")]) == 0
+    plain = (tmp_path / "plain" / "leaderboard.md").read_text()
+    assert "Pair acc." not in plain and "pair_binary" not in (tmp_path / "plain" / "leaderboard.csv").read_text()
+    assert main(["leaderboard", str(run_dir), "--out", str(tmp_path / "acc"), "--columns", "accuracy"]) == 0
+    md = (tmp_path / "acc" / "leaderboard.md").read_text()
+    assert "| mine Pair acc. | mine 5-level acc. |" in md
+    assert f"| **{summary['binary'].median:.3f} ±" in md and f"| **{summary['five_level'].median:.3f} ±" in md
+    with open(tmp_path / "acc" / "leaderboard.csv", newline="") as fh:
+        (row,) = list(csv.DictReader(fh))
+    assert float(row["pair_five_level_median"]) == summary["five_level"].median
+    assert "5-level acc.</th>" in (tmp_path / "acc" / "leaderboard.html").read_text()
+    capsys.readouterr()
+    assert main(["leaderboard", str(run_dir), "--out", str(tmp_path / "bad"), "--columns", "accuracy,nope"]) == 2
+    assert capsys.readouterr().err.strip() == ("c2s leaderboard: error: --columns nope: not a column group; "
+                                               "choose from accuracy")

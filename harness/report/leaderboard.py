@@ -21,6 +21,7 @@ from pathlib import Path
 
 from harness.core.vocabulary import LEADERBOARD_FORMATS
 from harness.core.jsontext import strict_json
+from harness.core.metrics import aggregate
 from harness.report.reports import ci_text, headline_ci, summary_text, template_env
 from harness.run.record import Aggregate, DatasetMetrics, RunRecord, check_outputs, read_run
 
@@ -29,6 +30,16 @@ FORMATS = LEADERBOARD_FORMATS
 DIGITS = 3
 #: (metric key in a split's correlation dict, column title)
 CELL_METRICS = (("srcc", "SRCC"), ("plcc_logistic", "PLCC"))
+#: optional column groups (`c2s leaderboard --columns`): name -> (cell key, column title); "accuracy" is the
+#: pairwise accuracy's headline, binary direction and five-level Eqn. 2 agreement (docs/method.md, "Pairwise accuracy")
+COLUMN_SETS = {"accuracy": (("pair_binary", "Pair acc."), ("pair_five_level", "5-level acc."))}
+#: where a cell key of a column group is read: the dataset's `pair_accuracy_summary`
+PAIR_KEYS = {"pair_binary": "binary", "pair_five_level": "five_level"}
+#: a column group's value where a run has none
+NO_VALUE = Aggregate(**aggregate([]))
+ACCURACY_NOTE = ("Pair acc. / 5-level acc.: pairwise accuracy of the judged pairs against the MOS order (binary "
+                 "direction) and against the Eqn. 2 labels (five levels, needs std), median over the same splits; "
+                 "n/a where the run has none (rating mode, no std, anchors from another dataset, older folders).")
 NOTES = (f"SRCC and PLCC (after the 4-parameter logistic fit): median over each dataset's splits (one value where "
          f"the run summarises the whole dataset), ± sample sd (ddof 1) where there are several; best per column in "
          f"bold (compared at {DIGITS} decimals). "
@@ -91,6 +102,8 @@ class Leaderboard:
     unranked: list = field(default_factory=list)
     #: the run folders read (never written over by `write_leaderboard`)
     run_dirs: list[Path] = field(default_factory=list)
+    #: the (cell key, title) columns shown per dataset: CELL_METRICS plus the column groups asked for
+    metrics: tuple = CELL_METRICS
 
     def cell(self, row: RowKey, dataset: str) -> Cell | None:
         return self.cells.get((row, dataset))
@@ -104,7 +117,7 @@ class Leaderboard:
                 if c is None:
                     continue
                 rec = {**asdict(row), "dataset": ds}
-                for key, _ in CELL_METRICS:
+                for key, _ in self.metrics:
                     s = c.stats[key]
                     lo, hi = c.ci95.get(key) or (None, None)
                     rec.update({f"{key}_median": s.median, f"{key}_sd": s.sd, f"{key}_n_splits": s.n,
@@ -120,7 +133,8 @@ def _cell(run: RunRecord, name: str, ds: DatasetMetrics) -> Cell:
     dropped = sum(len(d.dropped) for d in run.manifest.datasets if d.name == name)
     return Cell(run_id=run.metrics.run_id, run_dir=str(run.run_dir), created=run.manifest.created,
                 n_images=ds.n_images, n_failed=ds.n_failed, n_dropped=dropped, n_splits=len(ds.over),
-                stats={key: ds.summary[key] for key, _ in CELL_METRICS},
+                stats={**{key: ds.summary[key] for key, _ in CELL_METRICS},
+                       **{key: (ds.pair_accuracy_summary or {}).get(name, NO_VALUE) for key, name in PAIR_KEYS.items()}},
                 ci95={key: headline_ci(ds, key) for key, _ in CELL_METRICS})
 
 
@@ -132,7 +146,7 @@ def row_key(run: RunRecord) -> RowKey:
 def _mark_best(lb: Leaderboard) -> None:
     for ds in lb.datasets:
         cells = [c for (_, d), c in lb.cells.items() if d == ds]
-        for key, _ in CELL_METRICS:
+        for key, _ in lb.metrics:
             shown = [round(c.stats[key].median, DIGITS) for c in cells]
             top = max((v for v in shown if math.isfinite(v)), default=None)
             for c, v in zip(cells, shown):
@@ -189,15 +203,21 @@ def collect(run_dirs, keep_latest: bool = False, row_of=None, column_of=None) ->
     return Leaderboard(rows, datasets, cells, unranked, run_dirs)
 
 
-def build_leaderboard(run_dirs, keep_latest: bool = False) -> Leaderboard:
-    """Merge run folders into one table; a (row, dataset) given twice raises unless `keep_latest`."""
+def build_leaderboard(run_dirs, keep_latest: bool = False, columns=()) -> Leaderboard:
+    """Merge run folders into one table; a (row, dataset) given twice raises unless `keep_latest`.
+    `columns`: names of COLUMN_SETS shown after SRCC and PLCC."""
+    unknown = [c for c in columns if c not in COLUMN_SETS]
+    if unknown:
+        raise ValueError(f"--columns {','.join(unknown)}: not a column group; choose from {', '.join(COLUMN_SETS)}")
     lb = collect(run_dirs, keep_latest)
+    lb.metrics = CELL_METRICS + tuple(m for c in dict.fromkeys(columns) for m in COLUMN_SETS[c])
     _mark_best(lb)
     return lb
 
 
 def _context(lb: Leaderboard) -> dict:
-    return {"rows": lb.rows, "datasets": lb.datasets, "cell": lb.cell, "metrics": CELL_METRICS, "notes": NOTES,
+    notes = NOTES + (" " + ACCURACY_NOTE if lb.metrics != CELL_METRICS else "")
+    return {"rows": lb.rows, "datasets": lb.datasets, "cell": lb.cell, "metrics": lb.metrics, "notes": notes,
             "unranked": [f"{r.describe()} on {ds}" for r, ds in lb.unranked],
             "runs": sorted({(c.run_id, c.run_dir) for c in lb.cells.values()})}
 
