@@ -240,3 +240,17 @@ def test_cli_score_takes_the_selection_options(tmp_path, capsys):
                  "--anchor-scheme", "random", "--anchor-seed", "2", "--alpha", "3", "--beta", "2",
                  "--cache", str(tmp_path / "pairs.sqlite")]) == 0
     assert "anchors: demo random seed 2 (alpha=3, beta=2) (6 images" in capsys.readouterr().out
+
+
+def test_a_registered_dataset_given_only_for_anchors_is_loaded_from_the_anchors_root(monkeypatch):
+    import harness.run.runner as runner
+
+    demo = resolve_dataset(DatasetSpec("demo"))[0]
+    asked = []
+    monkeypatch.setattr(runner, "resolve_dataset", lambda spec, **kw: (asked.append(spec), (demo, "all"))[1])
+    anchors = resolve_anchors(AnchorSpec("select", dataset="kadid", root="/data/iqa", scheme="max-variance"),
+                              {"live": None})
+    assert [(s.name, s.source, s.root) for s in asked] == [("kadid", None, "/data/iqa")]
+    assert anchors.name.startswith("kadid max-variance")
+    with pytest.raises(ValueError, match="or a registered dataset with --anchors-root"):
+        resolve_anchors(AnchorSpec("select", dataset="kadid"), {"live": None})
