@@ -14,6 +14,7 @@ of their own labelled as quoted, and never enter a computation.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -136,6 +137,8 @@ class Table:
     notes: list[str] = field(default_factory=list)
     #: (where in the paper, rows): the paper's figures, shown below a rule, never measured rows
     reference: tuple[str, list[tuple[str, list[str]]]] | None = None
+    #: what the rows are
+    first: str = "Model"
 
 
 def _ordered(columns) -> list[str]:
@@ -213,9 +216,9 @@ def _count_table(lb: Leaderboard, rows: list[PaperRow], with_paper: bool) -> Tab
                                                                (r.model, r.profile, r.setting)), None))
     if not pairs:
         return None
-    used = [x for pair in pairs.values() for x in pair if x is not None]
-    columns = _ordered([c for r in used for c in lb.datasets if lb.cell(r, c)])
     counts = [count for count, _ in pairs.values()]
+    # the datasets a count run covers: where the two matrices can be compared
+    columns = _ordered([c for r in counts for c in lb.datasets if lb.cell(r, c)])
     names = _labels(counts)
     body, labels = [], {}
     for count, soft in pairs.values():
@@ -252,9 +255,12 @@ def _ablations(lb: Leaderboard, rows: list[PaperRow], with_paper: bool) -> list[
                 if len(same) < 2:
                     continue
                 columns = _ordered([c for r in same for c in lb.datasets if lb.cell(r, c)])
+                if attr == "size":  # Fig. 4's x axis: in order of alpha, then beta
+                    same.sort(key=lambda r: tuple(map(int, re.findall(r"\d+", r.setting.size))))
                 labels = {r: getattr(r.setting, attr) for r in same}
                 t = _metric_table(lb, same, columns, f"Ablation, {title}: {model} ({profile}, {mode}; "
                                   f"anchors {', '.join(rest)})", labels=labels)
+                t.first = "Setting"
                 if with_paper and ref:
                     t.reference = _reference(ref, columns, (SRCC, PLCC))
                 tables.append(t)
@@ -296,7 +302,7 @@ NOTE = (f"Cells: each run's headline from metrics.json, the median over its spli
 def markdown(tables: list[Table]) -> str:
     out = ["# The paper's tables, measured", "", NOTE, ""]
     for t in tables:
-        head = ["Model"] + [f"{c} {m}" for c in t.columns for _, m in t.metrics]
+        head = [t.first] + [f"{c} {m}" for c in t.columns for _, m in t.metrics]
         out += [f"## {md_cell(t.title)}", "", _md_table(head, t.rows), ""]
         out += [f"- {md_cell(n)}" for n in t.notes] + ([""] if t.notes else [])
         if t.reference:
@@ -338,9 +344,9 @@ def latex(tables: list[Table]) -> str:
             out.append(" & ".join([""] + [rf"\multicolumn{{{k}}}{{c}}{{{tex_escape(c)}}}" for c in t.columns])
                        + r" \\")
             out.append(" ".join(rf"\cmidrule(lr){{{2 + k * i}-{1 + k * (i + 1)}}}" for i in range(len(t.columns))))
-            out.append(" & ".join(["Model"] + [m for _ in t.columns for _, m in t.metrics]) + r" \\")
+            out.append(" & ".join([t.first] + [m for _ in t.columns for _, m in t.metrics]) + r" \\")
         else:
-            out.append(" & ".join(["Model"] + [f"{tex_escape(c)} {t.metrics[0][1]}" for c in t.columns]) + r" \\")
+            out.append(" & ".join([t.first] + [f"{tex_escape(c)} {t.metrics[0][1]}" for c in t.columns]) + r" \\")
         out.append(r"\midrule")
         out += [" & ".join([tex_escape(label)] + list(map(_tex_cell, cells))) + r" \\" for label, cells in t.rows]
         if t.reference:
