@@ -71,6 +71,8 @@ def test_rescore_of_a_version_1_folder_reproduces_its_metrics_bit_for_bit(v1_run
     # version 1 had no `undefined` (why a split's metrics are null): now it is said; the numbers are the same
     reasons = {name: {s: c.pop("undefined") for s, c in d["splits"].items()} for name, d in numbers.items()}
     assert reasons == {"bench": {"all": ""}, "flat": {"all": "constant ground truth: no correlation is defined"}}
+    # ... and the pairwise accuracy, which version 1 did not have, is added from the recorded comparisons
+    assert all(set(d.pop("pair_accuracy")) == {"all"} and d.pop("pair_accuracy_summary") for d in numbers.values())
     assert _nan_text(numbers) == _nan_text(old["datasets"])
     for table in ("scores.csv", "comparisons.csv"):
         assert (new_dir / table).read_text() == (v1_run / table).read_text()
