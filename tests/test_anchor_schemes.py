@@ -254,3 +254,15 @@ def test_a_registered_dataset_given_only_for_anchors_is_loaded_from_the_anchors_
     assert anchors.name.startswith("kadid max-variance")
     with pytest.raises(ValueError, match="or a registered dataset with --anchors-root"):
         resolve_anchors(AnchorSpec("select", dataset="kadid"), {"live": None})
+
+
+@pytest.mark.parametrize("extra, match", [
+    (["--anchor-seed", "2"], "applies only to scheme 'random'"),
+    (["--anchor-scheme", "random", "--anchor-seed", "-1"], "seed must be >= 0"),
+    (["--beta", "0"], "alpha and beta must be >= 1"),
+])
+def test_cli_anchors_select_bad_values_are_one_line_errors(tmp_path, capsys, extra, match):
+    code = main(["anchors", "select", "--dataset", "demo", "--out", str(tmp_path / "a.json"), *extra])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and err[0].startswith("c2s anchors: error:") and match in err[0], err
+    assert not (tmp_path / "a.json").exists()
