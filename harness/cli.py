@@ -331,6 +331,30 @@ def _parser() -> argparse.ArgumentParser:
     q.add_argument("--out", required=True, help="anchors JSON file to write (the input plus its matrix)")
     _add_image_limits(q)
 
+    p = sub.add_parser("export-pairs", formatter_class=fmt,
+                       help="comparative training data (Eqn. 2 levels from MOS and std) for fine-tuning",
+                       epilog="examples:\n"
+                              "  c2s export-pairs --dataset koniq=/data/koniq/train.json --root /data/iqa --out train.json\n"
+                              "  c2s export-pairs --dataset demo --pairs-per-image 4 --format jsonl --out demo_pairs.jsonl")
+    p.add_argument("--dataset", required=True, metavar="NAME[=SOURCE]",
+                   help="a registered dataset (its official splits; --root), 'demo', or NAME=manifest.json|csv|folder "
+                        "(needs MOS and std; for training, the training portion)")
+    p.add_argument("--root", help="folder holding the dataset images")
+    p.add_argument("--splits", help="comma-separated split names (default: all)")
+    p.add_argument("--out", required=True, help="file to write (JSON array or JSON Lines)")
+    p.add_argument("--format", choices=("conversation", "jsonl"), default="conversation",
+                   help="conversation: one JSON array of LLaVA / mPLUG-Owl2 training records; jsonl: one record a line")
+    p.add_argument("--pairs-per-image", type=int, default=10, metavar="N",
+                   help="pairs in which each image is the first one (default 10: the paper's 180,000 pairs over "
+                        "about 18,900 training images)")
+    p.add_argument("--seed", type=int, default=0, help="sampling seed (the same seed gives the same file)")
+    p.add_argument("--image-root", help="write image paths relative to this folder (default: the dataset's root)")
+    p.add_argument("--image-token", default="<|image|>", help="image placeholder in the question (LLaVA: '<image>')")
+    p.add_argument("--prompt", default="paper", help="question wording: a bundled template or a .j2 file")
+    p.add_argument("--std-fallback", type=float, metavar="STD",
+                   help="std (MOS units) for images that have none; without it such a dataset is refused")
+    p.add_argument("--drop-bad", action="store_true", help="leave out unreadable or missing images instead of refusing")
+
     p = sub.add_parser("datasets", formatter_class=fmt, help="list, check or fetch datasets",
                        epilog="examples:\n  c2s datasets list\n  c2s datasets check koniq --root /data/iqa\n"
                               "  c2s datasets fetch            # the ten official test splits, into the cache")
@@ -692,6 +716,24 @@ def cmd_anchors(a) -> int:
     return code
 
 
+def cmd_export_pairs(a) -> int:
+    from harness.run.record import check_outputs
+    from harness.run.runner import resolve_dataset
+    from harness.tools.export_pairs import build_pairs, level_summary, write_export
+
+    spec = _dataset_spec(a.dataset, a.root, a.splits)
+    ds, _ = resolve_dataset(spec, drop_bad=a.drop_bad)
+    check_outputs([a.out], [*([spec.source] if spec.source else []), *(ds.abspath(r) for r in ds.records)])
+    export = build_pairs(ds, per_image=a.pairs_per_image, seed=a.seed, prompt=a.prompt, image_token=a.image_token,
+                         image_root=a.image_root, std_fallback=a.std_fallback)
+    write_export(export, a.out, a.format)
+    filled = f", std {a.std_fallback} for {export.std_filled} image(s) without one" if export.std_filled else ""
+    print(f"wrote {a.out}: {len(export.records)} pairs of {len(ds.records)} images of {ds.name} ({a.pairs_per_image} "
+          f"per image, seed {a.seed}, {a.format}{filled}); levels (second image vs first):")
+    print(level_summary(export))
+    return EXIT_OK
+
+
 def cmd_datasets(a) -> int:
     from harness.data import registry as reg
 
@@ -854,7 +896,7 @@ def cmd_setup(a) -> int:
 
 COMMANDS = {"run": cmd_run, "score": cmd_score, "compare": cmd_compare, "anchors": cmd_anchors,
             "datasets": cmd_datasets, "rescore": cmd_rescore, "leaderboard": cmd_leaderboard,
-            "paper-tables": cmd_paper_tables, "demo": cmd_demo,
+            "paper-tables": cmd_paper_tables, "export-pairs": cmd_export_pairs, "demo": cmd_demo,
             "check-parity": cmd_check_parity, "setup": cmd_setup, "models": cmd_models}
 
 

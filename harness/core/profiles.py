@@ -34,8 +34,8 @@ class Profile:
     #: where the anchor block comes from: "auto" = for the official solver, the fixed matrix the anchor set
     #: carries ("official" for the paper's KonIQ anchors, "file" for the user's), else the comparator itself
     anchor_matrix: str = "auto"
-    #: "float16" replays the official code's half-precision softmax and weighting (docs/method.md, "The
-    #: official code and why it differs"); the default computes the preference exactly
+    #: "float16" replays the official code's half-precision softmax and weighting; the default computes
+    #: the preference exactly (docs/method.md, "The official code and why it differs")
     logit_dtype: str = "float32"
 
     def __post_init__(self):
