@@ -235,10 +235,28 @@ def test_user_errors_are_one_line_exit_2(runs, tmp_path, capsys):
     assert not (r["a"] / "paper_tables.md").exists()
 
 
-def test_unlabelled_only_runs_fill_no_table(tmp_path):
+def test_runs_that_fill_no_table(tmp_path):
     run = make_run(tmp_path, "x", {"mine": {"higher_is_better": True, "n_images": 5, "n_failed": 0, "splits": {}}})
     with pytest.raises(ValueError, match="no dataset with ground-truth scores"):
         build_tables([run])
+    # one run of a non-default scheme is an ablation with nothing to compare: no table, said so
+    lone = _anchors(make_run(tmp_path, "lone", {"live": _ds(_ten(30))}), source="select", scheme="max-variance")
+    with pytest.raises(ValueError, match="fills a paper table"):
+        build_tables([lone])
+
+
+def test_accuracy_table_from_pair_accuracy_summaries(tmp_path, capsys):
+    from harness.core.metrics import aggregate
+
+    live = {**_ds(_ten(40)), "pair_accuracy_summary": {"binary": aggregate([0.81, 0.83, 0.9]),
+                                                       "five_level": aggregate([0.41, 0.52, 0.47])}}
+    run = make_run(tmp_path, "acc", {"live": live, "kadid": _ds(_ten(41))}, label="M")
+    older = make_run(tmp_path, "older", {"CSIQ": _ds(_ten(42))}, label="Old")  # no accuracy recorded
+    assert main(["paper-tables", str(run), str(older), "--out", str(tmp_path / "t"), "--no-paper"]) == 0
+    acc = _section(capsys.readouterr().out, "(d) Pairwise accuracy")
+    # the medians of the values written, computed here; KADID-10k has no accuracy: n/a; LIVE's rest: not evaluated
+    assert _row(acc, "M") == ["0.830", "0.470", "–", "–", "n/a", "n/a", "–", "–", "–", "–", "–", "–"]
+    assert "Old" not in acc
 
 
 @pytest.fixture(scope="module")
@@ -268,6 +286,13 @@ def test_real_runs_on_the_embedded_benchmark(demo_runs, tmp_path, capsys):
     assert "cls_B" not in count and "(a) Intra-dataset" not in md
     tex = (out / "paper_tables.tex").read_text()
     assert r"cls\_B [limited to first 24]" in tex and _balanced(tex)
+    # Table 4: the pairwise accuracy's headline as metrics.json holds it (the demo has no std: no five-level)
+    acc = _section(md, "(d) Pairwise accuracy")
+    for label, run in (("cls A [limited to first 24] (soft)", runs["cls A/soft"]),
+                       ("cls A [limited to first 24] (count)", runs["cls A/count"])):
+        summary = json.loads((run / "metrics.json").read_text())["datasets"]["demo"]["pair_accuracy_summary"]
+        assert _row(acc.split("\n---\n")[0], label)[-2:] == [f"{summary['binary']['median']:.3f}", "n/a"]
+    assert _row(acc.split("\n---\n")[1], "Compare2Score (quoted from the paper)")[:2] == ["0.849", "0.720"]
 
 
 def test_size_ablation_rows_follow_alpha_then_beta(tmp_path, capsys):

@@ -14,6 +14,7 @@ of their own labelled as quoted, and never enter a computation.
 """
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +34,10 @@ INTRA = ("LIVE", "CSIQ", "KADID-10k", "BID", "CLIVE", "KonIQ-10k")
 CROSS = ("TID2013", "SPAQ", "AGIQA-3K")
 #: (metric key in a dataset's summary, column title)
 SRCC, PLCC = ("srcc", "SRCC"), ("plcc_logistic", "PLCC")
+#: the pairwise accuracy's readings, as `harness.report.leaderboard` reads them from `pair_accuracy_summary`
+ACCURACY = (("pair_binary", "binary"), ("pair_five_level", "5-level"))
+#: Table 4's one figure per dataset: the paper does not say which reading it is
+ACCURACY_PAPER = (None, "acc. (reading not stated)")
 MISSING = "–"
 FLAG = "†"
 
@@ -52,6 +57,8 @@ PAPER: dict[str, tuple[str, dict[str, dict[str, tuple[float | None, float | None
                                  "CLIVE": (0.816, None)},
         "Compare2Score, Prob.": {"LIVE": (0.974, None), "CSIQ": (0.942, None), "BID": (0.921, None),
                                  "CLIVE": (0.934, None)}}),
+    "accuracy": ("Table 4 (one accuracy per dataset; which reading is not stated)", {"Compare2Score": {
+        c: (v, None) for c, v in zip(INTRA, (0.849, 0.720, 0.870, 0.861, 0.788, 0.858))}}),
     "source": ("Table 5 (SRCC; rows: where the anchors come from)", {
         f"{src} anchors": dict(zip(INTRA, [(v, None) for v in values])) for src, values in (
             ("KonIQ-10k", (0.972, 0.950, 0.952, 0.919, 0.914, 0.939)),
@@ -139,6 +146,8 @@ class Table:
     reference: tuple[str, list[tuple[str, list[str]]]] | None = None
     #: what the rows are
     first: str = "Model"
+    #: the reference's one metric per column, where the paper's figure is neither of `metrics` (Table 4)
+    ref_metric: str | None = None
 
 
 def _ordered(columns) -> list[str]:
@@ -186,7 +195,8 @@ def _caveats(lb: Leaderboard, rows, columns, labels) -> list[str]:
     return [f"{what}: {', '.join(cells)}" for what, cells in notes.items()]
 
 
-def _reference(key: str, columns, metrics, rename=None) -> tuple[str, list[tuple[str, list[str]]]] | None:
+def _reference(key: str, columns, metrics) -> tuple[str, list[tuple[str, list[str]]]] | None:
+    """The paper's figures of table `key` on these columns (one cell per column and metric), if any."""
     where, figures = PAPER[key]
     rows = []
     for name, values in figures.items():
@@ -194,7 +204,7 @@ def _reference(key: str, columns, metrics, rename=None) -> tuple[str, list[tuple
             continue
         cells = [MISSING if values.get(c, (None, None))[i] is None else f"{values[c][i]:.3f}"
                  for c in columns for i in range(len(metrics))]
-        rows.append((f"{(rename or {}).get(name, name)} {QUOTED}", cells))
+        rows.append((f"{name} {QUOTED}", cells))
     return (f"{CITATION}, {where}", rows) if rows else None
 
 
@@ -230,6 +240,24 @@ def _count_table(lb: Leaderboard, rows: list[PaperRow], with_paper: bool) -> Tab
     return Table("(c) Count vs probability matrix: SRCC (paper Table 3)", columns, (SRCC,), body,
                  _caveats(lb, list(labels), columns, labels),
                  _reference("count", columns, (SRCC,)) if with_paper else None)
+
+
+def _accuracy_table(lb: Leaderboard, rows: list[PaperRow], with_paper: bool) -> Table | None:
+    """Table 4: the pairwise accuracy's headline, both readings (docs/method.md, "Pairwise accuracy")."""
+    def has(r, c):
+        cell = lb.cell(r, c)
+        return cell is not None and any(math.isfinite(cell.stats[k].median) for k, _ in ACCURACY)
+    columns = list(INTRA) + [c for c in lb.datasets if c not in INTRA and any(has(r, c) for r in rows)]
+    rows = [r for r in rows if any(has(r, c) for c in columns)]
+    if not rows:
+        return None
+    labels = _labels(rows)
+    body = [(labels[r], [t for c in columns for t in _cells(lb.cell(r, c), ACCURACY)]) for r in rows]
+    t = Table("(d) Pairwise accuracy of the judged pairs: binary direction / five-level Eqn. 2 agreement "
+              "(paper Table 4)", columns, ACCURACY, body, _caveats(lb, rows, columns, labels))
+    if with_paper:
+        t.reference, t.ref_metric = _reference("accuracy", columns, (ACCURACY_PAPER,)), ACCURACY_PAPER[1]
+    return t
 
 
 #: ablation dimension -> (Setting field, title, paper reference key or None, paper row names -> ours)
@@ -285,6 +313,9 @@ def build_tables(run_dirs, keep_latest: bool = False, with_paper: bool = True) -
     count = _count_table(lb, main, with_paper)
     if count:
         tables.append(count)
+    accuracy = _accuracy_table(lb, main, with_paper)
+    if accuracy:
+        tables.append(accuracy)
     tables += _ablations(lb, lb.rows, with_paper)
     if not tables:
         raise ValueError(f"no run among {[str(p) for p in lb.run_dirs]} fills a paper table: the tables show "
@@ -307,6 +338,8 @@ def markdown(tables: list[Table]) -> str:
         out += [f"- {md_cell(n)}" for n in t.notes] + ([""] if t.notes else [])
         if t.reference:
             where, rows = t.reference
+            if t.ref_metric:
+                head = [t.first] + [f"{c} {t.ref_metric}" for c in t.columns]
             out += ["---", "", f"**{QUOTED.strip('()').capitalize()}** ({md_cell(where)}); not measured here, "
                                "not used in any computation:", "", _md_table(head, rows), ""]
     return "\n".join(out)
@@ -353,7 +386,8 @@ def latex(tables: list[Table]) -> str:
             where, rows = t.reference
             out += [r"\midrule", rf"\multicolumn{{{n}}}{{l}}{{\emph{{{tex_escape(QUOTED.strip('()').capitalize())}: "
                                  rf"{tex_escape(where)}}}}} \\"]
-            out += [" & ".join([tex_escape(label)] + list(map(_tex_cell, cells))) + r" \\" for label, cells in rows]
+            span = (lambda x: rf"\multicolumn{{{k}}}{{c}}{{{_tex_cell(x)}}}") if t.ref_metric else _tex_cell
+            out += [" & ".join([tex_escape(label)] + list(map(span, cells))) + r" \\" for label, cells in rows]
         out += [r"\bottomrule", r"\end{tabular}"]
         if t.notes:
             out.append(r"\par{\footnotesize " + "; ".join(map(tex_escape, t.notes)) + ".}")
