@@ -302,3 +302,39 @@ def test_size_ablation_rows_follow_alpha_then_beta(tmp_path, capsys):
     size = _section(capsys.readouterr().out, "Ablation, intervals alpha")
     labels = [line.split(" | ")[0][2:] for line in size.splitlines() if line.startswith("| alpha")]
     assert labels == ["alpha=5, beta=1", "alpha=5, beta=2", "alpha=5, beta=10", "alpha=16, beta=1"]
+
+
+def _paper_rows(text: str, heading: str) -> list[list[str]]:
+    """The rows of the first Markdown table under `heading` in the team's PAPER.md."""
+    part = text.split(heading, 1)[1]
+    lines = [line for line in part.split("\n\n| ", 1)[1].split("\n\n")[0].splitlines()]
+    return [[c.strip().strip("*") for c in line.strip("|").split("|")] for line in ["| " + lines[0], *lines[1:]]]
+
+
+def test_the_quoted_figures_match_the_papers_tables_as_transcribed():
+    """A typo in PAPER would misquote the paper: each figure is checked against the team's transcription."""
+    from tests.conftest import SHARED
+
+    path = SHARED / "PAPER.md"
+    if not path.is_file():
+        pytest.skip(f"{path} not found")
+    text = path.read_text(encoding="utf-8")
+    t1 = next(r for r in _paper_rows(text, "### 4.1 Table 1") if "Compare2Score" in r[0])
+    assert [v for c in INTRA for v in PAPER["intra"][1]["Compare2Score"][c]] == [float(x) for x in t1[1:13]]
+    t2 = next(r for r in _paper_rows(text, "### 4.2 Table 2") if "Compare2Score" in r[0])
+    assert [PAPER["cross"][1]["Compare2Score"][c][0] for c in CROSS] == [float(x) for x in t2[1:4]]
+    t3 = _paper_rows(text, "### 4.3 Table 3")
+    at = next(i for i, r in enumerate(t3) if r[0] == "Compare2Score")
+    for row, name in ((t3[at], "Count"), (t3[at + 1], "Prob.")):
+        figures = PAPER["count"][1][f"Compare2Score, {name}"]
+        assert [figures[c][0] for c in ("LIVE", "CSIQ", "BID", "CLIVE")] == [float(x) for x in row[2:6]]
+    t4 = next(r for r in _paper_rows(text, "### 4.4 Table 4") if r[0] == "Compare2Score")
+    assert [PAPER["accuracy"][1]["Compare2Score"][c][0] for c in INTRA] == [float(x) for x in t4[1:7]]
+    t5 = {r[0]: r[1:4] for r in _paper_rows(text, "**Table 5")}
+    for k, src in enumerate(("KonIQ-10k", "KADID-10k", "AGIQA-3K")):
+        assert [PAPER["source"][1][f"{src} anchors"][c][0] for c in INTRA] == [
+            float(t5[c.replace("-", "‑")][k]) for c in INTRA]
+    t6 = {r[0]: r[1:7] for r in _paper_rows(text, "**Table 6")}
+    for scheme, row in (("random", "Random selection"), ("max-variance", "Maximum variance"),
+                        ("min-variance", "Minimum variance (default)")):
+        assert [PAPER["scheme"][1][scheme][c][0] for c in INTRA] == [float(x) for x in t6[row]]
