@@ -40,6 +40,8 @@ COMMANDS: dict[str, str | None] = {
     "c2s anchors select --dataset koniq=/data/koniq/train.json --root /data/iqa --out anchors.json":
         None,  # run on the embedded benchmark instead of KonIQ-10k
     "c2s anchors matrix --anchors anchors.json --model M --out a.json": None,
+    "c2s export-pairs --dataset koniq=train.json --root /data/iqa --out train.json":
+        None,  # run on the embedded benchmark (no std: --std-fallback) instead of KonIQ-10k
     "c2s datasets list / check NAME --root DIR / fetch": None,  # list and check; fetch: see above
     "c2s rescore RUN --link logit": None,
     "c2s check-parity MODEL": "needs the vLLM environment (make test-integration)",
@@ -120,6 +122,11 @@ def test_walkthrough(tmp_path, monkeypatch, capsys):
     assert "wrote a.json" in c2s(capsys, "anchors", "matrix", "--anchors", "anchors.json", "--model", "classical",
                                  "--out", "a.json")
     assert len(json.loads(Path("a.json").read_text())["matrix"]) == 5
+
+    # c2s export-pairs (on the embedded benchmark, which has no std)
+    assert "520 pairs of 260 images" in c2s(capsys, "export-pairs", "--dataset", "demo", "--std-fallback", "0.5",
+                                            "--pairs-per-image", "2", "--out", "train.json")
+    assert len(json.loads(Path("train.json").read_text())) == 520
 
     # c2s datasets list / check NAME
     assert "koniq" in c2s(capsys, "datasets", "list")
