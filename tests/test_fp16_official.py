@@ -85,6 +85,8 @@ def test_fp16_matches_torch_half_precision():
 
 def test_the_setting_is_declared_checked_and_labelled():
     assert get_profile("official").logit_dtype == "float32" == get_profile("paper").logit_dtype
+    # the default is no part of a run's identity: runs made before the setting existed keep their ids
+    assert "logit_dtype" not in get_profile("official").as_dict()
     prof = get_profile("official", logit_dtype="float16")
     assert prof.as_dict()["logit_dtype"] == "float16" and "logit_dtype=float16" in profile_label(prof)
     for bad in ("bfloat16", "fp16", 16):

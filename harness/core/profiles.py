@@ -57,7 +57,12 @@ class Profile:
             raise ValueError(f"profile {self.name!r}: the official Adam solver only yields the min-max 0-100 scale")
 
     def as_dict(self) -> dict:
-        return asdict(self)
+        """The settings as run ids, rescore digests and labels see them; `logit_dtype` only when it is not
+        the default, so that runs made before the setting existed keep their ids (manifests record it always)."""
+        d = asdict(self)
+        if d["logit_dtype"] == "float32":
+            del d["logit_dtype"]
+        return d
 
 
 #: the profile a run uses unless told otherwise
