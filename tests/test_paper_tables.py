@@ -338,3 +338,15 @@ def test_the_quoted_figures_match_the_papers_tables_as_transcribed():
     for scheme, row in (("random", "Random selection"), ("max-variance", "Maximum variance"),
                         ("min-variance", "Minimum variance (default)")):
         assert [PAPER["scheme"][1][scheme][c][0] for c in INTRA] == [float(x) for x in t6[row]]
+
+
+def test_anchor_files_are_sources_by_name_and_content(tmp_path, capsys):
+    runs = []
+    for k, digest in enumerate(("aaaaaaaa11", "bbbbbbbb22")):
+        run = _anchors(make_run(tmp_path, f"f{k}", {"live": _ds(_ten(50 + k))}, label="F"), source="mine.json")
+        edit_json(run / "manifest.json", lambda doc: doc["anchors"].update(name="mine", digest=digest))
+        runs.append(run)
+    assert main(["paper-tables", *map(str, runs), "--out", str(tmp_path / "t")]) == 0
+    source = _section(capsys.readouterr().out, "Ablation, anchor source")
+    assert _row(source, "file mine (aaaaaaaa)")[0] == _headline(runs[0], "live")[0]
+    assert _row(source, "file mine (bbbbbbbb)")[0] == _headline(runs[1], "live")[0]

@@ -110,7 +110,7 @@ def setting_of(run: RunRecord) -> Setting:
         dataset = cfg.get("dataset") or (run.manifest.datasets[0].name if len(run.manifest.datasets) == 1 else None)
         where = f"selected from {paper_column(dataset)}" if dataset else run.manifest.anchors.source
     else:
-        where = f"file {run.manifest.anchors.name}"
+        where = f"file {run.manifest.anchors.name} ({run.manifest.anchors.digest[:8]})"  # edited in place: new rows
     return Setting(where, scheme, _size(cfg.get("alpha", DEFAULT_ALPHA), cfg.get("beta", DEFAULT_BETA)))
 
 
