@@ -243,3 +243,22 @@ def test_leaderboard_columns_are_optional(bench, tmp_path, capsys):
     assert main(["leaderboard", str(run_dir), "--out", str(tmp_path / "bad"), "--columns", "accuracy,nope"]) == 2
     assert capsys.readouterr().err.strip() == ("c2s leaderboard: error: --columns nope: not a column group; "
                                                "choose from accuracy")
+
+
+def test_anchors_from_another_dataset_give_that_dataset_no_pairs(bench, tmp_path_factory, tmp_path):
+    other = build_demo_benchmark(tmp_path_factory.mktemp("other"), size=48, sources=["camera"]).root
+    run_dir = run_cli(tmp_path, "two", "--dataset", f"mine={bench / 'with_std.json'}",
+                      "--dataset", f"other={other / 'manifest.json'}", "--anchors-dataset", "mine")
+    ds = read_run(run_dir).metrics.datasets
+    assert ds["mine"].pair_accuracy["all"].n_pairs > 0
+    assert ds["other"].pair_accuracy["all"].n_pairs == 0 and math.isnan(ds["other"].pair_accuracy["all"].binary)
+    assert ds["other"].pair_accuracy_summary["binary"].n == 0
+
+
+def test_a_rating_run_has_no_pairwise_accuracy(bench, tmp_path):
+    out = tmp_path / "runs"
+    assert main(["run", "--model", "py:tests.runner_support:CountingComparator", "-o", f"log={tmp_path / 'log'}",
+                 "--dataset", f"mine={bench / 'with_std.json'}", "--root", str(bench), "--mode", "rating",
+                 "--out", str(out), "--run-id", "rating"]) == 0
+    assert read_run(out / "rating").metrics.datasets["mine"].pair_accuracy is None
+    assert "Pairwise accuracy" not in (out / "rating" / "report.md").read_text()
