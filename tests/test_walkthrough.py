@@ -43,6 +43,7 @@ COMMANDS: dict[str, str | None] = {
     "c2s export-pairs --dataset koniq=train.json --root /data/iqa --out train.json":
         None,  # run on the embedded benchmark (no std: --std-fallback) instead of KonIQ-10k
     "c2s datasets list / check NAME --root DIR / fetch": None,  # list and check; fetch: see above
+    "c2s paper-tables results/runs --out results/paper": None,
     "c2s rescore RUN --link logit": None,
     "c2s check-parity MODEL": "needs the vLLM environment (make test-integration)",
     "c2s setup compare2score": "builds an environment from the package index (make worker-env)",
@@ -95,6 +96,10 @@ def test_walkthrough(tmp_path, monkeypatch, capsys):
     # c2s leaderboard results/runs --out results/leaderboard (needs the run above)
     out = c2s(capsys, "leaderboard", "results/runs", "--out", "results/leaderboard")
     assert f"hf:{TINY}" in out and (tmp_path / "results" / "leaderboard" / "leaderboard.md").is_file()
+
+    # c2s paper-tables results/runs --out results/paper (the same run: a dataset the paper has no column for)
+    out = c2s(capsys, "paper-tables", "results/runs", "--out", "results/paper")
+    assert "Other datasets" in out and (tmp_path / "results" / "paper" / "paper_tables.tex").is_file()
 
     # c2s score --model M --images DIR --out scores.csv: a few demo images in a folder
     demo = sorted(Path(json.loads((run / "manifest.json").read_text())["datasets"][0]["root"]).glob("coffee/*.png"))
