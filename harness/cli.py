@@ -398,6 +398,27 @@ def _parser() -> argparse.ArgumentParser:
                    help="extra columns per dataset after SRCC and PLCC: 'accuracy' (pairwise accuracy: binary "
                         "direction and five-level Eqn. 2 agreement; docs/method.md, \"Pairwise accuracy\")")
 
+    p = sub.add_parser("paper-tables", formatter_class=fmt, help="runs as the paper's tables (Markdown and LaTeX)",
+                       description="Put your runs in the paper's shape: (a) intra-dataset (Table 1: LIVE, CSIQ, "
+                                   "KADID-10k, BID, CLIVE, KonIQ-10k), (b) cross-dataset (Table 2: TID2013, SPAQ, "
+                                   "AGIQA-3K), other datasets, (c) count vs probability matrix (Table 3: a model's "
+                                   "--mode count run beside its soft run), and anchor ablations (Tables 5, 6, Fig. 4: "
+                                   "runs of one model differing only in the anchors' source, --anchor-scheme or "
+                                   "--alpha/--beta). Cells: each run's headline SRCC / PLCC (median over its splits); "
+                                   "-- where not evaluated. Writes paper_tables.md and paper_tables.tex (booktabs) "
+                                   "and prints the Markdown. The paper's own Compare2Score figures follow each table "
+                                   "in a separate block marked as quoted (docs/method.md, \"Paper-shaped tables\").",
+                       epilog="examples:\n  c2s run --model classical --dataset demo --anchors select --mode soft "
+                              "--mode count --out results/runs\n"
+                              "  c2s paper-tables results/runs --out results/paper\n"
+                              "  c2s paper-tables results/runs/llava-* results/runs/qwen-* --no-paper --keep-latest")
+    p.add_argument("runs", nargs="+", help="run folders, or folders holding run folders")
+    p.add_argument("--out", default="results/paper_tables", help="folder for the tables (default: %(default)s)")
+    p.add_argument("--keep-latest", action="store_true", help="when two runs fill the same cell, keep the newer")
+    p.add_argument("--with-paper", dest="with_paper", action="store_true", default=True,
+                   help="show the paper's Compare2Score figures below each table, marked as quoted (default)")
+    p.add_argument("--no-paper", dest="with_paper", action="store_false", help="leave the paper's figures out")
+
     p = sub.add_parser("demo", formatter_class=fmt, help="the offline demo (embedded real photos, no weights)",
                        description="Runs the whole pipeline on the embedded real-photo benchmark: the classical "
                                    "comparator and a tiny RANDOM LMM built offline (it proves the LMM code path; "
@@ -425,27 +446,6 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("backend", choices=["compare2score"], help="the backend whose environment to create")
     p.add_argument("--env-dir", help="where the environment goes (default: the cache)")
     return ap
-    p = sub.add_parser("paper-tables", formatter_class=fmt, help="runs as the paper's tables (Markdown and LaTeX)",
-                       description="Put your runs in the paper's shape: (a) intra-dataset (Table 1: LIVE, CSIQ, "
-                                   "KADID-10k, BID, CLIVE, KonIQ-10k), (b) cross-dataset (Table 2: TID2013, SPAQ, "
-                                   "AGIQA-3K), other datasets, (c) count vs probability matrix (Table 3: a model's "
-                                   "--mode count run beside its soft run), and anchor ablations (Tables 5, 6, Fig. 4: "
-                                   "runs of one model differing only in the anchors' source, --anchor-scheme or "
-                                   "--alpha/--beta). Cells: each run's headline SRCC / PLCC (median over its splits); "
-                                   "-- where not evaluated. Writes paper_tables.md and paper_tables.tex (booktabs) "
-                                   "and prints the Markdown. The paper's own Compare2Score figures follow each table "
-                                   "in a separate block marked as quoted (docs/method.md, \"Paper-shaped tables\").",
-                       epilog="examples:\n  c2s run --model classical --dataset demo --anchors select --mode soft "
-                              "--mode count --out results/runs\n"
-                              "  c2s paper-tables results/runs --out results/paper\n"
-                              "  c2s paper-tables results/runs/llava-* results/runs/qwen-* --no-paper --keep-latest")
-    p.add_argument("runs", nargs="+", help="run folders, or folders holding run folders")
-    p.add_argument("--out", default="results/paper_tables", help="folder for the tables (default: %(default)s)")
-    p.add_argument("--keep-latest", action="store_true", help="when two runs fill the same cell, keep the newer")
-    p.add_argument("--with-paper", dest="with_paper", action="store_true", default=True,
-                   help="show the paper's Compare2Score figures below each table, marked as quoted (default)")
-    p.add_argument("--no-paper", dest="with_paper", action="store_false", help="leave the paper's figures out")
-
 
 
 def _dataset_spec(text: str, root, splits, summary=None):
@@ -818,6 +818,16 @@ def cmd_leaderboard(a) -> int:
     return 0
 
 
+def cmd_paper_tables(a) -> int:
+    from harness.report.paper_tables import build_tables, write_tables
+
+    tables, lb = build_tables(_run_dirs(a.runs), keep_latest=a.keep_latest, with_paper=a.with_paper)
+    written = write_tables(tables, lb, a.out)
+    print(written[0].read_text())
+    print("wrote " + ", ".join(map(str, written)))
+    return 0
+
+
 def cmd_demo(a) -> int:
     from harness.tools.demo import run_demo
 
@@ -846,16 +856,6 @@ def cmd_models(a) -> int:
         return _tiny_model(a.backends[1:], a.out)
     if a.out:
         raise ValueError("--out goes with `c2s models tiny FAMILY --out DIR`")
-def cmd_paper_tables(a) -> int:
-    from harness.report.paper_tables import build_tables, write_tables
-
-    tables, lb = build_tables(_run_dirs(a.runs), keep_latest=a.keep_latest, with_paper=a.with_paper)
-    written = write_tables(tables, lb, a.out)
-    print(written[0].read_text())
-    print("wrote " + ", ".join(map(str, written)))
-    return 0
-
-
     print(model_options_help(a.backends or None), end="")
     if not a.backends:
         import adapters.base
