@@ -262,3 +262,19 @@ def test_a_rating_run_has_no_pairwise_accuracy(bench, tmp_path):
                  "--out", str(out), "--run-id", "rating"]) == 0
     assert read_run(out / "rating").metrics.datasets["mine"].pair_accuracy is None
     assert "Pairwise accuracy" not in (out / "rating" / "report.md").read_text()
+
+
+@pytest.mark.parametrize("edit", [(".png", ".pnh"), ("/", "//x/")])
+def test_rescore_refuses_a_path_column_that_is_not_the_image(bench, tmp_path, capsys, edit):
+    run_dir = run_cli(tmp_path, "edited", "--dataset", f"mine={bench / 'with_std.json'}")
+    scores = run_dir / "scores.csv"
+    lines = scores.read_text().splitlines(True)
+    cells = lines[3].split(",")
+    cells[3] = cells[3].replace(*edit)  # the path column of one row (the image column keeps its name)
+    lines[3] = ",".join(cells)
+    scores.write_text("".join(lines))
+    capsys.readouterr()
+    assert main(["rescore", str(run_dir), "--out", str(tmp_path / "re"), "--no-report"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"c2s rescore: error: {scores} line 4: column 'path': ") and err.count("\n") == 1
+    assert "is not image" in err and "under the root of dataset 'mine'" in err

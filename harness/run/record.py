@@ -590,6 +590,10 @@ class RunRecord:
             if row.dataset not in recs:
                 raise RunFolderError(f"{self.run_dir / SCORES} line {i + 1}: dataset {row.dataset!r} is not in "
                                      f"{MANIFEST} (it lists {sorted(info)})")
+            expected = str(Path(info[row.dataset].root) / row.image)
+            if row.path != expected:  # the scores would be matched to no image (or another one)
+                raise RunFolderError(f"{self.run_dir / SCORES} line {i + 1}: column 'path': {row.path!r} is not image "
+                                     f"{row.image!r} under the root of dataset {row.dataset!r} ({expected})")
             old = recs[row.dataset].get(row.image)
             tag = frozenset() if row.split == ALL else frozenset([row.split])
             recs[row.dataset][row.image] = Record(row.image, row.mos, row.std, tag if old is None else old.splits | tag,
