@@ -10,6 +10,7 @@ import json
 import random
 import re
 import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -91,9 +92,20 @@ def _error(argv, capsys, *needles: str) -> str:
 # --- the world every case works in ----------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    """6 images, a CSV and a JSON manifest, an anchors file, a YAML config, and one finished run folder."""
-    root = tmp_path_factory.mktemp("fuzz-world")
+def world():
+    """6 images, a CSV and a JSON manifest, an anchors file, a YAML config, and one finished run folder.
+
+    Every file has the same length on every machine and in every session (a folder name of fixed length, the
+    run's clock-dependent fields fixed), so the seeded mutations cut and splice at the same places each time:
+    the fuzz is deterministic, not a test whose cases depend on pytest's folder counter or a run's timings."""
+    root = Path(tempfile.mkdtemp(prefix="c2s-fuzz-"))
+    try:
+        yield _build_world(root)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _build_world(root: Path):
     base = Image.fromarray(np.random.default_rng(SEED).integers(0, 256, (32, 32, 3), dtype=np.uint8))
     rows = []
     for k in range(6):
@@ -115,6 +127,10 @@ def world(tmp_path_factory):
                  "--anchors", str(root / "anchors.json"), "--out", str(root / "runs"), "--cache", "",
                  "--no-report"]) == 0
     (run_dir,) = run_dirs_in(root / "runs")
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    manifest.update(created="2026-01-01T00:00:00+00:00", git_revision="0" * 40,
+                    timings={k: 0.0 for k in manifest["timings"]})
+    (run_dir / "manifest.json").write_text(json.dumps(manifest, indent=1))
     return root, run_dir
 
 
