@@ -40,7 +40,7 @@ COMMANDS: dict[str, str | None] = {
     "c2s anchors select --dataset koniq=/data/koniq/train.json --root /data/iqa --out anchors.json":
         None,  # run on the embedded benchmark instead of KonIQ-10k
     "c2s anchors matrix --anchors anchors.json --model M --out a.json": None,
-    "c2s export-pairs --dataset koniq=train.json --root /data/iqa --out train.json":
+    "c2s export-pairs --dataset koniq=/data/koniq/train.json --root /data/iqa --out c2s_train.json":
         None,  # run on the embedded benchmark (no std: --std-fallback) instead of KonIQ-10k
     "c2s datasets list / check NAME --root DIR / fetch": None,  # list and check; fetch: see above
     "c2s paper-tables results/runs --out results/paper": None,
