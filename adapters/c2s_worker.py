@@ -17,10 +17,12 @@ and the worker keeps serving. Requests:
           "transformers", "python"}}
   {"op": "compare", "images": [{"width": W, "height": H, "rgb": BASE64 of W*H*3 bytes}, ...],
    "pairs": [[i, j], ...], "batch_size": N}
-      -> {"ok": true, "logprobs": [[5 floats], ...], "level_mass": [float, ...]}
+      -> {"ok": true, "logprobs": [[5 floats], ...], "level_mass": [float, ...], "logsumexp": [float, ...]}
          images[i] is shown first and images[j] second; log-probs are over the five level
-         tokens at the next position (log-softmax over the five, no temperature); level_mass is
-         the probability the model puts on the five tokens in its full vocabulary.
+         tokens at the next position (log-softmax over the five, no temperature, in float64 from the
+         model's own logits); level_mass is the probability the model puts on the five tokens in its
+         full vocabulary; logsumexp is what was subtracted from their raw logits, so log-probs +
+         logsumexp rounds back to the model's (float16) level logits bit for bit.
   {"op": "ping"} -> {"ok": true}
   {"op": "shutdown"} -> {"ok": true}, then the worker exits. End of stdin also ends it.
 
@@ -160,16 +162,19 @@ class Worker:
         pairs = [(int(i), int(j)) for i, j in req["pairs"]]
         batch = max(1, int(req.get("batch_size", 8)))
         pixels = self.pixels(req["images"]).to(self.device, getattr(torch, self.dtype))
-        logprobs, mass = [], []
+        logprobs, mass, lse = [], [], []
         for start in range(0, len(pairs), batch):
             chunk = pairs[start:start + batch]
             order = torch.tensor([k for pair in chunk for k in pair], device=self.device)
             with torch.inference_mode():
                 out = self.model(self.input_ids.repeat(len(chunk), 1), images=pixels[order])
-            full = torch.log_softmax(out["logits"][:, -1, :].float(), dim=-1)[:, self.level_ids]
-            logprobs += torch.log_softmax(full, dim=-1).tolist()
-            mass += torch.logsumexp(full, dim=-1).exp().tolist()
-        return {"logprobs": logprobs, "level_mass": mass}
+            logits = out["logits"][:, -1, :]
+            raw = logits[:, self.level_ids].double()  # float16 logits are exact in float64
+            shift = torch.logsumexp(raw, dim=-1)
+            logprobs += (raw - shift[:, None]).tolist()
+            mass += (shift - torch.logsumexp(logits.float(), dim=-1).double()).exp().tolist()
+            lse += shift.tolist()
+        return {"logprobs": logprobs, "level_mass": mass, "logsumexp": lse}
 
 
 def serve(inp, out) -> None:

@@ -219,11 +219,12 @@ class Compare2ScoreComparator(Comparator):
 
     def compare_detailed(self, pairs: Sequence[Pair]) -> Comparisons:
         """Per-pair log-probs; a pair whose image cannot be loaded is a NaN row with the reason.
-        Each distinct image of the batch is sent (and preprocessed by the worker) once."""
+        Each distinct image of the batch is sent (and preprocessed by the worker) once. Metadata:
+        `level_mass` and `logsumexp` (raw level logits = log-probs + it), as the worker reports them."""
         pairs = list(pairs)
         lp = np.full((len(pairs), len(LEVELS)), np.nan)
         errors: list = [None] * len(pairs)
-        mass: list = [None] * len(pairs)
+        meta: list = [{"level_mass": None} for _ in pairs]
         images: dict[str, int] = {}
         payload, index_pairs, items = [], [], []
         for k, pair in enumerate(pairs):
@@ -241,9 +242,9 @@ class Compare2ScoreComparator(Comparator):
             reply = self._worker.request({"op": "compare", "images": payload, "pairs": index_pairs,
                                           "batch_size": self.batch_size}, self.timeout_s)
             lp[items] = np.asarray(reply["logprobs"], dtype=np.float64)
-            for k, m in zip(items, reply["level_mass"]):
-                mass[k] = m
-        return Comparisons(lp, errors, [{"level_mass": m} for m in mass])
+            for k, m, shift in zip(items, reply["level_mass"], reply["logsumexp"]):
+                meta[k] = {"level_mass": m, "logsumexp": shift}
+        return Comparisons(lp, errors, meta)
 
     def fingerprint(self) -> dict:
         info = self.info

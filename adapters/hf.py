@@ -121,16 +121,15 @@ class HFComparator(Comparator):
 
     def compare_detailed(self, pairs: Sequence[Pair]) -> Comparisons:
         """Per-pair log-probs, each pair shown as given; a pair whose image cannot be loaded is a NaN
-        row with the reason. `level_mass`: the probability the model put on the five level tokens."""
-        lp, errors, mass = self._score([(p.first, p.second) for p in pairs], self.pair_prompt)
-        return Comparisons(lp, errors, [{"level_mass": m} for m in mass])
+        row with the reason. Metadata: `level_mass`, the probability the model put on the five level
+        tokens; `logsumexp`, what was subtracted from their raw logits (raw = log-probs + it)."""
+        return self._score([(p.first, p.second) for p in pairs], self.pair_prompt)
 
     def rate_detailed(self, images: Sequence) -> Comparisons:
         """Single-image baseline: per-image log-probs over `RATING_LEVELS` (bad .. excellent)."""
         if self._rating is None:
             self._rating = _Prompted(self.processor, self._rating_wording, RATING_LEVELS, self.options.level_strategy)
-        lp, errors, mass = self._score([(os.fspath(p),) for p in images], self._rating)
-        return Comparisons(lp, errors, [{"level_mass": m} for m in mass])
+        return self._score([(os.fspath(p),) for p in images], self._rating)
 
     def fingerprint(self) -> dict:
         o = self.options
@@ -220,8 +219,9 @@ class HFComparator(Comparator):
             ok.append(i)
         return ok, failed, (self.processed_inputs([items[i] for i in ok], prompt) if ok else None)
 
-    def _score(self, items: list[tuple], prompt: _Prompted):
-        """Level log-probs (n, 5), per-item errors and the level tokens' full-vocabulary mass.
+    def _score(self, items: list[tuple], prompt: _Prompted) -> Comparisons:
+        """Level log-probs (n, 5), per-item errors, and per item the level tokens' full-vocabulary mass
+        and the log-sum-exp of their raw logits (`level_rows`).
 
         The next `_PREFETCH` batches are loaded and processed on helper threads while the model
         runs the current one, so CPU preprocessing overlaps the forward (on a GPU it mostly
@@ -231,11 +231,11 @@ class HFComparator(Comparator):
 
         n = len(items)
         lp = np.full((n, N_LEVELS), np.nan)
-        mass: list = [None] * n
+        meta: list = [{"level_mass": None} for _ in range(n)]
         errors: list = [None] * n
         chunks = [range(s, min(s + self.batch_size, n)) for s in range(0, n, self.batch_size)]
         if not chunks:
-            return lp, errors, mass
+            return Comparisons(lp, errors, meta)
         with ThreadPoolExecutor(max_workers=_PREFETCH, thread_name_prefix="hf-preprocess") as pool:
             jobs = [pool.submit(self._prepare, items, c, prompt) for c in chunks[:_PREFETCH]]
             for k in range(len(chunks)):
@@ -245,11 +245,11 @@ class HFComparator(Comparator):
                 for i, err in failed.items():
                     errors[i] = err
                 if ok:
-                    level_lp, level_mass = self._forward(inputs, prompt)
+                    level_lp, level_mass, lse = self._forward(inputs, prompt)
                     lp[ok] = level_lp
-                    for i, m in zip(ok, level_mass):
-                        mass[i] = m
-        return lp, errors, mass
+                    for i, m, shift in zip(ok, level_mass, lse):
+                        meta[i] = {"level_mass": m, "logsumexp": shift}
+        return Comparisons(lp, errors, meta)
 
     def _forward(self, inputs, prompt: _Prompted):
         import torch
@@ -261,7 +261,18 @@ class HFComparator(Comparator):
             inputs["pixel_values"] = inputs["pixel_values"].to(self.model.dtype)
         kw = {"logits_to_keep": 1} if self._keep_last else {}
         with torch.inference_mode():
-            logits = self.model(**inputs, **kw).logits[:, -1, :].float()
-        full = torch.log_softmax(logits, dim=-1)[:, prompt.tokens.ids]
-        level_lp = torch.log_softmax(full, dim=-1)
-        return level_lp.cpu().numpy().astype(np.float64), torch.logsumexp(full, dim=-1).exp().cpu().tolist()
+            logits = self.model(**inputs, **kw).logits[:, -1, :]
+        return level_rows(logits, prompt.tokens.ids)
+
+
+def level_rows(logits, ids):
+    """(level log-probs (n, 5), full-vocabulary mass of the five, their log-sum-exp) from one position's
+    logits (n, vocab). In float64 from the model's own numbers (float16 ones are exact in it), so that
+    log-probs + log-sum-exp rounds back to the raw level logits bit for bit: the official float16
+    arithmetic runs on those (docs/method.md, item 7)."""
+    import torch
+
+    raw = logits[:, ids].double()
+    lse = torch.logsumexp(raw, dim=-1)
+    mass = (lse - torch.logsumexp(logits.float(), dim=-1).double()).exp()
+    return (raw - lse[:, None]).cpu().numpy(), mass.cpu().tolist(), lse.cpu().tolist()

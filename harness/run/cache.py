@@ -29,7 +29,7 @@ import os
 import sqlite3
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
@@ -122,6 +122,26 @@ def _meta_json(meta: dict) -> str:
     return json.dumps(strict_json(meta), sort_keys=True, separators=(",", ":"), allow_nan=False)
 
 
+def meta_shift(meta) -> float:
+    """A pair's metadata "logsumexp" (what the backend subtracted from its raw level logits: raw = log-probs
+    + shift), NaN when there is no finite number."""
+    value = meta.get("logsumexp") if isinstance(meta, dict) else None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value):
+        return np.nan
+    return float(value)
+
+
+def _stored_shift(text) -> float:
+    """`meta_shift` of a stored metadata blob (NaN for a damaged one: the row is still good, only its raw
+    logits are unknown); rows without the key skip the JSON parse."""
+    if '"logsumexp"' not in str(text):
+        return np.nan
+    try:
+        return meta_shift(json.loads(text))
+    except ValueError:
+        return np.nan
+
+
 def _is_lock(exc: sqlite3.Error) -> bool:
     code = getattr(exc, "sqlite_errorcode", None)
     return (code is not None and (code & 0xFF) in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)) or \
@@ -134,10 +154,12 @@ def _to_stderr(line: str) -> None:
 
 @dataclass
 class Hits:
-    """What the cache holds for some keys: valid rows, and the keys whose row is invalid (to judge again)."""
+    """What the cache holds for some keys: valid rows, the keys whose row is invalid (to judge again), and
+    per valid key whose metadata has one, the shift to its raw level logits (meta "logsumexp")."""
 
     found: dict
     invalid: set
+    shifts: dict = field(default_factory=dict)
 
 
 class PairCache:
@@ -245,7 +267,8 @@ class PairCache:
     # --- reads -------------------------------------------------------------------------------
     def get_many(self, fingerprint: str, prompt_hash: str, keys: Sequence[tuple[str, str]]) -> Hits:
         """What the cache holds for the (first, second) content-hash keys: the valid rows, and the keys
-        whose row is invalid (`stored_row_problems`, or a blob of the wrong size): to judge again.
+        whose row is invalid (`stored_row_problems`, or a blob of the wrong size): to judge again; and
+        each valid row's "logsumexp" from its metadata, where it has one (`Hits.shifts`).
 
         Keys go through a temporary table joined on the primary key, so 100k look-ups cost one
         index probe each and no per-key round trip.
@@ -260,13 +283,16 @@ class PairCache:
         invalid = {(r[0], r[1]) for r in found if not (isinstance(r[2], bytes) and len(r[2]) == _ROW_BYTES)}
         # one decode for the whole result: rows are views into one (n, 5) float64 array
         values = np.frombuffer(b"".join(r[2] for r in sized), dtype=_DTYPE).astype(np.float64).reshape(-1, N_LEVELS)
-        good = {}
+        good, shifts = {}, {}
         for r, row, problem in zip(sized, values, stored_row_problems(values)):
             if problem is None:
                 good[(r[0], r[1])] = row
+                shift = _stored_shift(r[3])
+                if np.isfinite(shift):
+                    shifts[(r[0], r[1])] = shift
             else:
                 invalid.add((r[0], r[1]))
-        return Hits(good, invalid)
+        return Hits(good, invalid, shifts)
 
     def _select(self, fingerprint: str, prompt_hash: str, keys: list) -> list:
         cur = self._conn.cursor()
@@ -276,7 +302,7 @@ class PairCache:
             cur.execute("DELETE FROM temp.wanted")
             cur.executemany("INSERT INTO temp.wanted VALUES (?, ?)", keys)
             cur.execute(
-                "SELECT p.first, p.second, p.logprobs FROM temp.wanted AS w "
+                "SELECT p.first, p.second, p.logprobs, p.meta FROM temp.wanted AS w "
                 "JOIN pairs AS p ON p.fingerprint = ? AND p.prompt = ? "
                 "AND p.first = w.first AND p.second = w.second",
                 (fingerprint, prompt_hash))

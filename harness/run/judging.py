@@ -14,7 +14,7 @@ from adapters.base import Comparisons, Pair, compare_batch
 from harness.core.anchors import anchor_pairs, matrix_from_logprobs
 from harness.core.levels import LEVEL_WEIGHTS, N_LEVELS
 from harness.data.images import ImageError, content_hash
-from harness.run.cache import Hits, PairCache, row_problem
+from harness.run.cache import Hits, PairCache, meta_shift, row_problem
 
 
 @dataclass
@@ -28,9 +28,32 @@ class Judged:
     cached: np.ndarray
     #: planned pairs whose cached row was invalid (`harness.run.cache.stored_row_problems`): judged again
     cache_invalid: int = 0
+    #: per pair, the log-sum-exp the backend subtracted from its raw level logits (meta "logsumexp"),
+    #: NaN where it is unknown (an API's log-probs, a failed pair, an older run): raw = logprobs + shift
+    shift: np.ndarray | None = None
 
-    def lookup(self) -> dict[Pair, np.ndarray]:
-        return {p: self.logprobs[i] for i, p in enumerate(self.pairs)}
+    def __post_init__(self):
+        if self.shift is None:
+            self.shift = np.full(len(self.pairs), np.nan)
+
+    def has_raw(self) -> np.ndarray:
+        """Per pair, whether its raw level logits are known (a finite shift on a judged row)."""
+        return np.isfinite(self.shift) & np.isfinite(self.logprobs).any(axis=1)
+
+    def rows(self, raw: bool = False) -> np.ndarray:
+        """The level rows scoring runs on: the log-probs, or with `raw` the raw level logits where they
+        are known (log-probs + shift; the log-probs elsewhere). Only the float16 arithmetic tells them apart."""
+        if not raw:
+            return self.logprobs
+        known = self.has_raw()
+        # backends read their logits from float32 (or narrower) tensors: rounding the float64 sum back to
+        # float32 gives those numbers exactly, so its last-bit error cannot tip a float16 rounding tie
+        raw = (self.logprobs + np.where(known, self.shift, 0.0)[:, None]).astype(np.float32).astype(np.float64)
+        return np.where(known[:, None], raw, self.logprobs)
+
+    def lookup(self, raw: bool = False) -> dict[Pair, np.ndarray]:
+        rows = self.rows(raw)
+        return {p: rows[i] for i, p in enumerate(self.pairs)}
 
     def error_of(self) -> dict[Pair, str]:
         return {p: e for p, e in zip(self.pairs, self.errors) if e is not None}
@@ -100,6 +123,7 @@ def judge(call, pairs: list[Pair], roles: list[str], *, cache: PairCache | None,
     t0 = time.perf_counter()
     n = len(pairs)
     lp = np.full((n, N_LEVELS), np.nan)
+    shift = np.full(n, np.nan)
     errors: list = [None] * n
     cached = np.zeros(n, dtype=bool)
     look = cache_lookup(pairs, cache, fp_hash, prompt_key, progress)
@@ -109,6 +133,7 @@ def judge(call, pairs: list[Pair], roles: list[str], *, cache: PairCache | None,
     for i, k in look.keys.items():
         if k in look.hits.found:
             lp[i], cached[i] = look.hits.found[k], True
+            shift[i] = look.hits.shifts.get(k, np.nan)
         else:
             todo.setdefault(k, []).append(i)  # identical content is judged once
     n_invalid = sum(len(todo[k]) for k in look.hits.invalid if k in todo)
@@ -133,6 +158,7 @@ def judge(call, pairs: list[Pair], roles: list[str], *, cache: PairCache | None,
                     for same in todo[look.keys[i]]:
                         errors[same] = reason or check.pair(pairs[same])
                         lp[same] = np.nan if errors[same] else res.logprobs[j]
+                        shift[same] = np.nan if errors[same] else meta_shift(res.meta[j])
                     if not reason:
                         rows.append((*look.keys[i], res.logprobs[j], res.meta[j]))
                 if cache and rows:
@@ -147,7 +173,7 @@ def judge(call, pairs: list[Pair], roles: list[str], *, cache: PairCache | None,
     if timings is not None:
         timings["hash_and_cache_lookup"] = timings.get("hash_and_cache_lookup", 0.0) + t_lookup - t0
         timings["compare"] = timings.get("compare", 0.0) + time.perf_counter() - t_lookup
-    return Judged(pairs, roles, lp, errors, cached, n_invalid)
+    return Judged(pairs, roles, lp, errors, cached, n_invalid, shift)
 
 
 def calls(call, items: list) -> Iterator[tuple[list[int], Comparisons, float]]:

@@ -48,7 +48,7 @@ from harness.core.vocabulary import ALL, MODES, ORDERS, SUMMARIES
 from harness.data.datasets import Dataset, Problem, Record, ValidationReport
 from harness.run.evaluation import SUMMARY_METRICS, DatasetRun, summary_splits
 from harness.run.judging import Judged
-from harness.run.scoring import pair_preference
+from harness.run.scoring import on_raw_logits, pair_preference
 
 FORMAT_VERSION = 2
 MANIFEST, METRICS, SCORES, COMPARISONS = "manifest.json", "metrics.json", "scores.csv", "comparisons.csv"
@@ -167,6 +167,9 @@ class Counts(_Schema):
     images_failed: int
     #: pairs whose cached row was invalid and were judged again (harness.run.cache); 0 in older folders
     pairs_cache_invalid: int = 0
+    #: judged pairs whose float16 preference (logit_dtype float16, mode soft) ran on the raw level logits;
+    #: the other judged pairs ran on their log-probs (docs/method.md, item 7); 0 otherwise and in older folders
+    pairs_raw_logits: int = 0
 
 
 class Seeds(_Schema):
@@ -362,6 +365,9 @@ class ComparisonRow(_Schema):
     status: Status
     error: str
     cached: bool
+    #: what the backend subtracted from its raw level logits (raw = log-probs + this; the float16 path runs
+    #: on them); absent where unknown (APIs, failed pairs) and in folders written before it existed
+    logsumexp: OptionalNumber = None
 
 
 # --- CSV tables ----------------------------------------------------------------------------------
@@ -578,7 +584,8 @@ class RunRecord:
         rows = self.comparisons
         return Judged([Pair(r.first, r.second) for r in rows], [r.role for r in rows],
                       np.array([r.logprobs for r in rows], dtype=np.float64).reshape(-1, N_LEVELS),
-                      [r.error or None for r in rows], np.array([r.cached for r in rows], dtype=bool))
+                      [r.error or None for r in rows], np.array([r.cached for r in rows], dtype=bool),
+                      shift=np.array([np.nan if r.logsumexp is None else r.logsumexp for r in rows], dtype=np.float64))
 
     def dataset_runs(self) -> tuple[list[DatasetRun], list[str]]:
         """The datasets of the run, rebuilt from scores.csv and the manifest (no image is opened; the items
@@ -764,12 +771,15 @@ def comparison_rows(judged: Judged, profile: Profile, mode: str) -> list[Compari
     """comparisons.csv rows: each pair's log-probs and its preference under the profile and mode."""
     roles = np.array(judged.roles)
     prefs = np.full(len(judged.pairs), np.nan)
+    rows = judged.rows(raw=on_raw_logits(profile, mode))
     for role, temperature in (("test", profile.temperature), ("anchor", profile.anchor_temperature)):
         sel = roles == role
-        prefs[sel] = pair_preference(judged.logprobs[sel], mode, temperature, profile.logit_dtype)
+        prefs[sel] = pair_preference(rows[sel], mode, temperature, profile.logit_dtype)
+    known = judged.has_raw()
     return [ComparisonRow(first=p.first, second=p.second, role=role, logprobs=judged.logprobs[i].tolist(),
                           preference=float(prefs[i]), status="ok" if judged.errors[i] is None else "failed",
-                          error=judged.errors[i] or "", cached=bool(judged.cached[i]))
+                          error=judged.errors[i] or "", cached=bool(judged.cached[i]),
+                          logsumexp=float(judged.shift[i]) if known[i] else None)
             for i, (p, role) in enumerate(zip(judged.pairs, judged.roles))]
 
 

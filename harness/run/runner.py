@@ -45,7 +45,7 @@ from harness.core.vocabulary import (ALL, BY_SPLITS, DEFAULT_ALPHA, DEFAULT_ANCH
 from harness.run.record import (MANIFEST, NO_ANCHORS, Manifest, Metrics, RunFolderError, ScoreRow, anchors_info,
                                 check_not_leftover, check_outputs, check_replaceable, check_run_id, comparison_rows,
                                 git_revision, read_run, short_digest, slug, versions, write_run)
-from harness.run.scoring import anchor_matrix_needs_model, fixed_matrix, matrix_source, score_tests
+from harness.run.scoring import anchor_matrix_needs_model, fixed_matrix, matrix_source, on_raw_logits, score_tests
 from harness.run.watchdog import StallGuard
 
 # --- configuration ------------------------------------------------------------------------------
@@ -629,7 +629,8 @@ def finish_run(run_dir: Path, manifest: dict, dsruns: list[DatasetRun], tests: l
     """Score, measure and write one run folder (shared by `run` and `rescore`); `manifest` holds the
     run's identity and configuration, the rest is added here; `complete` as in `write_run`."""
     t0 = time.perf_counter()
-    scored = score_tests(tests, anchors, judged.lookup(), judged.error_of(), profile, mode, manifest["order"])
+    raw = on_raw_logits(profile, mode)
+    scored = score_tests(tests, anchors, judged.lookup(raw), judged.error_of(), profile, mode, manifest["order"])
     timings["scoring"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     comparisons = comparison_rows(judged, profile, mode)
@@ -649,7 +650,8 @@ def finish_run(run_dir: Path, manifest: dict, dsruns: list[DatasetRun], tests: l
         "counts": {"pairs_total": len(judged.pairs), "pairs_cached": int(judged.cached.sum()),
                    "pairs_computed": int((~judged.cached & ~failed).sum()), "pairs_failed": int(failed.sum()),
                    "images_total": len(tests), "images_failed": int(sum(e is not None for e in scored.errors)),
-                   "pairs_cache_invalid": judged.cache_invalid},
+                   "pairs_cache_invalid": judged.cache_invalid,
+                   "pairs_raw_logits": int(judged.has_raw().sum()) if raw else 0},
         "map_converged_fraction": scored.converged_frac, "anchors_unusable": scored.unusable_anchors,
     })
     numbers = Metrics(run_id=record.run_id, model_label=record.model.label,

@@ -26,6 +26,13 @@ FP16_FAILURE = ("the float16 softmax (logit_dtype float16, as the official code)
                 "these logits, giving NaN; use logit_dtype float32 for an exact preference")
 
 
+def on_raw_logits(profile: Profile, mode: str) -> bool:
+    """Whether scoring runs on the raw level logits where a pair has them (log-probs + its shift): only
+    the float16 soft preference tells them apart (its softmax subtracts no maximum), and the official
+    code feeds it raw logits (docs/method.md, item 7). Every other preference is shift-invariant."""
+    return mode == "soft" and profile.logit_dtype == "float16"
+
+
 def pair_preference(lp: np.ndarray, mode: str, temperature: float, logit_dtype: str = "float32") -> np.ndarray:
     """P(second better) per row of level log-probs: the arg-max verdict (count), softmax(lp / T) . w
     (soft; in the official code's float16 arithmetic under `logit_dtype` float16), or the expected
