@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import shutil
 import sys
 
@@ -229,3 +230,28 @@ def test_judged_rows_add_the_shift_only_where_it_is_known():
     assert np.isnan(raw[2]).all() and j.rows() is lp
     # no shift given (an older run, an API): nothing is raw
     assert Judged([Pair("a", "x")], ["test"], lp[:1], [None], np.zeros(1, bool)).has_raw().tolist() == [False]
+
+
+@pytest.mark.integration
+def test_worker_environment_reports_the_shift(tmp_path):
+    """The worker under transformers 4.37 (C2S_WORKER_PYTHON, as tests/test_compare2score.py's legacy
+    test): every pair carries a finite logsumexp, and log-probs + it are float32 numbers (CPU: float32)."""
+    from adapters.compare2score import Compare2ScoreComparator
+    from tests.conftest import noise_pngs
+    from tests.test_compare2score import build_double
+
+    py = os.environ.get("C2S_WORKER_PYTHON")
+    if not py:
+        pytest.fail("set C2S_WORKER_PYTHON to the worker environment's python (make test-integration does)")
+    folder = build_double(py, tmp_path / "double_old")
+    paths = noise_pngs(tmp_path, [(40, 24), (32, 32), (20, 50)], seed=5, prefix="o")
+    c = Compare2ScoreComparator(str(folder), python=py)
+    try:
+        res = c.compare_detailed([Pair(paths[0], paths[1]), Pair(paths[2], paths[0])])
+        assert c.info["transformers"].startswith("4.3")
+    finally:
+        c.close()
+    lse = np.array([m["logsumexp"] for m in res.meta])
+    assert np.isfinite(lse).all() and res.errors == [None, None]
+    raw = res.logprobs + lse[:, None]
+    np.testing.assert_allclose(raw.astype(np.float32), raw, rtol=1e-12, atol=1e-12)
