@@ -25,7 +25,7 @@ from scipy import sparse
 from scipy.sparse import csgraph
 from scipy.sparse import linalg as splinalg
 
-from harness.core.scaling import _check_options, _log_F, _log_F_derivatives
+from harness.core.scaling import check_link_options, log_F, log_F_derivatives
 
 #: Up to this many free items the Newton system is solved by sparse LU (exact); beyond, by CG with a
 #: Jacobi preconditioner: random test-vs-test links make LU fill in almost completely (3,000 items with
@@ -118,13 +118,13 @@ class _Problem:
 
     def f(self, x):
         d = self._d(x)
-        like = self.p * _log_F(d, self.link) + (1 - self.p) * _log_F(-d, self.link)
+        like = self.p * log_F(d, self.link) + (1 - self.p) * log_F(-d, self.link)
         return -np.sum(self.w * like) + x @ x / (2 * self.prior_var)
 
     def grad_curv(self, x):
         """Gradient, and each comparison's curvature (the Hessian is B' diag(curv) B + I / prior_var)."""
         d = self._d(x)
-        (a1, b1), (a2, b2) = _log_F_derivatives(np.stack([d, -d]), self.link)
+        (a1, b1), (a2, b2) = log_F_derivatives(np.stack([d, -d]), self.link)
         g_d = -self.w * (self.p * a1 - (1 - self.p) * b1)
         curv = -self.w * (self.p * a2 + (1 - self.p) * b2)
         return self.B.T @ g_d + x / self.prior_var, curv
@@ -167,7 +167,7 @@ def solve_joint_map(n: int, comparisons, fixed: Mapping[int, float] | None = Non
     inexact early, exact at the end), or "auto" (direct up to DIRECT_MAX free items).
     sd: "exact" (dense inverse of H), "approx" (`_neumann_sd`), "auto" (exact up to SD_EXACT_MAX), "none".
     """
-    _check_options(link, prior_var)
+    check_link_options(link, prior_var)
     if linear not in ("auto", "direct", "cg") or sd not in ("auto", "exact", "approx", "none"):
         raise ValueError(f"linear must be auto|direct|cg and sd auto|exact|approx|none, got {linear!r}, {sd!r}")
     first, second, p, w, values = _parse(n, comparisons, fixed)

@@ -117,11 +117,13 @@ class MapResult:
     n_iter: int
 
 
-def _log_F(x: np.ndarray, link: str) -> np.ndarray:
+def log_F(x: np.ndarray, link: str) -> np.ndarray:
+    """log F(x) of the link's CDF (Thurstone probit or Bradley-Terry logit), stable in both tails; shared with
+    the joint MAP (harness.core.joint_map), so both estimators have one likelihood."""
     return log_ndtr(x) if link == "probit" else -np.logaddexp(0.0, -x)
 
 
-def _log_F_derivatives(x: np.ndarray, link: str) -> tuple[np.ndarray, np.ndarray]:
+def log_F_derivatives(x: np.ndarray, link: str) -> tuple[np.ndarray, np.ndarray]:
     """First and second derivatives of log F(x), stable in both tails."""
     if link == "probit":
         d1 = np.exp(-0.5 * x * x - _LOG_SQRT_2PI - log_ndtr(x))  # phi / Phi
@@ -137,11 +139,11 @@ def _differences(s: np.ndarray) -> np.ndarray:
 
 
 def _objective(W: np.ndarray, s: np.ndarray, link: str, prior_var: float) -> np.ndarray:
-    return -np.sum(W * _log_F(_differences(s), link), axis=(1, 2)) + np.sum(s * s, axis=1) / (2.0 * prior_var)
+    return -np.sum(W * log_F(_differences(s), link), axis=(1, 2)) + np.sum(s * s, axis=1) / (2.0 * prior_var)
 
 
 def _gradient_hessian(W, s, link, prior_var, hessian=True):
-    d1, d2 = _log_F_derivatives(_differences(s), link)
+    d1, d2 = log_F_derivatives(_differences(s), link)
     G = W * d1
     grad = G.sum(axis=1) - G.sum(axis=2) + s / prior_var
     if not hessian:
@@ -218,7 +220,8 @@ def connected_to_first(observed: np.ndarray) -> np.ndarray:
     return reach[:, 0, :] > 0
 
 
-def _check_options(link: str, prior_var: float) -> None:
+def check_link_options(link: str, prior_var: float) -> None:
+    """The link and prior every MAP estimator accepts (this one and the joint MAP)."""
     if link not in LINKS:
         raise ValueError(f"link must be one of {LINKS}, got {link!r}")
     if not (np.isfinite(prior_var) and prior_var > 0):
@@ -227,7 +230,7 @@ def _check_options(link: str, prior_var: float) -> None:
 
 def map_gradient(C, s, observed=None, link: str = "probit", prior_var: float = 1.0) -> np.ndarray:
     """Gradient of the MAP objective at s (B, n): how far any estimate (e.g. Adam's) is from the optimum."""
-    _check_options(link, prior_var)
+    check_link_options(link, prior_var)
     C, obs = _as_batch(C, observed)
     s = np.asarray(s, dtype=np.float64).reshape(C.shape[0], C.shape[1])
     return _gradient_hessian(np.where(obs, C, 0.0), s, link, prior_var, hessian=False)[0]
@@ -241,7 +244,7 @@ def solve_map(C, observed=None, link: str = "probit", prior_var: float = 1.0, *,
     its largest |gradient| is <= tol. sd is the Laplace approximation: sqrt(diag(H^-1)) at the
     optimum, H the Hessian of the negative log posterior. Output arrays are always (B, ...).
     """
-    _check_options(link, prior_var)
+    check_link_options(link, prior_var)
     C, obs = validate_matrices(C, observed, allow_disconnected)
     W = np.where(obs, C, 0.0)
     Bn, n = C.shape[:2]
