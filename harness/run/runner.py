@@ -485,8 +485,9 @@ def check_targets(config: RunConfig, plan: Plan, fp_hash=None, *, inputs=(), out
             targets[Path(config.out_dir) / check_run_id(run_id)] = identity
     check_outputs(outputs, reads)
     check_outputs(targets, reads, fix="choose another --out or --run-id (out_dir:, run_id: in YAML)", what="run folder")
+    data = _scored_data(plan.dsruns) if targets else ""
     for target, identity in targets.items():
-        _check_reuse(target, identity, config.overwrite, _scored_data(plan.dsruns))
+        _check_reuse(target, identity, config.overwrite, data)
 
 
 def _canonical(value) -> str:
