@@ -1,0 +1,28 @@
+"""InternVL: two images in one prompt."""
+from __future__ import annotations
+
+from harness.tools.families import LOCAL_SPECS, Family
+from harness.tools.families import _tiny as tiny
+
+FAMILY = Family("InternVL", "OpenGVLab/InternVL3-2B-hf", LOCAL_SPECS,
+                (("hf", "-o dtype=bfloat16"), ("vllm", "-o dtype=bfloat16 -o max_model_len=8192")),
+                "448x448 tiles of 256 tokens; use the transformers-format checkpoints (names ending in -hf)")
+
+
+def build(size: int):
+    import transformers as T
+
+    sp = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<img>", "</img>", "<IMG_CONTEXT>", "<video>"]
+    tok = tiny.tokenizer(sp, eos="<|im_end|>", pad="<|endoftext|>",
+                     named={"start_image_token": "<img>", "end_image_token": "</img>",
+                            "context_image_token": "<IMG_CONTEXT>", "video_token": "<video>"})
+    ip = tiny.image_processor("GotOcr2")(size={"height": size, "width": size}, crop_to_patches=False)
+    seq = (size // 16) ** 2 // 4  # pixel shuffle with downsample_ratio 0.5
+    proc = T.InternVLProcessor(image_processor=ip, video_processor=T.InternVLVideoProcessor(), tokenizer=tok,
+                               image_seq_length=seq, chat_template=tiny.chatml("<IMG_CONTEXT>\n"))
+    vis = T.InternVLVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+                                 image_size=size, patch_size=16)
+    cfg = T.InternVLConfig(vision_config=vis, text_config=dict(model_type="qwen2", **tiny.text_cfg(tok)),
+                           image_token_id=tok.convert_tokens_to_ids("<IMG_CONTEXT>"), image_seq_length=seq,
+                           downsample_ratio=0.5)
+    return proc, T.InternVLForConditionalGeneration(cfg)
