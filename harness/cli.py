@@ -397,6 +397,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--columns", default="", metavar="GROUP[,GROUP]",
                    help="extra columns per dataset after SRCC and PLCC: 'accuracy' (pairwise accuracy: binary "
                         "direction and five-level Eqn. 2 agreement; docs/method.md, \"Pairwise accuracy\")")
+    p.add_argument("--viewer", metavar="DIR", help="a site written by `c2s view` for these runs: the HTML table's "
+                   "rows link to it (docs/viewer.md)")
 
     p = sub.add_parser("view", formatter_class=fmt, help="browse runs image by image: a static site",
                        description="Write a self-contained results site (thumbnails, a sortable table, each image "
@@ -820,7 +822,7 @@ def cmd_leaderboard(a) -> int:
 
     lb = build_leaderboard(_run_dirs(a.runs), keep_latest=a.keep_latest,
                            columns=[c.strip() for c in a.columns.split(",") if c.strip()])
-    written = write_leaderboard(lb, a.out, formats=tuple(f.strip() for f in a.formats.split(",")))
+    written = write_leaderboard(lb, a.out, formats=tuple(f.strip() for f in a.formats.split(",")), viewer=a.viewer)
     md = next((p for p in written if p.suffix == ".md"), None)
     if md:
         print(md.read_text())

@@ -114,3 +114,33 @@ def test_every_link_resolves_from_file_and_over_http(page, site):
     page.wait_for_function("[...document.querySelectorAll('#worst img')].every(i => i.complete)")
     broken = page.eval_on_selector_all("#worst img", "is => is.filter(i => !i.complete || i.naturalWidth === 0).length")
     assert broken == 0
+
+
+def test_the_leaderboard_sorts_filters_and_links_to_reports_and_the_viewer(chromium_context, demo_runs, site, tmp_path):
+    from harness.report.leaderboard import build_leaderboard, write_leaderboard
+
+    out = tmp_path / "lb"
+    write_leaderboard(build_leaderboard(demo_runs), out, formats=("html",), viewer=site)
+    page = open_page(chromium_context, (out / "leaderboard.html").as_uri())
+    page.wait_for_selector("body[data-ready='1']")
+    srcc = "#leaderboard tbody tr:not([hidden]) td:nth-child(6)"
+    page.click("th:text-is('SRCC')")
+    values = [float(v) for v in page.eval_on_selector_all(srcc, "ts => ts.map(t => t.dataset.v)")]
+    assert len(values) == 4 and values == sorted(values, reverse=True)
+    page.click("th:text-is('SRCC')")
+    assert [float(v) for v in page.eval_on_selector_all(srcc, "ts => ts.map(t => t.dataset.v)")] == sorted(values)
+    page.click("th:text-is('Model')")
+    page.select_option("select[data-filter=profile]", "official")
+    profiles = page.eval_on_selector_all("#leaderboard tbody tr:not([hidden]) td:nth-child(2)", "ts => ts.map(t => t.textContent)")
+    assert profiles == ["official", "official"]
+    hrefs = page.eval_on_selector_all("#leaderboard tbody tr:not([hidden]) a", "as => as.map(a => a.href)")
+    reports = [h for h in hrefs if h.endswith("report.html")]
+    assert len(reports) == 2 and all(Path(unquote(urlparse(h).path)).is_file() for h in reports)
+    viewer = next(h for h in hrefs if "#/run/" in h)
+    run_id = viewer.rsplit("/", 1)[1]
+    page.goto(viewer)
+    page.wait_for_selector("#images")
+    assert run_id in page.eval_on_selector("#run", "s => s.options[s.selectedIndex].value + ' ' + "
+                                                  "window.C2S_DATA.runs[+s.value].run_id")
+    assert not page.errors, page.errors
+    page.close()

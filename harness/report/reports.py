@@ -21,6 +21,13 @@ from harness.run.evaluation import SUMMARY_METRICS, summarise, summary_splits
 from harness.run.record import Aggregate, DatasetMetrics, Manifest, RunRecord, ScoreRow, read_run
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
+#: the script and style files of the HTML pages (the viewer's site, the leaderboard's and reports' sorting)
+SITE = Path(__file__).resolve().parent / "site"
+
+
+def site_asset(name: str) -> str:
+    """The text of one of the pages' own script or style files, to inline into a page."""
+    return (SITE / name).read_text(encoding="utf-8")
 
 #: (key in a split's correlations, column title), in report order
 METRIC_COLUMNS = tuple(zip(SUMMARY_METRICS, ("SRCC", "KRCC", "PLCC", "PLCC (logistic)", "RMSE (logistic)")))

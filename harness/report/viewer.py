@@ -21,10 +21,10 @@ import numpy as np
 from scipy.stats import rankdata
 
 from harness.data.images import ImageError, content_hash, load_image
+from harness.report.reports import SITE
 from harness.run.judging import prompt_key
 from harness.run.record import COMPARISONS, MANIFEST, METRICS, SCORES, RunRecord, check_outputs, read_run
 
-SITE = Path(__file__).resolve().parent / "site"
 #: the site's own files, copied from SITE
 ASSETS = ("index.html", "viewer.js", "viewer.css")
 #: the file that marks a folder as a site of `c2s view` (only such a folder is rebuilt in place)

@@ -191,6 +191,12 @@
     if (h.startsWith("image/")) imageView(parseInt(h.slice(6), 10));
     else if (h === "disagree") disagreeView();
     else if (h === "files") filesView();
+    else if (h.startsWith("run/")) {  // a leaderboard row's link: the table of that run
+      const k = RUNS.findIndex((r) => r.run_id === decodeURIComponent(h.slice(4)));
+      if (k >= 0) state.run = k;
+      tableView();
+      if (k < 0) app.insertAdjacentHTML("afterbegin", `<p class="error">Run ${esc(decodeURIComponent(h.slice(4)))} is not in this site: rebuild it with c2s view including that run.</p>`);
+    }
     else tableView();
   }
   if (RUNS.length < 2) document.getElementById("nav-disagree").style.display = "none";
