@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from harness.report.viewer import MARKER, Thumbnails, _prompt, build_site, residuals, serve
+from harness.report.gallery import Thumbnails, residuals
+from harness.report.viewer import MARKER, _prompt, build_site, serve
 from tests.conftest import REPO
 
 
@@ -127,3 +128,24 @@ def test_serve_answers_on_localhost(site):
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_the_report_shows_anchor_thumbnails_worst_and_best_images_and_links(demo_runs, site):
+    import xml.etree.ElementTree as ET
+
+    run_dir = demo_runs[0]
+    root = ET.fromstring((run_dir / "report.html").read_text())
+    imgs = {img.get("src"): img.get("class") for img in root.iter("img")}
+    assert sum(c == "anchor" for c in imgs.values()) == 5
+    assert all((run_dir / src).is_file() for src in imgs) and any(s.startswith("plots/facets_") for s in imgs)
+    cards = ["".join(div.itertext()) for div in root.iter("div") if div.get("class") == "card"]
+    assert len(cards) == 12  # the worst and the best six of the one dataset
+    worst = [abs(float(c.rsplit("residual ", 1)[1])) for c in cards[:6]]
+    best = [abs(float(c.rsplit("residual ", 1)[1])) for c in cards[6:]]
+    assert worst == sorted(worst, reverse=True) and best == sorted(best) and min(worst) >= max(best)
+    links = [a.get("href") for a in root.iter("a")]
+    assert {"scores.csv", "comparisons.csv", "manifest.json"} <= set(links)
+    assert all((run_dir / h).is_file() for h in links)
+    assert f"c2s view {run_dir} --out DIR" in (run_dir / "report.html").read_text()  # the final folder, not the temporary
+    copy = (site / "files" / "0" / "report.html").read_text()
+    assert "c2s view" not in copy and 'href="../../index.html#/run/' in copy

@@ -9,7 +9,8 @@ from urllib.parse import unquote, urlparse
 import numpy as np
 import pytest
 
-from harness.report.viewer import build_site, residuals, serve
+from harness.report.gallery import residuals
+from harness.report.viewer import build_site, serve
 from harness.tools.browser import open_page
 
 LEVELS = 5

@@ -8,6 +8,7 @@ so the folder can be moved, served or archived as a whole. Everything is read th
 """
 from __future__ import annotations
 
+import html
 import http.server
 import json
 import math
@@ -18,10 +19,10 @@ from functools import partial
 from pathlib import Path
 
 import numpy as np
-from scipy.stats import rankdata
 
-from harness.data.images import ImageError, content_hash, load_image
-from harness.report.reports import SITE
+from harness.data.images import ImageError, content_hash
+from harness.report.gallery import Thumbnails, residuals
+from harness.report.reports import SITE, VIEWER_MARKERS
 from harness.run.judging import prompt_key
 from harness.run.record import COMPARISONS, MANIFEST, METRICS, SCORES, RunRecord, check_outputs, read_run
 
@@ -29,40 +30,8 @@ from harness.run.record import COMPARISONS, MANIFEST, METRICS, SCORES, RunRecord
 ASSETS = ("index.html", "viewer.js", "viewer.css")
 #: the file that marks a folder as a site of `c2s view` (only such a folder is rebuilt in place)
 MARKER = ".c2s-view"
-#: longest thumbnail side in pixels, and its JPEG quality: about 5 KB an image
-THUMB_SIDE, THUMB_QUALITY = 160, 72
 #: the run files copied into the site (and linked from it), when the run has them
 RUN_FILES = (SCORES, COMPARISONS, MANIFEST, METRICS, "report.html", "report.md")
-
-
-class Thumbnails:
-    """JPEG thumbnails in `folder`, named by the image's content hash: an image is decoded once per
-    site however many runs show it, and never again while its thumbnail is there."""
-
-    def __init__(self, folder: Path):
-        self.folder = folder
-        folder.mkdir(parents=True, exist_ok=True)
-        self._made: dict[str, str | None] = {}
-
-    def __call__(self, path: str) -> str | None:
-        """The thumbnail's name relative to the site, or None for an image that cannot be read."""
-        if path not in self._made:
-            self._made[path] = self._make(path)
-        return self._made[path]
-
-    def _make(self, path: str) -> str | None:
-        try:
-            name = f"{content_hash(path)[:24]}.jpg"
-            target = self.folder / name
-            if not target.is_file():
-                img = load_image(path)
-                img.thumbnail((THUMB_SIDE, THUMB_SIDE))
-                tmp = target.with_suffix(".part")
-                img.save(tmp, "JPEG", quality=THUMB_QUALITY, optimize=True)
-                tmp.replace(target)
-        except (ImageError, OSError):
-            return None
-        return f"{self.folder.name}/{name}"
 
 
 def _num(x, digits: int | None = None) -> float | None:
@@ -70,23 +39,6 @@ def _num(x, digits: int | None = None) -> float | None:
     if x is None or not math.isfinite(x):
         return None
     return float(x) if digits is None else round(float(x), digits)
-
-
-def residuals(score, mos, ok, higher_is_better: bool) -> tuple[np.ndarray, np.ndarray]:
-    """Per image: the residual of the score against the MOS (the score mapped to the MOS scale by a
-    least-squares line over the scored images, minus the MOS) and the rank error (the image's rank by
-    score minus its rank by MOS, ranks 1 = best). NaN where an image has no score or no MOS."""
-    score, mos = np.asarray(score, dtype=float), np.asarray(mos, dtype=float)
-    use = np.asarray(ok, bool) & np.isfinite(score) & np.isfinite(mos)
-    res = np.full(score.size, np.nan)
-    rank_err = np.full(score.size, np.nan)
-    if use.sum() >= 2:
-        if np.ptp(score[use]) > 0:
-            slope, icept = np.polyfit(score[use], mos[use], 1)
-            res[use] = slope * score[use] + icept - mos[use]
-        good = mos[use] if higher_is_better else -mos[use]
-        rank_err[use] = rankdata(-score[use]) - rankdata(-good)
-    return res, rank_err
 
 
 def _image_table(runs: list[RunRecord], thumbs: Thumbnails) -> tuple[dict, dict[str, int]]:
@@ -166,15 +118,24 @@ def _prompt(fp: dict) -> str:
 
 
 def _copy_run_files(run: RunRecord, dest: Path) -> dict[str, str]:
-    """Copy the run's files (and the report's plots) into the site; name -> path relative to the site."""
+    """Copy the run's files (and the report's plots and thumbnails) into the site; name -> path relative to
+    the site. The copied report links back to the site instead of saying how to build one."""
     dest.mkdir(parents=True)
     links = {}
     for name in RUN_FILES:
         if (run.run_dir / name).is_file():
             shutil.copyfile(run.run_dir / name, dest / name)
             links[name] = f"{dest.parent.name}/{dest.name}/{name}"
-    if (run.run_dir / "plots").is_dir():
-        shutil.copytree(run.run_dir / "plots", dest / "plots")
+    for folder in ("plots", "thumbs"):
+        if (run.run_dir / folder).is_dir():
+            shutil.copytree(run.run_dir / folder, dest / folder)
+    report = dest / "report.html"
+    start, end = VIEWER_MARKERS
+    text = report.read_text(encoding="utf-8") if report.is_file() else ""
+    if start in text and end in text:
+        head, rest = text.split(start, 1)
+        link = f'<a href="../../index.html#/run/{html.escape(run.manifest.run_id)}">browse this run image by image</a>'
+        report.write_text(head + link + rest.split(end, 1)[1], encoding="utf-8")
     return links
 
 
