@@ -52,6 +52,10 @@ test-integration: venv vllm-env worker-env
 	C2S_VLLM_PYTHON=$(abspath $(VBIN)/python) C2S_WORKER_PYTHON=$(abspath $(WENV)/bin/python) \
 		$(BIN)/python -m pytest -m integration
 
+# the README's pictures of the viewer, leaderboard and report, taken by headless Chromium (docs/viewer.md)
+screenshots: venv chromium
+	$(BIN)/python -m harness.tools.screenshots --out docs/img
+
 bench: venv
 	for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
