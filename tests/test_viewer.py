@@ -149,3 +149,18 @@ def test_the_report_shows_anchor_thumbnails_worst_and_best_images_and_links(demo
     assert f"c2s view {run_dir} --out DIR" in (run_dir / "report.html").read_text()  # the final folder, not the temporary
     copy = (site / "files" / "0" / "report.html").read_text()
     assert "c2s view" not in copy and 'href="../../index.html#/run/' in copy
+
+
+def test_c2s_view_serve_prints_a_url_that_answers(demo_runs, tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen([sys.executable, "-m", "harness.cli", "view", str(demo_runs[0]), "--out",
+                             str(tmp_path / "site"), "--serve"], stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        lines = [proc.stdout.readline(), proc.stdout.readline()]
+        assert lines[0].startswith("wrote ") and lines[1].startswith("serving "), lines
+        url = lines[1].split(" at ", 1)[1].split()[0]
+        with urllib.request.urlopen(url, timeout=10) as r:
+            assert r.status == 200
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
