@@ -51,11 +51,11 @@ def _image_table(runs: list[RunRecord], thumbs: Thumbnails) -> tuple[dict, dict[
             key = (row.dataset, row.image)
             if key not in index:
                 index[key] = len(index)
-                by_path[row.path] = index[key]
                 for k, v in (("dataset", row.dataset), ("image", row.image), ("group", row.group),
                              ("splits", []), ("mos", _num(row.mos)), ("thumb", thumbs(row.path)),
                              ("hash", _hash(row.path))):
                     cols[k].append(v)
+            by_path[row.path] = index[key]  # the same image under another root (a moved dataset) in another run
             splits = cols["splits"][index[key]]
             if row.split not in splits:
                 splits.append(row.split)
