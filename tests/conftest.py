@@ -41,3 +41,28 @@ def noise_pngs(folder: Path, sizes, seed: int, prefix: str = "img") -> list[str]
         Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(p)
         paths.append(str(p))
     return paths
+
+
+@pytest.fixture(scope="session")
+def demo_runs(tmp_path_factory) -> list[Path]:
+    """The offline demo without its tiny LMM, run once per session: four classical runs of 260 images (~10 s)."""
+    import contextlib
+    import io
+
+    from harness.run.record import run_dirs_in
+    from harness.tools.demo import run_demo
+
+    out = tmp_path_factory.mktemp("demo-runs")
+    with contextlib.redirect_stdout(io.StringIO()):
+        run_demo(out, with_lmm=False)
+    return run_dirs_in(out / "runs")
+
+
+@pytest.fixture(scope="session")
+def chromium_context():
+    """One headless Chromium for the whole session (harness.tools.browser); the browser tests fail, naming the
+    install command, where it is missing."""
+    from harness.tools.browser import chromium
+
+    with chromium() as context:
+        yield context

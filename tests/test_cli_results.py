@@ -105,7 +105,7 @@ def test_constant_predictions_are_flagged_not_reported_as_fine(tmp_path, manifes
     assert "**failed**: constant predictions" in report
     assert 'class="red"' in (run_dir / "report.html").read_text()
     strict_json((run_dir / "metrics.json").read_text())
-    (png,) = (run_dir / "plots").glob("*.png")
+    (png,) = (run_dir / "plots").glob("scatter_*.png")
     assert _curve_pixels(png) == 0                      # no logistic drawn for a failed fit
 
 

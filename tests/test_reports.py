@@ -214,7 +214,7 @@ def test_report_html_is_well_formed_and_escaped(two_dataset_run):
     failures = [p for p in root.iter("p") if p.get("class") == "failures"]
     assert len(failures) == 1 and "7 of 1000 pairs failed" in failures[0].text
     srcs = [img.get("src") for img in root.iter("img")]
-    assert len(srcs) == 2
+    assert sorted(srcs) == ["plots/facets_LIVE.png", "plots/scatter_KonIQ_test_all.png", "plots/scatter_LIVE_1.png"]
     for src in srcs:
         assert not Path(src).is_absolute() and (run_dir / src).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     cells = ["".join(td.itertext()) for td in root.iter("td")]
@@ -279,7 +279,8 @@ def test_runner_style_summary_over_splits_or_all(tmp_path):
     assert kadid.startswith(f"| KADID | 60 | 0 | 0 | all | {_f3(over_all['splits']['all']['srcc'])} |"), kadid
     assert f"| TID | 60 | 0 | 0 | 1 split | {_f3(one_split['splits']['1']['srcc'])} |" in md
     assert "| mine | 4 | 0 | 0 | - | no MOS |" in md and "No ground-truth scores for this dataset" in md
-    assert sorted(p.name for p in (run_dir / "plots").iterdir()) == ["scatter_CSIQ_all.png", "scatter_KADID_all.png",
+    assert sorted(p.name for p in (run_dir / "plots").iterdir()) == ["facets_CSIQ.png", "facets_KADID.png",
+                                                                    "scatter_CSIQ_all.png", "scatter_KADID_all.png",
                                                                     "scatter_TID_1.png"]
 
 

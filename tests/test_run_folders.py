@@ -138,7 +138,7 @@ def test_a_rerun_replaces_every_file_and_a_new_folder_holds_its_report_when_it_a
     assert sorted(p.name for p in (s["out"] / "r").iterdir()) == seen[0]  # the old report and plots are gone
     assert c2s_run(s) == 0
     assert seen[1] == ["comparisons.csv", "manifest.json", "metrics.json", "plots", "report.html", "report.md",
-                       "scores.csv"]
+                       "scores.csv", "thumbs"]
 
 
 def test_leftovers_of_interrupted_writes_are_never_read_as_runs(setup, reported_run, capsys):

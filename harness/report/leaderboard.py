@@ -15,14 +15,16 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 
 from harness.core.vocabulary import LEADERBOARD_FORMATS
 from harness.core.jsontext import strict_json
 from harness.core.metrics import aggregate
-from harness.report.reports import ci_text, headline_ci, summary_text, template_env
+from harness.report.reports import ci_text, headline_ci, site_asset, summary_text, template_env
 from harness.run.record import Aggregate, DatasetMetrics, RunRecord, check_outputs, read_run
 
 FORMATS = LEADERBOARD_FORMATS
@@ -222,9 +224,39 @@ def _context(lb: Leaderboard) -> dict:
             "runs": sorted({(c.run_id, c.run_dir) for c in lb.cells.values()})}
 
 
-def write_leaderboard(lb: Leaderboard, out_dir, formats=FORMATS) -> list[Path]:
+def _html_context(lb: Leaderboard, out_dir: Path, viewer) -> dict:
+    """What the HTML page adds: a 95% interval column where some run computed one, each row's runs linked
+    to their reports (and to the viewer site `viewer`, a folder written by `c2s view`, if given), the
+    values of the row filters, and the sorting script (docs/viewer.md)."""
+    def href(path: Path) -> str:
+        return Path(os.path.relpath(path, out_dir)).as_posix()
+
+    ci_keys = {ds: [k for k, _ in lb.metrics if any(c.ci95.get(k) for r in lb.rows if (c := lb.cell(r, ds)))]
+               for ds in lb.datasets}
+    def row_links(row: RowKey) -> list[dict]:
+        runs = dict.fromkeys((c.run_id, c.run_dir) for c in map(partial(lb.cell, row), lb.datasets) if c)
+        return [{"run_id": run_id, "report": href(Path(run_dir) / "report.html"),
+                 "viewer": href(Path(viewer) / "index.html") + f"#/run/{run_id}" if viewer else None}
+                for run_id, run_dir in runs]
+
+    links = {row: row_links(row) for row in lb.rows}
+    filters = {name: sorted({_filter_value(r, name) for r in lb.rows}) for name in FILTERS}
+    return {**_context(lb), "ci_keys": ci_keys, "links": links, "filters": filters, "filter_value": _filter_value,
+            "sortable_js": site_asset("sortable.js")}
+
+
+#: the row properties the HTML page filters by
+FILTERS = ("profile", "mode", "anchors", "scope")
+
+
+def _filter_value(row: RowKey, name: str) -> str:
+    return (f"first {row.limit}" if row.limit else "all images") if name == "scope" else getattr(row, name)
+
+
+def write_leaderboard(lb: Leaderboard, out_dir, formats=FORMATS, viewer=None) -> list[Path]:
     """Write `leaderboard.<fmt>` for each requested format into `out_dir`; returns the paths. A table
-    is never written over or into one of the run folders read."""
+    is never written over or into one of the run folders read. `viewer`: a site of `c2s view` the HTML
+    rows link to."""
     formats = tuple(formats)
     unknown = [f for f in formats if f not in FORMATS]
     if unknown or not formats:
@@ -237,7 +269,8 @@ def write_leaderboard(lb: Leaderboard, out_dir, formats=FORMATS) -> list[Path]:
     for f in formats:
         path = out_dir / f"leaderboard.{f}"
         if f in ("md", "html"):
-            text = template_env(f == "html").get_template(f"leaderboard.{f}.j2").render(**_context(lb))
+            ctx = _html_context(lb, out_dir, viewer) if f == "html" else _context(lb)
+            text = template_env(f == "html").get_template(f"leaderboard.{f}.j2").render(**ctx)
             path.write_text(text, encoding="utf-8")
         elif f == "csv":
             with path.open("w", newline="", encoding="utf-8") as fh:

@@ -171,3 +171,52 @@ def dataset_plots(run: RunRecord) -> dict[str, Path]:
 def write_plots(run_dir) -> list[Path]:
     """Write the scatter plots of a run folder into its `plots/` folder."""
     return list(dataset_plots(read_run(run_dir)).values())
+
+
+#: panels of a per-split (or per-group) figure at most; the title says how many more there were
+MAX_PANELS = 16
+
+
+def facet_plots(run: RunRecord) -> dict[str, Path]:
+    """Per dataset with named splits or groups: one figure of small scatter plots, one per group (the
+    manifest's `group` column) or else per split, each point with its posterior-sd error bar; dataset -> PNG."""
+    out: dict[str, Path] = {}
+    for name, ds in run.metrics.datasets.items():
+        rows = [r for r in run.scores if r.dataset == name and r.status == "ok" and r.mos is not None
+                and math.isfinite(r.score)]
+        by_group = any(r.group for r in rows)
+        panels: dict[str, dict] = {}
+        for r in rows:
+            key = r.group if by_group else r.split
+            if key and key != ALL:
+                panels.setdefault(key, {})[r.image] = r  # an image once per panel
+        if len(panels) < 2:
+            continue
+        names = list(panels)[:MAX_PANELS]
+        ncols = min(4, len(names))
+        nrows = math.ceil(len(names) / ncols)
+        fig = Figure(figsize=(2.6 * ncols, 2.3 * nrows + 0.5), dpi=90, layout="constrained")
+        FigureCanvasAgg(fig)
+        for k, panel in enumerate(names):
+            ax = fig.add_subplot(nrows, ncols, k + 1)
+            prs = list(panels[panel].values())
+            x = np.array([r.score for r in prs])
+            y = np.array([r.mos for r in prs])
+            sd = score_sd(prs)
+            if sd is not None and np.isfinite(sd).any():
+                ax.errorbar(x, y, xerr=np.where(np.isfinite(sd), sd, 0.0), fmt="none", ecolor=GROUP_COLOURS[0],
+                            alpha=BAR_ALPHA, lw=0.8)
+            ax.scatter(x, y, s=8, alpha=POINT_ALPHA, color=GROUP_COLOURS[0], edgecolors="none")
+            corr = (ds.groups or {}).get(panel) if by_group else ds.splits.get(panel)
+            srcc = f", SRCC {corr.srcc:.3f}" if corr is not None and math.isfinite(corr.srcc) else ""
+            ax.set_title(f"{panel} (n = {len(prs)}{srcc})", fontsize=8)
+            ax.tick_params(labelsize=7)
+            ax.grid(alpha=0.3)
+        more = f" (first {MAX_PANELS} of {len(panels)})" if len(panels) > MAX_PANELS else ""
+        fig.suptitle(wrap_title(f"{name}: predicted score (x, ± posterior sd) vs MOS (y) per "
+                                f"{'group' if by_group else 'split'}{more}: {run.metrics.model_label}"), fontsize=9)
+        path = run.run_dir / PLOTS_DIR / f"facets_{_slug(name)}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, format="png")
+        out[name] = path
+    return out

@@ -18,9 +18,16 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from harness.core.metrics import constant
 from harness.core.vocabulary import ALL, SUMMARIES
 from harness.run.evaluation import SUMMARY_METRICS, summarise, summary_splits
-from harness.run.record import Aggregate, DatasetMetrics, Manifest, RunRecord, ScoreRow, read_run
+from harness.run.record import Aggregate, DatasetMetrics, Manifest, RunRecord, ScoreRow, leftover_of, read_run
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
+#: the script and style files of the HTML pages (the viewer's site, the leaderboard's and reports' sorting)
+SITE = Path(__file__).resolve().parent / "site"
+
+
+def site_asset(name: str) -> str:
+    """The text of one of the pages' own script or style files, to inline into a page."""
+    return (SITE / name).read_text(encoding="utf-8")
 
 #: (key in a split's correlations, column title), in report order
 METRIC_COLUMNS = tuple(zip(SUMMARY_METRICS, ("SRCC", "KRCC", "PLCC", "PLCC (logistic)", "RMSE (logistic)")))
@@ -247,8 +254,37 @@ def report_context(run: RunRecord, plots: dict) -> dict:
     }
 
 
+#: worst and best images by |residual| shown per dataset in the HTML report
+K_EXTREMES = 6
+#: the run's files the HTML report links to
+LINKED_FILES = ("scores.csv", "comparisons.csv", "manifest.json", "metrics.json", "report.md")
+#: where the HTML report says how to browse the run; `c2s view` replaces it by a link in its copy
+VIEWER_MARKERS = ("<!-- viewer-link -->", "<!-- /viewer-link -->")
+
+
+def gallery_context(run: RunRecord) -> dict:
+    """The HTML report's images: anchor thumbnails, the worst and best images per dataset (thumbnails in
+    the run's `thumbs/` folder, None where an image cannot be read now) and the per-split figures."""
+    from harness.report.gallery import Thumbnails, extremes
+    from harness.report.plots import facet_plots
+
+    thumbs = Thumbnails(run.run_dir / "thumbs")
+    picks = {ds: {side: [{**item, "thumb": thumbs(item["path"])} for item in items] for side, items in e.items()}
+             for ds, e in extremes(run, K_EXTREMES).items()}
+    return {"anchor_thumbs": [thumbs(p) for p in run.manifest.anchors.images], "extremes": picks,
+            "facets": {ds: p.relative_to(run.run_dir).as_posix() for ds, p in facet_plots(run).items()},
+            "files": [name for name in LINKED_FILES if (run.run_dir / name).is_file()],
+            "run_dir": str(final_dir(run.run_dir)), "viewer_markers": VIEWER_MARKERS}
+
+
+def final_dir(run_dir: Path) -> Path:
+    """Where a run folder will be: a report is written into the hidden folder `write_run` fills first."""
+    run_id = leftover_of(run_dir)
+    return run_dir if run_id is None else run_dir.parent / run_id
+
+
 def write_report(run_dir) -> tuple[Path, Path]:
-    """Write `report.md` and `report.html` (with the scatter plots) into a run folder."""
+    """Write `report.md` and `report.html` (with the scatter plots and thumbnails) into a run folder."""
     # imported here so that matplotlib loads only when a report is written (not for leaderboards)
     from harness.report.plots import dataset_plots
 
@@ -258,5 +294,6 @@ def write_report(run_dir) -> tuple[Path, Path]:
     md = run.run_dir / "report.md"
     html = run.run_dir / "report.html"
     md.write_text(template_env(False).get_template("report.md.j2").render(**ctx), encoding="utf-8")
-    html.write_text(template_env(True).get_template("report.html.j2").render(**ctx), encoding="utf-8")
+    html.write_text(template_env(True).get_template("report.html.j2").render(**ctx, **gallery_context(run)),
+                    encoding="utf-8")
     return md, html
