@@ -39,38 +39,53 @@ def expected_information_gain(mu, var, link: str = "probit") -> np.ndarray:
     return _entropy(F @ _WEIGHTS) - _entropy(F) @ _WEIGHTS
 
 
-def candidate_pairs(mean: np.ndarray, fixed: np.ndarray, key: np.ndarray, neighbours: int = NEIGHBOURS) -> np.ndarray:
-    """Unordered candidate pairs (k, 2), smaller index first: every free item with every fixed item, and
-    each free item with its `neighbours` nearest free items in the order of (score, key) (the informative
-    test-vs-test pairs are those of close scores; `key` breaks ties, e.g. before any comparison)."""
+def candidate_pairs(mean: np.ndarray, fixed: np.ndarray, key: np.ndarray, linked: np.ndarray,
+                    neighbours: int = NEIGHBOURS) -> np.ndarray:
+    """Unordered candidate pairs (k, 2), smaller index first: every free item with every fixed item, and each
+    free item with the `neighbours` nearest `linked` free items in the order of (score, key) (informative
+    test-vs-test pairs have close scores; `key` breaks ties, e.g. among items still at the prior mean). A pair
+    of two items not linked to a fixed item is never a candidate: it would leave both off the anchors' scale."""
     free = np.flatnonzero(~fixed)
     anchors = np.flatnonzero(fixed)
     parts = [np.column_stack([np.repeat(free, anchors.size), np.tile(anchors, free.size)])]
     ranked = free[np.lexsort((key[free], mean[free]))]
-    for step in range(1, min(neighbours, ranked.size - 1) + 1):
-        parts.append(np.column_stack([ranked[:-step], ranked[step:]]))
+    rank = np.empty(mean.size, dtype=np.intp)
+    rank[ranked] = np.arange(ranked.size)
+    near = ranked[linked[ranked]]
+    if near.size and neighbours > 0:
+        half = max(1, neighbours // 2)
+        pos = np.searchsorted(rank[near], rank[free])
+        idx = pos[:, None] + np.arange(-half, half + 1)
+        ok = (idx >= 0) & (idx < near.size)
+        partner = near[np.clip(idx, 0, near.size - 1)]
+        ok &= partner != free[:, None]
+        parts.append(np.column_stack([np.broadcast_to(free[:, None], idx.shape)[ok], partner[ok]]))
     pairs = np.concatenate(parts).astype(np.intp)
     return np.unique(np.sort(pairs, axis=1), axis=0)
 
 
-def select_pairs(mean, sd, fixed, n_pairs: int, *, judged=frozenset(), link: str = "probit", seed=0,
+def select_pairs(mean, sd, fixed, n_pairs: int, *, judged=frozenset(), linked=None, link: str = "probit", seed=0,
                  neighbours: int = NEIGHBOURS) -> list[tuple[int, int]]:
-    """The `n_pairs` candidate pairs (`candidate_pairs`) of highest EIG, none of them in `judged` (unordered
-    (i, j) with i < j), each free item in at most ceil(2 n_pairs / n_free) of them where enough pairs allow
-    (a batch that spreads over the items, not n_pairs comparisons of the one most uncertain item).
-    Ties go by a random key drawn from `seed`, so the choice is a function of the posterior and the seed.
-    Each pair comes back in presentation order: a fixed item first; of two free items, the one of smaller key."""
+    """The `n_pairs` candidate pairs (`candidate_pairs`; `linked`: the items with a chain of comparisons to a
+    fixed item, fixed items included; None: all) not in `judged` (unordered (i, j), i < j): first those that link
+    a not yet linked item (every image gets its first comparison before any gets a further one), then by EIG;
+    each free item in at most ceil(2 n_pairs / n_free) of them where enough pairs allow (a batch that spreads
+    over the items, not n_pairs comparisons of the one most uncertain item). Ties go by a random key drawn from
+    `seed`, so the choice is a function of the posterior and the seed. Each pair comes back in presentation
+    order: a fixed item first; of two free items, the one of smaller key."""
     mean, sd, fixed = np.asarray(mean, float), np.asarray(sd, float), np.asarray(fixed, bool)
+    linked = np.ones(mean.size, bool) if linked is None else np.asarray(linked, bool) | fixed
     rng = np.random.default_rng(seed)
     key = rng.permutation(mean.size)
-    cand = candidate_pairs(mean, fixed, key, neighbours)
+    cand = candidate_pairs(mean, fixed, key, linked, neighbours)
     if judged:
         done = np.array(sorted(judged), dtype=np.intp).reshape(-1, 2)
         width = mean.size
         cand = cand[~np.isin(cand[:, 0] * width + cand[:, 1], done[:, 0] * width + done[:, 1])]
     i, j = cand[:, 0], cand[:, 1]
     gain = expected_information_gain(mean[j] - mean[i], sd[i] ** 2 + sd[j] ** 2, link)
-    ranked = cand[np.lexsort((rng.permutation(len(cand)), -gain))]
+    first = ~linked[i] | ~linked[j]
+    ranked = cand[np.lexsort((rng.permutation(len(cand)), -gain, ~first))]
     n_free = max(int((~fixed).sum()), 1)
     cap = max(1, math.ceil(2 * n_pairs / n_free))
     uses = np.zeros(mean.size, dtype=np.int64)
