@@ -89,7 +89,8 @@ def select_pairs(mean, sd, fixed, n_pairs: int, *, judged=frozenset(), linked=No
     n_free = max(int((~fixed).sum()), 1)
     cap = max(1, math.ceil(2 * n_pairs / n_free))
     uses = np.zeros(mean.size, dtype=np.int64)
-    chosen, taken = [], np.zeros(len(ranked), dtype=bool)
+    chosen: list[tuple[int, int]] = []
+    taken = np.zeros(len(ranked), dtype=bool)
     for limit in (cap, None):  # a second pass without the cap fills what the cap left short
         for k, (a, b) in enumerate(ranked):
             if len(chosen) == n_pairs:
