@@ -7,8 +7,10 @@ Two worlds, each through the real runner (pair cache, rounds, joint MAP), one fr
   objective ordering, the benchmark's MOS).
 Anchors: Eqn. 4 on the dataset itself (5 anchors). Per design it prints comparisons per test image (the anchor
 block, m(m-1) pairs shared by every design, not counted), SRCC against the truth, seconds; and writes a plot.
+The planted world is drawn `--seeds` times (dataset and perception noise); its lines are each draw's figure,
+the plot shows their mean (bars: min to max).
 
-    python bench/designs.py [--n 1000] [--budgets 1 2 3 5 8] [--noise 0.5] [--image-noise 0.2] \\
+    python bench/designs.py [--n 1000] [--budgets 1 2 2.5 3 5 8] [--noise 0.5] [--image-noise 0.2] [--seeds 3] \\
                             [--plot docs/img/designs.png] [--work /tmp/designs-bench]
 """
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import argparse
 import shutil
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -38,11 +41,11 @@ def srcc_of(folder: Path) -> tuple[float, int]:
 
 
 def curve(name, model, options, dataset: DatasetSpec, budgets, work: Path, round_size=None):
-    cache = work / f"{name}.sqlite"
+    cache = work / f"{name.replace('/', '-')}.sqlite"
     out = []
     for design, budget in [("anchors", None)] + [("active", b) for b in budgets]:
         cfg = RunConfig(model=model, model_options=dict(options), datasets=[dataset], cache=str(cache),
-                        anchors=AnchorSpec("select", dataset=dataset.name), out_dir=str(work / "runs" / name),
+                        anchors=AnchorSpec("select", dataset=dataset.name), out_dir=str(work / "runs" / name.replace("/", "-")),
                         reports=False, design=design, budget=budget, round_size=round_size if budget else None)
         t0 = time.perf_counter()
         folder = run(cfg, progress=False)[0]
@@ -52,7 +55,7 @@ def curve(name, model, options, dataset: DatasetSpec, budgets, work: Path, round
         n_tests = manifest.counts.images_total
         spent = manifest.design["comparisons"] if budget else 5 * n_tests
         per_image = spent / n_tests
-        print(f"{name:8s} {design:8s} budget {budget if budget else '-':>4}  comparisons/image {per_image:5.2f}  "
+        print(f"{name:10s} {design:8s} budget {budget if budget else '-':>4}  comparisons/image {per_image:5.2f}  "
               f"SRCC {rho:.4f}  failed {failed}  rounds {manifest.design.get('rounds', '-')}  {seconds:6.1f} s",
               flush=True)
         out.append((design, per_image, rho))
@@ -66,11 +69,13 @@ def plot(curves: dict, path: Path):
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, len(curves), figsize=(5 * len(curves), 3.8))
-    for ax, (title, pts) in zip(np.atleast_1d(axes), curves.items()):
-        act = [(x, y) for d, x, y in pts if d == "active"]
-        anc = [(x, y) for d, x, y in pts if d == "anchors"]
-        ax.plot(*zip(*act), "o-", label="active (EIG, joint MAP)")
-        ax.plot(*zip(*anc), "s", color="C3", markersize=9, label="5 anchors (the paper)")
+    for ax, (title, draws) in zip(np.atleast_1d(axes), curves.items()):
+        for design, style in (("active", dict(fmt="o-", label="active (EIG, joint MAP)")),
+                              ("anchors", dict(fmt="s", color="C3", markersize=9, label="5 anchors (the paper)"))):
+            x = np.array([[p[1] for p in pts if p[0] == design] for pts in draws]).mean(axis=0)
+            y = np.array([[p[2] for p in pts if p[0] == design] for pts in draws])
+            mean = y.mean(axis=0)
+            ax.errorbar(x, mean, yerr=[mean - y.min(axis=0), y.max(axis=0) - mean], capsize=3, **style)
         ax.set_xlabel("comparisons per test image")
         ax.set_ylabel("SRCC against the truth")
         ax.set_title(title, fontsize=10)
@@ -85,7 +90,8 @@ def plot(curves: dict, path: Path):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=1000, help="planted images")
-    ap.add_argument("--budgets", type=float, nargs="+", default=[1, 2, 3, 5, 8])
+    ap.add_argument("--budgets", type=float, nargs="+", default=[1, 2, 2.5, 3, 5, 8])
+    ap.add_argument("--seeds", type=int, default=3, help="draws of the planted world")
     ap.add_argument("--noise", type=float, default=0.5, help="planted per-pair perception noise (quality units)")
     ap.add_argument("--image-noise", type=float, default=0.2, help="planted per-image perception noise")
     ap.add_argument("--round-size", type=int, default=None, help="pairs per active round (default: the runner's)")
@@ -93,17 +99,20 @@ def main(argv=None):
     ap.add_argument("--plot", type=Path, default=None)
     ap.add_argument("--work", type=Path, default=Path("/tmp/designs-bench"))
     a = ap.parse_args(argv)
+    warnings.simplefilter("ignore")  # Eqn. 4 picks anchors among the test images: the runner says so each run
     shutil.rmtree(a.work, ignore_errors=True)
     a.work.mkdir(parents=True)
-    manifest = write_planted_dataset(a.work / "planted", a.n, seed=0)
-    curves = {}
-    title = f"planted Thurstone, {a.n} images (noise {a.noise:g}, image noise {a.image_noise:g})"
-    curves[title] = curve("planted", PLANTED, {"noise": a.noise, "image_noise": a.image_noise},
-                          DatasetSpec("planted", source=str(manifest), root=str(a.work / "planted")),
-                          a.budgets, a.work, a.round_size)
+    title = f"planted Thurstone, {a.n} images (noise {a.noise:g}, image noise {a.image_noise:g}), {a.seeds} draws"
+    curves = {title: []}
+    for seed in range(a.seeds):
+        manifest = write_planted_dataset(a.work / f"planted{seed}", a.n, seed=seed)
+        curves[title].append(curve(f"planted/{seed}", PLANTED,
+                                   {"noise": a.noise, "image_noise": a.image_noise, "seed": seed},
+                                   DatasetSpec("planted", source=str(manifest), root=str(a.work / f"planted{seed}")),
+                                   a.budgets, a.work, a.round_size))
     if not a.skip_demo:
-        curves["embedded benchmark (260 images), classical comparator"] = curve(
-            "demo", "classical", {}, DatasetSpec("demo", root=str(a.work / "demo")), a.budgets, a.work, a.round_size)
+        curves["embedded benchmark (260 images), classical comparator"] = [curve(
+            "demo", "classical", {}, DatasetSpec("demo", root=str(a.work / "demo")), a.budgets, a.work, a.round_size)]
     if a.plot:
         plot(curves, a.plot)
     shutil.rmtree(a.work, ignore_errors=True)

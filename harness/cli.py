@@ -520,6 +520,13 @@ def _print_dry_run(cfg) -> None:
         else:
             print(f"  {what}: {e['items']} planned, {e['cached']} already cached, {e['to_judge']} to judge; "
                   f"estimated {e['seconds']:.1f} s (from {e['timed_pairs']} timed before with this model and options)")
+    if cfg.design == "active":
+        from harness.run.designs import default_round_size, total_comparisons
+
+        n = len(plan.tests)
+        print(f"  design active: {total_comparisons(cfg.budget, n)} test comparisons (budget {cfg.budget:g} x {n} images"
+              f"{'; each judged in both orders' if cfg.order == 'both' else ''}) in rounds of "
+              f"{cfg.round_size or default_round_size(n)}, chosen as the run goes: not in the counts above")
 
 
 def _print_run(run_dir: Path, command: str = "run") -> int:

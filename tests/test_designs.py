@@ -195,6 +195,8 @@ def test_active_cli_end_to_end_with_the_classical_comparator(tmp_path, capsys):
     args = ["run", "--model", "classical", "--dataset", "demo", "--limit", "30", "--anchors", "select",
             "--anchors-dataset", "demo", "--out", str(tmp_path / "runs"), "--cache", str(tmp_path / "c.sqlite"),
             "--no-report", "--design", "active", "--budget", "1.5", "--round-size", "10"]
+    assert main(args + ["--dry-run"]) == 0
+    assert "design active: 45 test comparisons (budget 1.5 x 30 images) in rounds of 10" in capsys.readouterr().out
     assert main(args) == 0
     folder, = (tmp_path / "runs").iterdir()
     manifest = json.loads((folder / "manifest.json").read_text())
