@@ -206,6 +206,11 @@ def test_active_cli_end_to_end_with_the_classical_comparator(tmp_path, capsys):
     # the anchor design of the same configuration is another run (its own id), reusing the anchor block
     assert main(args[:-6]) == 0
     assert len(list((tmp_path / "runs").iterdir())) == 2
+    # and its own leaderboard row
+    assert main(["leaderboard", str(tmp_path / "runs"), "--out", str(tmp_path / "lb")]) == 0
+    table = "\n".join(p.read_text() for p in (tmp_path / "lb").glob("*.md"))
+    assert "classical [limited to first 30] [active, budget 1.5]" in table
+    assert "classical [limited to first 30] |" in table
 
 
 @pytest.mark.parametrize("extra, message", [
