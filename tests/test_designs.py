@@ -77,7 +77,7 @@ def test_hand_made_posterior():
     # a batch of 2 spreads: item 1 is capped at ceil(2 * 2 / 3) = 2 uses, so both may be item 1's
     two = select_pairs(mean, sd, fixed, 2)
     assert two[0] == (4, 1) and 1 in two[1]
-    # one pair per item (cap 1 with 3 pairs over 3 free items... ceil(6 / 3) = 2; with 1 pair over 3 items: 1)
+    # 3 pairs over 3 free items: each in at most ceil(6 / 3) = 2 of them, no pair twice
     many = select_pairs(mean, sd, fixed, 3)
     uses = np.bincount(np.array(many).ravel(), minlength=5)
     assert uses[:3].max() <= 2 and len(set(map(frozenset, many))) == 3
@@ -98,14 +98,12 @@ def test_unlinked_items_get_their_first_comparison_first_and_never_with_each_oth
 
 
 def test_selection_is_a_function_of_the_seed():
-    rng = np.random.default_rng(1)
     mean, sd = np.zeros(40), np.ones(40)
     fixed = np.r_[np.zeros(35, bool), np.ones(5, bool)]
     sd[fixed] = 0
     a = select_pairs(mean, sd, fixed, 10, seed=[7, 0])
     assert a == select_pairs(mean, sd, fixed, 10, seed=[7, 0])
     assert a != select_pairs(mean, sd, fixed, 10, seed=[8, 0])
-    del rng
 
 
 # --- active runs through the runner and the CLI -------------------------------------------------------------
