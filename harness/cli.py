@@ -180,7 +180,7 @@ def _anchor_spec(a, source):
 
 def _parser() -> argparse.ArgumentParser:
     from harness.core.profiles import DEFAULT_PROFILE, PROFILES
-    from harness.core.vocabulary import MODES, ORDERS, SUMMARIES
+    from harness.core.vocabulary import DEFAULT_DESIGN, DESIGNS, MODES, ORDERS, SUMMARIES
     from harness.core.vocabulary import (DEFAULT_BATCH_SIZE, DEFAULT_LEADERBOARD_DIR, DEFAULT_ORDER, DEFAULT_RUNS_DIR,
                                          DEFAULT_STALL_TIMEOUT, LEADERBOARD_FORMATS)
 
@@ -249,6 +249,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--order", choices=ORDERS, default=DEFAULT_ORDER,
                    help="show the anchor first (official), or both orders, folded by the runner (docs/method.md)")
     p.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE, help="pairs per comparator call")
+    p.add_argument("--design", choices=DESIGNS, default=DEFAULT_DESIGN,
+                   help="anchors: every test image against every anchor (the paper); active: pairs chosen round by "
+                        "round by expected information gain, scored by the joint MAP (docs/method.md)")
+    p.add_argument("--budget", type=float, metavar="K",
+                   help="with --design active: comparisons per test image on average (>= 1, may be fractional)")
+    p.add_argument("--round-size", type=int, metavar="N",
+                   help="with --design active: pairs chosen per round (default: half the test images)")
     p.add_argument("--out", default=DEFAULT_RUNS_DIR, help="where run folders go")
     p.add_argument("--cache", help="the pair cache (SQLite; default: pairs.sqlite in the home folder, $C2S_HOME)")
     p.add_argument("--run-id", help="run folder name inside --out (default: derived from the configuration); a "
@@ -488,6 +495,7 @@ def cmd_run(a) -> int:
             profile_overrides={k: v for k, v in _overrides(a).items() if v is not None}, order=a.order, batch_size=a.batch_size, out_dir=a.out, cache=a.cache,
             run_id=a.run_id, drop_bad=a.drop_bad, bootstrap=a.bootstrap, reports=not a.no_report,
             limit=a.limit, overwrite=a.overwrite, stall_timeout=a.stall_timeout,
+            design=a.design, budget=a.budget, round_size=a.round_size,
             **_given(max_pixels=a.max_pixels, min_side=a.min_side))]
     if a.dry_run:
         for cfg in configs:
@@ -524,6 +532,13 @@ def _print_dry_run(cfg) -> None:
         else:
             print(f"  {what}: {e['items']} planned, {e['cached']} already cached, {e['to_judge']} to judge; "
                   f"estimated {e['seconds']:.1f} s (from {e['timed_pairs']} timed before with this model and options)")
+    if cfg.design == "active":
+        from harness.run.designs import default_round_size, total_comparisons
+
+        n = len(plan.tests)
+        print(f"  design active: {total_comparisons(cfg.budget, n)} test comparisons (budget {cfg.budget:g} x {n} images"
+              f"{'; each judged in both orders' if cfg.order == 'both' else ''}) in rounds of "
+              f"{cfg.round_size or default_round_size(n)}, chosen as the run goes: not in the counts above")
 
 
 def _print_run(run_dir: Path, command: str = "run") -> int:

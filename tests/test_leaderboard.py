@@ -190,7 +190,7 @@ def test_runner_style_summary_over_and_unranked(tmp_path):
     assert ("Not ranked (no ground-truth scores): M (paper, soft, anchors koniq-default (feedbeef)) on mine."
             in md.read_text())
     assert json.loads(js.read_text())["unranked"] == [{"model_label": "M", "profile": "paper", "mode": "soft",
-                                                       "anchors": ANCHORS, "limit": None,
+                                                       "anchors": ANCHORS, "limit": None, "design": None,
                                                        "dataset": "mine"}]
     only_unlabeled = make_run(tmp_path, "u", {"mine": mine}, label="M")
     with pytest.raises(ValueError, match="no dataset with ground-truth scores"):

@@ -20,6 +20,9 @@ MODES = ("soft", "count", "rating")
 #: presentation order: the anchor first (the official code), or both orders folded by the runner
 ORDERS = ("anchor_first", "both")
 DEFAULT_ORDER = ORDERS[0]
+#: comparison designs (harness.run.designs): every test image against every anchor (the paper), or active rounds
+DESIGNS = ("anchors", "active")
+DEFAULT_DESIGN = "anchors"
 #: the tag of the group holding every image of a dataset (beside its named splits)
 ALL = "all"
 #: what a dataset's headline aggregates: the median over its splits (the paper), or all images at once

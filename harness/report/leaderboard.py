@@ -61,11 +61,14 @@ class RowKey:
     anchors: str
     #: images per dataset of a --limit run (None: the whole dataset)
     limit: int | None = None
+    #: an active design's settings, e.g. "active, budget 3" (None: the anchor design): a row of its own
+    design: str | None = None
 
     @property
     def model_text(self) -> str:
-        """The model as shown in a table: a limited run says so."""
-        return self.model_label + (f" [limited to first {self.limit}]" if self.limit else "")
+        """The model as shown in a table: a limited run and an active design say so."""
+        return (self.model_label + (f" [limited to first {self.limit}]" if self.limit else "")
+                + (f" [{self.design}]" if self.design else ""))
 
     def describe(self) -> str:
         return f"{self.model_text} ({self.profile}, {self.mode}, anchors {self.anchors})"
@@ -142,7 +145,9 @@ def _cell(run: RunRecord, name: str, ds: DatasetMetrics) -> Cell:
 
 def row_key(run: RunRecord) -> RowKey:
     m, a = run.metrics, run.manifest.anchors
-    return RowKey(m.model_label, m.profile, m.mode, f"{a.name} ({a.digest[:8]})", run.manifest.limit)
+    d = run.manifest.design or {}
+    design = f"active, budget {d.get('budget'):g}" if d.get("name") == "active" else None
+    return RowKey(m.model_label, m.profile, m.mode, f"{a.name} ({a.digest[:8]})", run.manifest.limit, design)
 
 
 def _mark_best(lb: Leaderboard) -> None:

@@ -213,6 +213,8 @@ class Manifest(_Schema):
     rescored_from: RescoredFrom | None = None
     #: --limit: only the first N images of each dataset (manifest order) were scored; None: all of them
     limit: int | None = None
+    #: the comparison design (harness.run.designs.Design.record); None in folders written before designs
+    design: dict[str, Any] | None = None
 
     @field_validator("created")
     @classmethod

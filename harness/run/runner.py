@@ -35,6 +35,7 @@ from harness.core.metrics import MAX_BOOTSTRAP
 from harness.core.options import check_fields, options_secrets, recorded_options
 from harness.core.secrets import redact, remember, scrub_all
 from harness.run.cache import PairCache
+from harness.run.designs import ACTIVE, DEFAULT_DESIGN, Design, check_design, judge_active, score_active
 from harness.data.datasets import Dataset, Record, load_dataset, load_official_split
 from harness.data.images import DEFAULT_MAX_PIXELS, DEFAULT_MIN_SIDE, Limits, image_limits, unreadable
 from harness.run.evaluation import DatasetRun, JudgedPairs, evaluate
@@ -146,6 +147,11 @@ class RunConfig:
     min_side: int = DEFAULT_MIN_SIDE
     #: stop the run (resumable) when no batch has come back for this many seconds; 0: never (watchdog.py)
     stall_timeout: float = DEFAULT_STALL_TIMEOUT
+    #: the comparison design (harness.run.designs): "anchors" (the paper's) or "active" with `budget`
+    #: comparisons per test image (may be fractional) in rounds of `round_size` pairs, tie-breaks seeded by `seed`
+    design: str = DEFAULT_DESIGN
+    budget: float | None = None
+    round_size: int | None = None
 
     def __post_init__(self):
         # a value of the wrong type, an unknown backend or a bad option fails here, before any data or
@@ -180,6 +186,8 @@ class RunConfig:
             get_profile(p, **self.profile_overrides)
         if "rating" in self.modes and not comparator_class(self.model).can_rate:
             raise ValueError(_NO_RATING.format(self.model))
+        check_design(self.design, self.budget, self.round_size, self.modes,
+                     [get_profile(p, **self.profile_overrides) for p in self.profiles])
 
     @property
     def model_label(self) -> str:
@@ -193,6 +201,9 @@ class RunConfig:
     @property
     def image_limits(self) -> Limits:
         return Limits(self.max_pixels, self.min_side)
+
+    def design_spec(self) -> Design:
+        return Design(self.design, self.budget, self.round_size, self.seed if self.design == ACTIVE else 0)
 
 
 def _under_image_limits(fn):
@@ -414,7 +425,9 @@ def plan_run(config: RunConfig, comparator=None, *, inputs=(), outputs=()) -> Pl
     work = {}
     if needs_anchors(config):
         block = any(anchor_matrix_needs_model(p, anchors) for p in profiles)
-        work["pairs"] = plan_pairs(tests, anchors.images, order=config.order, anchor_block=block)
+        # an active design plans only the anchor block: its test pairs are chosen round by round (run)
+        work["pairs"] = plan_pairs([] if config.design == ACTIVE else tests, anchors.images, order=config.order,
+                                   anchor_block=block)
     if "rating" in config.modes:
         work["rating"] = ([Pair(x, x) for x in tests], ["test"] * len(tests))
     plan = Plan(dsruns, anchors, profiles, tests, overlap, work)
@@ -429,7 +442,15 @@ def run_identity(config: RunConfig, anchors: AnchorSet | None, profile: Profile,
             "datasets": [asdict(s) for s in config.datasets], "anchors": anchors.digest() if anchors else None,
             **(selection_identity(asdict(config.anchors)) if anchors else {}),
             "profile": profile.as_dict(), "mode": mode, "order": config.order,
-            **({"limit": config.limit} if config.limit else {})}  # full runs keep their ids
+            **({"limit": config.limit} if config.limit else {}),  # full runs keep their ids
+            **design_identity(config.design_spec().record())}
+
+
+def design_identity(design: dict | None) -> dict:
+    """An active design's settings are part of a run's identity (not what it spent); anchor-design runs keep their ids."""
+    if not design or design.get("name") != ACTIVE:
+        return {}
+    return {"design": {k: design.get(k) for k in ("name", "budget", "round_size", "seed")}}
 
 
 def selection_identity(anchors_config: dict) -> dict:
@@ -447,7 +468,8 @@ def recorded_identity(m: Manifest) -> dict:
     return {"model": m.model.spec, "options": m.model.options, "fp": m.model.fingerprint_hash,
             "datasets": m.datasets_config, "anchors": None if m.anchors.name == NO_ANCHORS else m.anchors.digest,
             **(selection_identity(m.anchors_config) if m.anchors.name != NO_ANCHORS else {}),
-            "profile": m.profile.as_dict(), "mode": m.mode, "order": m.order, **({"limit": m.limit} if m.limit else {})}
+            "profile": m.profile.as_dict(), "mode": m.mode, "order": m.order, **({"limit": m.limit} if m.limit else {}),
+            **design_identity(m.design)}
 
 
 def run_id_for(config: RunConfig, profile: Profile, mode: str, identity: dict) -> str | None:
@@ -465,7 +487,7 @@ def run_id_for(config: RunConfig, profile: Profile, mode: str, identity: dict) -
 #: how a user names each part of a run's identity
 _IDENTITY_NAMES = {"model": "model spec", "options": "model options", "fp": "model fingerprint",
                    "datasets": "datasets", "anchors": "anchors", "profile": "profile", "mode": "mode",
-                   "order": "order", "limit": "--limit"}
+                   "order": "order", "limit": "--limit", "design": "design (--design, --budget, --round-size, seed)"}
 
 
 def check_targets(config: RunConfig, plan: Plan, fp_hash=None, *, inputs=(), outputs=()) -> None:
@@ -573,11 +595,18 @@ def run(config: RunConfig, *, comparator=None, progress: bool = True, complete=N
         guard = StallGuard(config.stall_timeout, config.model)
         calls = {"pairs": guard.wrap(lambda b: scrubbed(compare_batch(comparator, b)), "pair"),
                  "rating": guard.wrap(lambda b: scrubbed(rate_batch(comparator, [p.first for p in b])), "image")}
+        def judge_kind(kind, items, roles):
+            return judge(calls[kind], items, roles, cache=cache, fp_hash=fp_hash,
+                         prompt_key=prompt_key(fp, rating=kind == "rating"), batch_size=config.batch_size,
+                         progress=progress, timings=timings, config_key=config_key(config))
+
+        design = config.design_spec()
         try:
-            judged = {kind: judge(calls[kind], items, roles, cache=cache, fp_hash=fp_hash,
-                                  prompt_key=prompt_key(fp, rating=kind == "rating"), batch_size=config.batch_size,
-                                  progress=progress, timings=timings, config_key=config_key(config))
-                      for kind, (items, roles) in plan.work.items()}
+            judged = {kind: judge_kind(kind, items, roles) for kind, (items, roles) in plan.work.items()}
+            if design.name == ACTIVE:  # rounds chosen under the first profile and comparison mode
+                judged["pairs"] = judge_active(functools.partial(judge_kind, "pairs"), tests, anchors,
+                                               judged["pairs"], design, profile=plan.profiles[0],
+                                               mode=next(m for m in config.modes if m != "rating"), order=config.order)
         finally:
             guard.close()
             if cache:
@@ -598,7 +627,7 @@ def run(config: RunConfig, *, comparator=None, progress: bool = True, complete=N
                     "datasets_config": [asdict(s) for s in config.datasets], "anchors_config": anchors_config(config),
                     "seeds": {"bootstrap": config.seed, "official_adam": 0},
                     "cache": str(Path(config.cache).resolve()) if config.cache else None,
-                    "limit": config.limit}
+                    "limit": config.limit, "design": design.record()}
         path = finish_run(Path(config.out_dir) / run_id, manifest, dsruns, tests, anchors, j, profile, mode,
                           dict(timings), bootstrap=config.bootstrap, seed=config.seed, complete=complete)
         out.append(path)
@@ -631,7 +660,10 @@ def finish_run(run_dir: Path, manifest: dict, dsruns: list[DatasetRun], tests: l
     run's identity and configuration, the rest is added here; `complete` as in `write_run`."""
     t0 = time.perf_counter()
     raw = on_raw_logits(profile, mode)
-    scored = score_tests(tests, anchors, judged.lookup(raw), judged.error_of(), profile, mode, manifest["order"])
+    if (manifest.get("design") or {}).get("name") == ACTIVE and mode != "rating":
+        scored = score_active(tests, anchors, judged, raw, profile, mode)
+    else:
+        scored = score_tests(tests, anchors, judged.lookup(raw), judged.error_of(), profile, mode, manifest["order"])
     timings["scoring"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     comparisons = comparison_rows(judged, profile, mode)
