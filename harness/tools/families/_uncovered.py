@@ -74,7 +74,6 @@ NOT_COVERED: dict[str, str] = {
     "minicpmv4_6": "not tried yet",
     "minicpmv4_7": "not tried yet",
     "minimax_m3_vl": "not tried yet",
-    "mistral3": "not tried yet",
     "mistral4": "not tried yet",
     "mistral_large4": "not tried yet",
     "mllama": "not tried yet",
