@@ -76,7 +76,6 @@ NOT_COVERED: dict[str, str] = {
     "minimax_m3_vl": "not tried yet",
     "mistral4": "not tried yet",
     "mistral_large4": "not tried yet",
-    "mllama": "not tried yet",
     "molmo2": "not tried yet",
     "muse_glimmer": "not tried yet",
     "muse_spark": "not tried yet",
