@@ -48,7 +48,6 @@ NOT_COVERED: dict[str, str] = {
     "hy_v4_vl": "not tried yet",
     "hyperclovax_vision_v2": "not tried yet",
     "idefics": "not tried yet",
-    "idefics2": "not tried yet",
     "idefics3": "not tried yet",
     "inkling2": "not tried yet",
     "inkling2_loop": "not tried yet",
