@@ -98,7 +98,6 @@ NOT_COVERED: dict[str, str] = {
     "qwen3_vl_moe": "not tried yet",
     "qwen4_exp": "not tried yet",
     "shieldgemma2": "not tried yet",
-    "smolvlm": "not tried yet",
     "step3p7": "not tried yet",
     "t5gemma2": "not tried yet",
     "udop": "not tried yet",
