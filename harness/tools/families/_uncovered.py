@@ -10,7 +10,6 @@ family of the mapping is in exactly one of these places.
 NOT_COVERED: dict[str, str] = {
     "apertus1p5": "not tried yet",
     "aria": "not tried yet",
-    "aya_vision": "not tried yet",
     "blip": "not tried yet",
     "blip-2": "not tried yet",
     "chameleon": "not tried yet",
