@@ -31,7 +31,6 @@ NOT_COVERED: dict[str, str] = {
     "fuyu": "not tried yet",
     "gemma3": "not tried yet",
     "gemma3n": "not tried yet",
-    "gemma4": "not tried yet",
     "gemma4_unified": "not tried yet",
     "git": "not tried yet",
     "glm46v": "not tried yet",
