@@ -57,7 +57,6 @@ NOT_COVERED: dict[str, str] = {
     "kimi_k25": "not tried yet",
     "kosmos-2": "not tried yet",
     "kosmos-2.5": "not tried yet",
-    "lfm2_vl": "not tried yet",
     "lfm3_vl": "not tried yet",
     "lighton_ocr": "not tried yet",
     "llama4": "transformers 5.24's Llama4ForConditionalGeneration.forward raises AttributeError on every call "
