@@ -13,7 +13,6 @@ NOT_COVERED: dict[str, str] = {
     "blip": "not tried yet",
     "blip-2": "not tried yet",
     "chameleon": "not tried yet",
-    "cohere2_vision": "not tried yet",
     "cohere_compass": "not tried yet",
     "cosmos3_edge": "not tried yet",
     "cosmos3_omni": "not tried yet",
