@@ -10,15 +10,23 @@ FAMILY = Family("Mllama (Llama 3.2 Vision)", "meta-llama/Llama-3.2-11B-Vision-In
                 "tokens; trained on one image per prompt, so two-image judgements are outside its training")
 
 
+#: Llama 3's special tokens (the image placeholder included)
+LLAMA3_SPECIAL = ["<|begin_of_text|>", "<|eot_id|>", "<|finetune_right_pad_id|>", "<|start_header_id|>",
+                  "<|end_header_id|>", "<|image|>", "<|python_tag|>"]
+
+
+def llama3_template(image: str) -> str:
+    """Llama 3 turns: <|start_header_id|>role<|end_header_id|>\n\n ... <|eot_id|>."""
+    return tiny.chat_template(
+        image, begin="{{ bos_token }}", open_turn="<|start_header_id|>{{ role }}<|end_header_id|>\n\n",
+        close_turn="<|eot_id|>", gen_prompt="<|start_header_id|>assistant<|end_header_id|>\n\n")
+
+
 def build(size: int):
     import transformers as T
 
-    sp = ["<|begin_of_text|>", "<|eot_id|>", "<|finetune_right_pad_id|>", "<|start_header_id|>",
-          "<|end_header_id|>", "<|image|>", "<|python_tag|>"]
-    tmpl = tiny.chat_template(
-        "<|image|>", begin="{{ bos_token }}", open_turn="<|start_header_id|>{{ role }}<|end_header_id|>\n\n",
-        close_turn="<|eot_id|>", gen_prompt="<|start_header_id|>assistant<|end_header_id|>\n\n")
-    tok = tiny.tokenizer(sp, bos="<|begin_of_text|>", eos="<|eot_id|>", pad="<|finetune_right_pad_id|>")
+    tmpl = llama3_template("<|image|>")
+    tok = tiny.tokenizer(LLAMA3_SPECIAL, bos="<|begin_of_text|>", eos="<|eot_id|>", pad="<|finetune_right_pad_id|>")
     ip = tiny.image_processor("Mllama")(size={"height": size, "width": size}, max_image_tiles=1)
     proc = T.MllamaProcessor(image_processor=ip, tokenizer=tok, chat_template=tmpl)
     # the vision output concatenates the last and the intermediate layers' states: 32 * (1 + 1)
