@@ -74,7 +74,6 @@ NOT_COVERED: dict[str, str] = {
     "muse_glimmer": "not tried yet",
     "muse_spark": "not tried yet",
     "nemotron_h_omni": "not tried yet",
-    "ovis2": "not tried yet",
     "paddleocr_vl": "not tried yet",
     "paligemma": "not tried yet",
     "pi0": "not tried yet",

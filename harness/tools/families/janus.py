@@ -4,7 +4,7 @@ from __future__ import annotations
 from harness.tools.families import LOCAL_SPECS, Family
 from harness.tools.families import _tiny as tiny
 
-FAMILY = Family("Janus", "deepseek-community/Janus-Pro-7B", LOCAL_SPECS,
+FAMILY = Family("Janus", "deepseek-community/Janus-Pro-1B", LOCAL_SPECS,
                 (("hf", "-o dtype=bfloat16"), ("vllm", "-o dtype=bfloat16 -o max_model_len=4096")),
                 "every image is padded to a square and resized to 384x384 (576 tokens); the context is "
                 "4096 tokens")

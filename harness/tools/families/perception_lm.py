@@ -5,7 +5,7 @@ from harness.tools.families import LOCAL_SPECS, Family
 from harness.tools.families import _tiny as tiny
 from harness.tools.families.mllama import LLAMA3_SPECIAL, llama3_template
 
-FAMILY = Family("Perception LM", "facebook/Perception-LM-8B", LOCAL_SPECS,
+FAMILY = Family("Perception LM", "facebook/Perception-LM-1B", LOCAL_SPECS,
                 (("hf", "-o dtype=bfloat16"), ("vllm", "-o dtype=bfloat16 -o max_model_len=11264")),
                 "each image is a 448x448 thumbnail plus up to 36 tiles, 256 tokens each after 2x2 pooling; "
                 "the vision tower needs timm")
