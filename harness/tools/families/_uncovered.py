@@ -17,7 +17,6 @@ NOT_COVERED: dict[str, str] = {
     "cosmos3_edge": "not tried yet",
     "cosmos3_omni": "not tried yet",
     "deepseek_ocr2": "not tried yet",
-    "deepseek_vl_hybrid": "not tried yet",
     "diffusion_gemma": "not tried yet",
     "dots3_note": "not tried yet",
     "emu3": "not tried yet",
