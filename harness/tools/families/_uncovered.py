@@ -50,7 +50,6 @@ NOT_COVERED: dict[str, str] = {
     "instructblip": "not tried yet",
     "instructblipvideo": "not tried yet",
     "internvl": "not tried yet",
-    "kimi_k25": "not tried yet",
     "kosmos-2": "not tried yet",
     "kosmos-2.5": "not tried yet",
     "lfm3_vl": "not tried yet",
