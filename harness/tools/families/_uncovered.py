@@ -62,7 +62,6 @@ NOT_COVERED: dict[str, str] = {
     "llava_next_video": "not tried yet",
     "llava_onevision": "not tried yet",
     "minicpm_ocr": "not tried yet",
-    "minicpmv4_6": "not tried yet",
     "minicpmv4_7": "not tried yet",
     "minimax_m3_vl": "not tried yet",
     "mistral4": "not tried yet",
