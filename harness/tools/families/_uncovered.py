@@ -66,7 +66,6 @@ NOT_COVERED: dict[str, str] = {
     "minimax_m3_vl": "not tried yet",
     "mistral4": "not tried yet",
     "mistral_large4": "not tried yet",
-    "molmo2": "not tried yet",
     "muse_glimmer": "not tried yet",
     "muse_spark": "not tried yet",
     "nemotron_h_omni": "not tried yet",
