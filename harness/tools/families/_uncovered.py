@@ -64,8 +64,8 @@ NOT_COVERED: dict[str, str] = {
     "minicpm_ocr": "not tried yet",
     "minicpmv4_7": "not tried yet",
     "minimax_m3_vl": "not tried yet",
-    "mistral4": "not tried yet",
-    "mistral_large4": "not tried yet",
+    "mistral4": "transformers maps it to Mistral4ForCausalLM, a text-only model (no vision tower, no image "
+                "inputs): there are no images to compare",
     "muse_glimmer": "not tried yet",
     "muse_spark": "not tried yet",
     "nemotron_h_omni": "not tried yet",

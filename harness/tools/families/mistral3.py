@@ -11,7 +11,8 @@ FAMILY = Family("Mistral 3", "mistralai/Mistral-Small-3.1-24B-Instruct-2503", LO
                 "about 1400 tokens), so cap the pixels to keep two images and the prompt in 8192 tokens")
 
 
-def build(size: int):
+def build_pixtral(size: int, text: dict, large4: bool = False):
+    """A Pixtral vision tower on a Mistral text model: Mistral 3, or Mistral Large 4 (its own classes)."""
     import transformers as T
 
     sp = ["<pad>", "<s>", "</s>", "[INST]", "[/INST]", "[IMG]", "[IMG_BREAK]", "[IMG_END]"]
@@ -25,6 +26,11 @@ def build(size: int):
                               chat_template=tmpl)
     vis = T.PixtralVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
                                 image_size=size, patch_size=16)
-    cfg = T.Mistral3Config(vision_config=vis, text_config=T.MistralConfig(**tiny.text_cfg(tok)),
-                           image_token_index=tok.convert_tokens_to_ids("[IMG]"), spatial_merge_size=2)
-    return proc, T.Mistral3ForConditionalGeneration(cfg)
+    name = "MistralLarge4" if large4 else "Mistral3"
+    cfg = getattr(T, f"{name}Config")(vision_config=vis, text_config=tiny.text_cfg(tok, **text),
+                                      image_token_index=tok.convert_tokens_to_ids("[IMG]"), spatial_merge_size=2)
+    return proc, getattr(T, f"{name}ForConditionalGeneration")(cfg)
+
+
+def build(size: int):
+    return build_pixtral(size, dict(model_type="mistral"))
