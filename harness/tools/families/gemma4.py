@@ -29,7 +29,8 @@ def build(size: int):
     vis = T.Gemma4VisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
                                num_key_value_heads=2, head_dim=16, patch_size=4, pooling_kernel_size=3,
                                position_embedding_size=128)  # patch positions per side, up to 630 patches
-    text = T.Gemma4TextConfig(**tiny.text_cfg(tok, sliding_window=64, layer_types=["sliding_attention", "full_attention"],
+    text = T.Gemma4TextConfig(**tiny.text_cfg(tok, sliding_window=64,
+                                              layer_types=["sliding_attention", "full_attention"],
                                               vocab_size_per_layer_input=len(tok), hidden_size_per_layer_input=8,
                                               global_head_dim=32))
     cfg = T.Gemma4Config(text_config=text, vision_config=vis, audio_config=None,

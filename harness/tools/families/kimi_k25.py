@@ -31,8 +31,8 @@ def build(size: int):
                                  patch_size=16, pos_emb_height=16, pos_emb_width=16)
     # multi-head latent attention with 32-wide rotary and value heads; two routed experts after one dense layer
     text = dict(model_type="deepseek_v3", **tiny.text_cfg(
-        tok, num_key_value_heads=2, kv_lora_rank=32, q_lora_rank=32, qk_rope_head_dim=32, qk_nope_head_dim=32, v_head_dim=32,
-        n_routed_experts=2, num_experts_per_tok=1, n_group=1, topk_group=1, first_k_dense_replace=1,
+        tok, num_key_value_heads=2, kv_lora_rank=32, q_lora_rank=32, qk_rope_head_dim=32, qk_nope_head_dim=32,
+        v_head_dim=32, n_routed_experts=2, num_experts_per_tok=1, n_group=1, topk_group=1, first_k_dense_replace=1,
         moe_intermediate_size=32, n_shared_experts=1, num_mtp_layers=0))
     cfg = T.Kimi_K25Config(vision_config=vis, text_config=text, projection_hidden_size=32,
                            image_token_id=ids["<|media_pad|>"], video_token_id=ids["<|kimi_k25_video_placeholder|>"],

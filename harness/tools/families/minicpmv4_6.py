@@ -29,6 +29,7 @@ def build(size: int):
                                     image_size=size, patch_size=16)
     cfg = T.MiniCPMV4_6Config(vision_config=vis, text_config=dict(model_type="qwen3_5_text",
                                                                   **tiny.text_cfg(tok, **_HYBRID)),
-                              insert_layer_id=0, image_size=size, image_token_id=tok.convert_tokens_to_ids("<|image_pad|>"),
+                              insert_layer_id=0, image_size=size,
+                              image_token_id=tok.convert_tokens_to_ids("<|image_pad|>"),
                               video_token_id=tok.convert_tokens_to_ids("<|video_pad|>"))
     return proc, T.MiniCPMV4_6ForConditionalGeneration(cfg)
