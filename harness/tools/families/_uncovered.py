@@ -24,7 +24,6 @@ NOT_COVERED: dict[str, str] = {
     "ernie4_5_vl_moe": "not tried yet",
     "evolla": "not tried yet",
     "exaone4_5": "not tried yet",
-    "fast_vlm": "not tried yet",
     "florence2": "not tried yet",
     "fuyu": "not tried yet",
     "gemma3": "not tried yet",
