@@ -24,6 +24,7 @@ import numpy as np
 from adapters.base import Comparator, Comparisons, Pair
 from adapters.chat import IMAGE_PART, chat_template_kwargs, checked_prompt, conversation
 from adapters.fingerprint import build_fingerprint, model_identity
+from adapters.hf_quirks import PIL_ONLY_PROCESSORS
 from adapters.level_tokens import Strategy, resolve_level_tokens
 from harness.core.levels import LEVELS, N_LEVELS, RATING_LEVELS
 from harness.core.options import option
@@ -114,7 +115,8 @@ class HFComparator(Comparator):
         self._ready_lock = threading.Lock()
         self._spare_processors: queue.SimpleQueue = queue.SimpleQueue()
         image_processor = getattr(self.processor, "image_processor", None)
-        self._tensor_input = getattr(image_processor, "backend", None) == "torchvision"
+        self._tensor_input = (getattr(image_processor, "backend", None) == "torchvision"
+                              and type(self.processor).__name__ not in PIL_ONLY_PROCESSORS)
         self._versions = {"torch": torch.__version__, "transformers": transformers.__version__}
 
     # --- public interface ---
