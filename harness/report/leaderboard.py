@@ -22,6 +22,7 @@ from pathlib import Path
 from harness.core.vocabulary import LEADERBOARD_FORMATS
 from harness.core.jsontext import strict_json
 from harness.core.metrics import aggregate
+from harness.data.composite import protocol_of
 from harness.report.reports import ci_text, headline_ci, summary_text, template_env
 from harness.run.record import Aggregate, DatasetMetrics, RunRecord, check_outputs, read_run
 
@@ -59,11 +60,14 @@ class RowKey:
     anchors: str
     #: images per dataset of a --limit run (None: the whole dataset)
     limit: int | None = None
+    #: how pairs reached the model (harness/data/composite.py): a composite run is a row of its own
+    protocol: str = "two-image"
 
     @property
     def model_text(self) -> str:
-        """The model as shown in a table: a limited run says so."""
-        return self.model_label + (f" [limited to first {self.limit}]" if self.limit else "")
+        """The model as shown in a table: a limited run and a composite-protocol run say so."""
+        return (self.model_label + (" [composite]" if self.protocol == "composite" else "")
+                + (f" [limited to first {self.limit}]" if self.limit else ""))
 
     def describe(self) -> str:
         return f"{self.model_text} ({self.profile}, {self.mode}, anchors {self.anchors})"
@@ -140,7 +144,8 @@ def _cell(run: RunRecord, name: str, ds: DatasetMetrics) -> Cell:
 
 def row_key(run: RunRecord) -> RowKey:
     m, a = run.metrics, run.manifest.anchors
-    return RowKey(m.model_label, m.profile, m.mode, f"{a.name} ({a.digest[:8]})", run.manifest.limit)
+    return RowKey(m.model_label, m.profile, m.mode, f"{a.name} ({a.digest[:8]})", run.manifest.limit,
+                  protocol_of(run.manifest.model.fingerprint))
 
 
 def _mark_best(lb: Leaderboard) -> None:
