@@ -62,8 +62,6 @@ NOT_COVERED: dict[str, str] = {
     "lighton_ocr": "not tried yet",
     "llama4": "not tried yet",
     "llava": "not tried yet",
-    "llava_next": "not tried yet",
-    "llava_next_video": "not tried yet",
     "llava_onevision": "not tried yet",
     "minicpm_ocr": "not tried yet",
     "minicpmv4_6": "not tried yet",
@@ -98,7 +96,5 @@ NOT_COVERED: dict[str, str] = {
     "udop": "not tried yet",
     "unlimited_ocr": "not tried yet",
     "video_llama_3": "not tried yet",
-    "video_llava": "not tried yet",
-    "vipllava": "not tried yet",
     "vision-encoder-decoder": "not tried yet",
 }
