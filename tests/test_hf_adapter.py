@@ -100,9 +100,9 @@ def test_pairs_are_shown_as_given(comp, pairs):
     text = comp.pair_prompt.text
     shown_ba = comp.processor(text=[text], images=[[pil[b], pil[a]]], return_tensors="pt", add_special_tokens=False)
     shown_ab = comp.processor(text=[text], images=[[pil[a], pil[b]]], return_tensors="pt", add_special_tokens=False)
-    assert torch.equal(seen[1]["pixel_values"], shown_ba["pixel_values"])
-    assert not torch.equal(seen[1]["pixel_values"], shown_ab["pixel_values"]) or \
-        not torch.equal(seen[1]["input_ids"], shown_ab["input_ids"])
+    key = next(k for k in shown_ba if k.startswith("pixel_values"))  # Video-LLaVA: pixel_values_images
+    assert torch.equal(seen[1][key], shown_ba[key])
+    assert not torch.equal(seen[1][key], shown_ab[key]) or not torch.equal(seen[1]["input_ids"], shown_ab["input_ids"])
     np.testing.assert_allclose(np.exp(swapped[0]), direct_probs(comp, [b, a], QUESTION, PREFILL, LEVELS), atol=1e-5)
 
 
