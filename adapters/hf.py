@@ -279,7 +279,8 @@ class HFComparator(Comparator):
             raise RuntimeError("this HFComparator was closed")
         inputs = inputs.to(self.options.device)
         for key in [k for k in inputs if k.startswith("pixel_values")]:  # Video-LLaVA: pixel_values_images
-            inputs[key] = inputs[key].to(self.model.dtype)
+            if inputs[key].is_floating_point():
+                inputs[key] = inputs[key].to(self.model.dtype)
         kw = {"logits_to_keep": 1} if self._keep_last else {}
         with torch.inference_mode():
             logits = self.model(**inputs, **kw).logits[:, -1, :]
