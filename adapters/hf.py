@@ -278,6 +278,7 @@ class HFComparator(Comparator):
         if self.model is None:
             raise RuntimeError("this HFComparator was closed")
         inputs = inputs.to(self.options.device)
+        inputs.pop("labels", None)  # PaliGemma's processor adds training labels: no loss is wanted here
         for key in [k for k in inputs if k.startswith("pixel_values")]:  # Video-LLaVA: pixel_values_images
             if inputs[key].is_floating_point():
                 inputs[key] = inputs[key].to(self.model.dtype)

@@ -77,7 +77,6 @@ NOT_COVERED: dict[str, str] = {
     "nemotron_h_omni": "not tried yet",
     "ovis2": "not tried yet",
     "paddleocr_vl": "not tried yet",
-    "paligemma": "not tried yet",
     "perception_lm": "not tried yet",
     "pi0": "not tried yet",
     "pix2struct": "not tried yet",
