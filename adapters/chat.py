@@ -42,6 +42,12 @@ def conversation(prompt: RenderedPrompt, image_parts: Sequence[dict]) -> list[di
     return messages
 
 
+def chat_renderer(processor):
+    """What renders a model's chat template: its processor, or its tokenizer where the processor keeps none
+    (BLIP-2 and InstructBLIP processors take no chat template: theirs lives in tokenizer_config.json)."""
+    return processor if getattr(processor, "chat_template", None) else processor.tokenizer
+
+
 def chat_template_kwargs(prompt: RenderedPrompt) -> dict:
     """How to render the messages: continue the prefill, or open a fresh answer when there is none."""
     if prompt.prefill:

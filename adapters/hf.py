@@ -22,8 +22,8 @@ from typing import Literal, Optional, Sequence
 import numpy as np
 
 from adapters.base import Comparator, Comparisons, Pair
-from adapters.chat import (IMAGE_PART, PAIRINGS, chat_template_kwargs, checked_pair_prompt, checked_prompt,
-                           conversation)
+from adapters.chat import (IMAGE_PART, PAIRINGS, chat_renderer, chat_template_kwargs, checked_pair_prompt,
+                           checked_prompt, conversation)
 from adapters.fingerprint import build_fingerprint, model_identity
 from adapters.level_tokens import Strategy, resolve_level_tokens
 from harness.core.levels import LEVELS, N_LEVELS, RATING_LEVELS
@@ -43,7 +43,8 @@ class _Prompted:
         self.template, rendered = wording  # as checked_prompt returns it
         self.composite = composite  # a pair is shown as one side-by-side image (harness/data/composite.py)
         messages = conversation(rendered, [IMAGE_PART] * rendered.n_images)
-        self.text = processor.apply_chat_template(messages, tokenize=False, **chat_template_kwargs(rendered))
+        self.text = chat_renderer(processor).apply_chat_template(messages, tokenize=False,
+                                                                 **chat_template_kwargs(rendered))
         self.tokens = resolve_level_tokens(processor.tokenizer, words, prefill=rendered.prefill, strategy=strategy)
 
     def fingerprint(self) -> dict:

@@ -12,6 +12,7 @@ import pytest
 torch = pytest.importorskip("torch")
 from PIL import Image  # noqa: E402
 
+from adapters.chat import chat_renderer  # noqa: E402
 from adapters.base import Pair, compare_batch, load_comparator  # noqa: E402
 from adapters.hf import HFComparator  # noqa: E402
 from harness.core.levels import LEVELS, RATING_LEVELS  # noqa: E402
@@ -51,7 +52,7 @@ def direct_probs(comp, images, content, prefill, words):
     messages = [{"role": "user", "content": content},
                 {"role": "assistant", "content": [{"type": "text", "text": prefill}]}]
     proc = comp.processor
-    text = proc.apply_chat_template(messages, tokenize=False, continue_final_message=True)
+    text = chat_renderer(proc).apply_chat_template(messages, tokenize=False, continue_final_message=True)
     pil = [Image.open(p).convert("RGB") for p in images]
     inputs = proc(text=[text], images=[pil], return_tensors="pt", add_special_tokens=False)
     with torch.no_grad():

@@ -12,7 +12,6 @@ NOT_COVERED: dict[str, str] = {
     "aria": "not tried yet",
     "aya_vision": "not tried yet",
     "blip": "not tried yet",
-    "blip-2": "not tried yet",
     "chameleon": "not tried yet",
     "cohere2_vision": "not tried yet",
     "cohere_compass": "not tried yet",
