@@ -49,7 +49,6 @@ NOT_COVERED: dict[str, str] = {
     "inkling2": "not tried yet",
     "inkling2_loop": "not tried yet",
     "inkling_mm_model": "not tried yet",
-    "instructblip": "not tried yet",
     "instructblipvideo": "not tried yet",
     "internvl": "not tried yet",
     "janus": "not tried yet",

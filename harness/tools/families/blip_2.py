@@ -18,11 +18,12 @@ TEMPLATE = tiny.chat_template("", open_turn="{% if role == 'user' %}Question: {%
                               close_turn="", gen_prompt=" Answer:")
 
 
-def qformer(size: int, **kw):
+def qformer(config: str = "Blip2QFormerConfig", vocab_size: int = 64):
+    """A tiny Q-Former (BLIP-2's reads no text: a small vocabulary keeps its unused embedding small)."""
     import transformers as T
 
-    return T.Blip2QFormerConfig(vocab_size=64, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                                intermediate_size=64, cross_attention_frequency=1, encoder_hidden_size=32, **kw)
+    return getattr(T, config)(vocab_size=vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                              intermediate_size=64, cross_attention_frequency=1, encoder_hidden_size=32)
 
 
 def vision(size: int, config: str):
@@ -47,7 +48,7 @@ def build(size: int):
     tok = tiny.tokenizer(SPECIAL, bos="</s>", eos="</s>", pad="<pad>", chat_template=TEMPLATE)
     ip = tiny.image_processor("Blip")(size={"height": size, "width": size})
     proc = T.Blip2Processor(image_processor=ip, tokenizer=tok, num_query_tokens=4)  # adds its <image> token
-    cfg = T.Blip2Config(vision_config=vision(size, "Blip2VisionConfig"), qformer_config=qformer(size),
+    cfg = T.Blip2Config(vision_config=vision(size, "Blip2VisionConfig"), qformer_config=qformer(),
                         text_config=opt(proc.tokenizer), num_query_tokens=4, image_text_hidden_size=32,
                         image_token_index=tok.convert_tokens_to_ids("<image>"))
     return proc, T.Blip2ForConditionalGeneration(cfg)
