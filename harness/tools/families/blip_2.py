@@ -29,8 +29,9 @@ def qformer(config: str = "Blip2QFormerConfig", vocab_size: int = 64):
 def vision(size: int, config: str):
     import transformers as T
 
+    # the config's default initializer_range (1e-10) would make every image look the same to a random model
     return getattr(T, config)(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
-                              image_size=size, patch_size=16)
+                              image_size=size, patch_size=16, initializer_range=0.02)
 
 
 def opt(tok):
