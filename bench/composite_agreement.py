@@ -70,8 +70,11 @@ def main(argv=None) -> int:
     print(f"two-image vs composite: direction agreement {direction_agreement(two, comp_):.3f}, "
           f"Spearman {spearmanr(two, comp_).statistic:.3f}")
     for name in ("two-image", "composite", "classical"):
-        print(f"{name:10s} vs classical {direction_agreement(prefs[name], prefs['classical']):.3f}   "
-              f"vs MOS order {direction_agreement(prefs[name], mos):.3f}   ({secs[name]:.1f} s)")
+        p = prefs[name]
+        vs = "" if name == "classical" else f"vs classical {direction_agreement(p, prefs['classical']):.3f}   "
+        # the base rate: a model that always prefers one side agrees with another such model trivially
+        print(f"{name:10s} {vs}vs MOS order {direction_agreement(p, mos):.3f}   "
+              f"prefers the second in {np.mean(p > 0.5):.3f} of pairs   ({secs[name]:.1f} s)")
     return 0
 
 
