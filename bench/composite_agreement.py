@@ -58,8 +58,9 @@ def main(argv=None) -> int:
         mos_dir = np.array([recs[j].mos - recs[i].mos for i, j in picks])
         model = a.model or str(build_tiny_vlm(a.family, Path(tmp) / a.family))
         prefs, secs = {}, {}
-        for name, spec, opts in (("two-image", f"hf:{model}", {}), ("composite", f"hf:{model}", {"pairing": "composite"}),
-                                 ("classical", "classical", {})):
+        runs = (("two-image", f"hf:{model}", {}), ("composite", f"hf:{model}", {"pairing": "composite"}),
+                ("classical", "classical", {}))
+        for name, spec, opts in runs:
             comp = load_comparator(spec, **opts)
             t0 = time.perf_counter()
             prefs[name] = preference(compare_batch(comp, pairs).logprobs)

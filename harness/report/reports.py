@@ -234,7 +234,8 @@ def report_context(run: RunRecord, plots: dict) -> dict:
                         "in no number below; see \"Dropped items\"." if n_dropped else None,
         "dropped_total": n_dropped, "dropped_listed": dropped_listed,
         "run_id": m.run_id, "created": m.created, "mode": m.mode,
-        "model": m.model, "protocol": protocol_of(m.model.fingerprint), "profile": m.profile.as_dict(), "profile_name": m.profile.name,
+        "model": m.model, "profile": m.profile.as_dict(), "profile_name": m.profile.name,
+        "protocol": protocol_of(m.model.fingerprint),
         "anchors": m.anchors, "anchor_rows": [{"image": i, "mos": mos, "std": std}
                                               for i, mos, std in zip(m.anchors.images, m.anchors.mos, m.anchors.std)],
         "datasets": [_dataset_context(name, ds, plots.get(name), dropped.get(name, 0))
