@@ -28,11 +28,16 @@ TOL = 1e-3
 
 
 def reason(text: str) -> str:
-    """The most telling line of an engine failure: the last one naming an error, else the last line."""
+    """The most telling line of an engine failure: the last one naming an error (with the field and message
+    of a validation error), else the last line."""
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
-    errors = [ln for ln in lines if re.search(r"Error|error:|not supported|No model architectures", ln)]
-    line = (errors or lines or ["(no output)"])[-1]
-    return line[:300]
+    errors = [k for k, ln in enumerate(lines) if re.search(r"Error|error:|not supported|No model architectures", ln)]
+    if not errors:
+        return (lines or ["(no output)"])[-1][:300]
+    k = errors[-1]
+    if re.search(r"validation error", lines[k]):  # pydantic: the field and the message follow
+        return " ".join(lines[k:k + 3])[:400]
+    return lines[k][:400]
 
 
 def check(key: str, python: str, folder: Path) -> dict:
