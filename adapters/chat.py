@@ -60,14 +60,14 @@ PAIRINGS = ("two-image", "composite")
 
 
 def checked_prompt(name: str, n_images: int, where: str, *,
-                   prefill: bool = False) -> tuple[PromptTemplate, RenderedPrompt]:
+                   prefill: bool = False, use: str | None = None) -> tuple[PromptTemplate, RenderedPrompt]:
     """A wording by name or `.j2` path and its rendering, checked for its use: `n_images` image slots
     (2: a comparison, 1: a rating) and, for backends that read the level word right after the
     prefilled answer, a prefill. Cheap (no model): adapters call it when they check their options."""
     template = load_prompt(name)
     rendered = template.render()
     if rendered.n_images != n_images:
-        use = "a comparison" if n_images == 2 else "a rating or a composite comparison"
+        use = use or ("a comparison" if n_images == 2 else "a rating")
         raise ValueError(f"{where}: prompt {template.name!r} shows {rendered.n_images} image(s); "
                          f"{use} needs {n_images}")
     if prefill and not rendered.prefill:
@@ -82,5 +82,6 @@ def checked_pair_prompt(name: str, pairing: str, where: str, *,
     image (the pair side by side), and its wording defaults to the bundled `composite` one (the default
     `official` wording places two images, which a composite cannot fill)."""
     if pairing == "composite":
-        return checked_prompt("composite" if name == "official" else name, 1, where, prefill=prefill)
+        return checked_prompt("composite" if name == "official" else name, 1, where, prefill=prefill,
+                              use="a composite comparison")
     return checked_prompt(name, 2, where, prefill=prefill)
