@@ -28,13 +28,14 @@ TOL = 1e-3
 
 
 def reason(text: str) -> str:
-    """The most telling line of an engine failure: the last one naming an error (with the field and message
-    of a validation error), else the last line."""
+    """The most telling line of an engine failure: a missing module, else the last line naming an error
+    (with the field and message of a validation error), else the last line."""
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
     errors = [k for k, ln in enumerate(lines) if re.search(r"Error|error:|not supported|No model architectures", ln)]
     if not errors:
         return (lines or ["(no output)"])[-1][:300]
-    k = errors[-1]
+    missing = [k for k in errors if re.search(r"ModuleNotFoundError|ImportError", lines[k])]
+    k = (missing or errors)[-1]  # a missing module is the root cause of what fails after it
     if re.search(r"validation error", lines[k]):  # pydantic: the field and the message follow
         return " ".join(lines[k:k + 3])[:400]
     return lines[k][:400]
