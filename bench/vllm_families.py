@@ -36,7 +36,8 @@ def reason(text: str) -> str:
     """The most telling line of an engine failure: a missing module, else the last line naming an error
     (with the field and message of a validation error), else the last line."""
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
-    errors = [k for k, ln in enumerate(lines) if re.search(r"Error|error:|not supported|No model architectures", ln)]
+    errors = [k for k, ln in enumerate(lines) if re.search(r"Error|error:|not supported|No model architectures", ln)
+              and "See root cause above" not in ln]  # the wrapper, not the cause
     if not errors:
         return (lines or ["(no output)"])[-1][:300]
     missing = [k for k in errors if re.search(r"ModuleNotFoundError|ImportError", lines[k])]
@@ -44,7 +45,7 @@ def reason(text: str) -> str:
     for pattern, words in KNOWN.items():
         if pattern in lines[k]:
             return f"{words}: {pattern}"
-    if re.search(r"validation error", lines[k]):  # pydantic: the field and the message follow
+    if re.search(r"validation error", lines[k]) or lines[k].endswith(":"):  # the message follows
         return " ".join(lines[k:k + 3])[:400]
     return lines[k][:400]
 
