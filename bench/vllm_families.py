@@ -37,8 +37,10 @@ def reason(text: str) -> str:
     (with the field and message of a validation error), else the last line."""
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
     errors = [k for k, ln in enumerate(lines) if re.search(r"Error|error:|not supported|No model architectures", ln)
-              and "See root cause above" not in ln]  # the wrapper, not the cause
+              and "See root cause above" not in ln and not ln.startswith("raise ")]  # wrappers, code lines
     if not errors:
+        if any("See root cause above" in ln for ln in lines):
+            return "the vLLM engine core failed to start; its root cause lies above the log tail the harness keeps"
         return (lines or ["(no output)"])[-1][:300]
     missing = [k for k in errors if re.search(r"ModuleNotFoundError|ImportError", lines[k])]
     k = (missing or errors)[-1]  # a missing module is the root cause of what fails after it
