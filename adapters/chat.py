@@ -42,6 +42,12 @@ def conversation(prompt: RenderedPrompt, image_parts: Sequence[dict]) -> list[di
     return messages
 
 
+def chat_renderer(processor):
+    """What renders a model's chat template: its processor, or its tokenizer where the processor keeps none
+    (BLIP-2 and InstructBLIP processors take no chat template: theirs lives in tokenizer_config.json)."""
+    return processor if getattr(processor, "chat_template", None) else processor.tokenizer
+
+
 def chat_template_kwargs(prompt: RenderedPrompt) -> dict:
     """How to render the messages: continue the prefill, or open a fresh answer when there is none."""
     if prompt.prefill:
@@ -49,18 +55,33 @@ def chat_template_kwargs(prompt: RenderedPrompt) -> dict:
     return {"continue_final_message": False, "add_generation_prompt": True}
 
 
+#: how a pair reaches the model: two images in one prompt, or one side-by-side image (harness/data/composite.py)
+PAIRINGS = ("two-image", "composite")
+
+
 def checked_prompt(name: str, n_images: int, where: str, *,
-                   prefill: bool = False) -> tuple[PromptTemplate, RenderedPrompt]:
+                   prefill: bool = False, use: str | None = None) -> tuple[PromptTemplate, RenderedPrompt]:
     """A wording by name or `.j2` path and its rendering, checked for its use: `n_images` image slots
     (2: a comparison, 1: a rating) and, for backends that read the level word right after the
     prefilled answer, a prefill. Cheap (no model): adapters call it when they check their options."""
     template = load_prompt(name)
     rendered = template.render()
     if rendered.n_images != n_images:
-        use = "a comparison" if n_images == 2 else "a rating"
+        use = use or ("a comparison" if n_images == 2 else "a rating")
         raise ValueError(f"{where}: prompt {template.name!r} shows {rendered.n_images} image(s); "
                          f"{use} needs {n_images}")
     if prefill and not rendered.prefill:
         raise ValueError(f"{where}: prompt {template.name!r} has no prefill: this backend reads the level "
                          "word right after the prefilled answer")
     return template, rendered
+
+
+def checked_pair_prompt(name: str, pairing: str, where: str, *,
+                        prefill: bool = False) -> tuple[PromptTemplate, RenderedPrompt]:
+    """The pair wording under `pairing` (PAIRINGS), checked like `checked_prompt`: a composite shows ONE
+    image (the pair side by side), and its wording defaults to the bundled `composite` one (the default
+    `official` wording places two images, which a composite cannot fill)."""
+    if pairing == "composite":
+        return checked_prompt("composite" if name == "official" else name, 1, where, prefill=prefill,
+                              use="a composite comparison")
+    return checked_prompt(name, 2, where, prefill=prefill)

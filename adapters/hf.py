@@ -22,12 +22,14 @@ from typing import Literal, Optional, Sequence
 import numpy as np
 
 from adapters.base import Comparator, Comparisons, Pair
-from adapters.chat import IMAGE_PART, chat_template_kwargs, checked_prompt, conversation
+from adapters.chat import (IMAGE_PART, PAIRINGS, chat_renderer, chat_template_kwargs, checked_pair_prompt,
+                           checked_prompt, conversation)
 from adapters.fingerprint import build_fingerprint, model_identity
 from adapters.hf_quirks import PIL_ONLY_PROCESSORS
 from adapters.level_tokens import Strategy, resolve_level_tokens
 from harness.core.levels import LEVELS, N_LEVELS, RATING_LEVELS
 from harness.core.options import option
+from harness.data.composite import pairing_record
 
 #: images kept ready for the processor (a run's anchors stay resident)
 _READY_IMAGES = 64
@@ -38,10 +40,12 @@ _PREFETCH = 2
 class _Prompted:
     """One wording bound to one processor: the rendered chat text and its level-token ids."""
 
-    def __init__(self, processor, wording: tuple, words: Sequence[str], strategy: str):
+    def __init__(self, processor, wording: tuple, words: Sequence[str], strategy: str, composite: bool = False):
         self.template, rendered = wording  # as checked_prompt returns it
+        self.composite = composite  # a pair is shown as one side-by-side image (harness/data/composite.py)
         messages = conversation(rendered, [IMAGE_PART] * rendered.n_images)
-        self.text = processor.apply_chat_template(messages, tokenize=False, **chat_template_kwargs(rendered))
+        self.text = chat_renderer(processor).apply_chat_template(messages, tokenize=False,
+                                                                 **chat_template_kwargs(rendered))
         self.tokens = resolve_level_tokens(processor.tokenizer, words, prefill=rendered.prefill, strategy=strategy)
 
     def fingerprint(self) -> dict:
@@ -65,7 +69,11 @@ class HFComparator(Comparator):
         device: str = option("cpu", "torch device: cpu, cuda, cuda:1, mps")
         dtype: Literal["float32", "bfloat16", "float16"] = option("float32", "weights and compute dtype")
         batch_size: int = option(8, "pairs per forward", minimum=1)
-        prompt: str = option("official", "pair wording: a bundled prompt name or a .j2 file")
+        prompt: str = option("official", "pair wording: a bundled prompt name or a .j2 file (pairing=composite: "
+                                          "'official' means the bundled 'composite' wording)")
+        pairing: Literal[PAIRINGS] = option("two-image", "two images in one prompt, or 'composite': both side by "
+                                                        "side in one image, for single-image models (a different "
+                                                        "protocol, docs/models.md)")
         rating_prompt: str = option("rating", "single-image wording (mode rating)")
         level_strategy: Strategy = option("single", "a level word that is not one token: refuse ('single') "
                                                     "or read its first sub-token ('first_subtoken', official)")
@@ -75,7 +83,7 @@ class HFComparator(Comparator):
 
     @classmethod
     def validate_options(cls, options, where: str) -> None:
-        checked_prompt(options.prompt, 2, where)
+        checked_pair_prompt(options.prompt, options.pairing, where)
         checked_prompt(options.rating_prompt, 1, where)
 
     def __init__(self, model, *, processor=None, image_store=None, **options):
@@ -98,7 +106,8 @@ class HFComparator(Comparator):
                                                                     trust_remote_code=o.trust_remote_code)
         self.processor.tokenizer.padding_side = "left"  # the last position is every row's next token
         where = f"model {self.spec_of(self.model_id)}"
-        self.pair_prompt = _Prompted(self.processor, checked_prompt(o.prompt, 2, where), LEVELS, o.level_strategy)
+        self.pair_prompt = _Prompted(self.processor, checked_pair_prompt(o.prompt, o.pairing, where), LEVELS,
+                                     o.level_strategy, composite=o.pairing == "composite")
         self._rating_wording = checked_prompt(o.rating_prompt, 1, where)
         self._rating: _Prompted | None = None  # its level tokens are resolved at the first rate
         if not in_memory:
@@ -145,7 +154,8 @@ class HFComparator(Comparator):
             # the template decides the rating numbers; its level tokens are resolved on first use
             rating_prompt={**self._rating_wording[0].fingerprint(), "level_strategy": o.level_strategy},
             preprocessing={"max_pixels": o.max_pixels, "loader": "harness.data.images",
-                           "image_processor": type(getattr(self.processor, "image_processor", None)).__name__},
+                           "image_processor": type(getattr(self.processor, "image_processor", None)).__name__,
+                           **pairing_record(o.pairing)},
             versions=self._versions,
             extra={"processor_class": type(self.processor).__name__, "device_type": str(o.device).split(":")[0]})
 
@@ -166,7 +176,7 @@ class HFComparator(Comparator):
     def processed_inputs(self, items: Sequence[tuple], prompt: _Prompted | None = None):
         """The processor's batch for `items` (tuples of image paths, in the order shown)."""
         prompt = prompt or self.pair_prompt
-        images = [[self._image(p) for p in item] for item in items]
+        images = [[self._composite(item)] if prompt.composite else [self._image(p) for p in item] for item in items]
         # helper threads never share a processor: tokenizers keep per-call padding state
         try:
             processor = self._spare_processors.get_nowait()
@@ -191,7 +201,17 @@ class HFComparator(Comparator):
             if hit is not None and hit[0] is src:
                 self._ready.move_to_end(path)
                 return hit[1]
-        img, max_pixels = src, self.options.max_pixels
+        img = self._fit(src)
+        with self._ready_lock:
+            self._ready[path] = (src, img)
+            if len(self._ready) > _READY_IMAGES:
+                self._ready.popitem(last=False)
+        return img
+
+    def _fit(self, img):
+        """A PIL image as the processor takes it: downscaled to `max_pixels` if asked, a tensor where the
+        image processor is torchvision-backed."""
+        max_pixels = self.options.max_pixels
         if max_pixels is not None and img.width * img.height > max_pixels:
             from PIL import Image
 
@@ -202,11 +222,13 @@ class HFComparator(Comparator):
             import torch
 
             img = torch.from_numpy(np.array(img)).permute(2, 0, 1).contiguous()
-        with self._ready_lock:
-            self._ready[path] = (src, img)
-            if len(self._ready) > _READY_IMAGES:
-                self._ready.popitem(last=False)
         return img
+
+    def _composite(self, item: tuple):
+        """The pair (first, second) as one side-by-side image; `max_pixels` bounds the whole composite."""
+        from harness.data.composite import side_by_side
+
+        return self._fit(side_by_side(self.store.get(item[0]), self.store.get(item[1])))
 
     def _prepare(self, items: list[tuple], positions, prompt: _Prompted):
         """Load and process one batch: (positions that loaded, {position: error}, processor output)."""
@@ -259,8 +281,10 @@ class HFComparator(Comparator):
         if self.model is None:
             raise RuntimeError("this HFComparator was closed")
         inputs = inputs.to(self.options.device)
-        if "pixel_values" in inputs:
-            inputs["pixel_values"] = inputs["pixel_values"].to(self.model.dtype)
+        inputs.pop("labels", None)  # PaliGemma's processor adds training labels: no loss is wanted here
+        for key in [k for k in inputs if k.startswith("pixel_values")]:  # Video-LLaVA: pixel_values_images
+            if inputs[key].is_floating_point():
+                inputs[key] = inputs[key].to(self.model.dtype)
         kw = {"logits_to_keep": 1} if self._keep_last else {}
         with torch.inference_mode():
             logits = self.model(**inputs, **kw).logits[:, -1, :]

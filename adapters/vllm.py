@@ -27,23 +27,27 @@ import tempfile
 import time
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Literal, Optional, Sequence
 
 import numpy as np
 
 from adapters.base import Comparator, Comparisons, Pair
-from adapters.chat import checked_prompt
+from adapters.chat import PAIRINGS, checked_pair_prompt, checked_prompt
 from adapters.fingerprint import build_fingerprint, model_identity
 from adapters.level_tokens import Strategy
 from harness.core.levels import LEVELS, N_LEVELS, RATING_LEVELS
 from harness.core.options import option
+from harness.data.composite import pairing_record, side_by_side
 
 
 @dataclass(frozen=True)
 class VLLMOptions:
     """The wording, then the engine options passed to `vllm.LLM` (None: vLLM's own default)."""
 
-    prompt: str = option("official", "pair wording (must prefill the answer): a bundled prompt name or a .j2 file")
+    prompt: str = option("official", "pair wording (must prefill the answer): a bundled prompt name or a .j2 file "
+                                      "(pairing=composite: 'official' means the bundled 'composite' wording)")
+    pairing: Literal[PAIRINGS] = option("two-image", "two images in one prompt, or 'composite': both side by side "
+                                                    "in one image, for single-image models (docs/models.md)")
     rating_prompt: str = option("rating", "single-image wording (mode rating), prefilled likewise")
     level_strategy: Strategy = option("single", "a level word that is not one token: refuse ('single') or read "
                                                 "its first sub-token ('first_subtoken', official)")
@@ -65,7 +69,7 @@ class VLLMOptions:
     engine_options: dict = option({}, "any other vllm.LLM argument, passed as given")
 
 
-_WORDING = ("prompt", "rating_prompt", "level_strategy")
+_WORDING = ("prompt", "pairing", "rating_prompt", "level_strategy")
 #: options passed straight to `vllm.LLM` when given (None = vLLM's default)
 ENGINE_OPTIONS = tuple(f.name for f in fields(VLLMOptions) if f.name not in (*_WORDING, "engine_options"))
 
@@ -81,7 +85,7 @@ class VLLMComparator(Comparator):
 
     @classmethod
     def validate_options(cls, options, where: str) -> None:
-        checked_prompt(options.prompt, 2, where, prefill=True)
+        checked_pair_prompt(options.prompt, options.pairing, where, prefill=True)
         checked_prompt(options.rating_prompt, 1, where, prefill=True)
         shadowed = sorted(set(options.engine_options) & {f.name for f in fields(VLLMOptions)})
         if shadowed:
@@ -93,7 +97,7 @@ class VLLMComparator(Comparator):
 
         o = self.options
         where = f"model {self.spec_of(model)}"
-        self.template, self.rendered = checked_prompt(o.prompt, 2, where, prefill=True)
+        self.template, self.rendered = checked_pair_prompt(o.prompt, o.pairing, where, prefill=True)
         self.rating_template, self.rating_rendered = checked_prompt(o.rating_prompt, 1, where, prefill=True)
         self._rating_levels = None  # resolved at the first rate() call
         self.engine_options = {**{k: getattr(o, k) for k in ENGINE_OPTIONS if getattr(o, k) is not None},
@@ -120,13 +124,15 @@ class VLLMComparator(Comparator):
             level_tokens=self.levels.as_dict(),
             rating_prompt={**self.rating_template.fingerprint(), "prefill": self.rating_rendered.prefill,
                            "words": list(RATING_LEVELS), "strategy": o.level_strategy},
-            preprocessing={"loader": "harness.data.images (RGB)", "processor": "the model's own"},
+            preprocessing={"loader": "harness.data.images (RGB)", "processor": "the model's own",
+                           **pairing_record(o.pairing)},
             versions={"vllm": vllm.__version__, "torch": torch.__version__, "transformers": transformers.__version__},
             extra={"engine": {k: v for k, v in self.engine_options.items() if k not in _MEMORY_OPTIONS}})
 
     def compare_detailed(self, pairs: Sequence[Pair]) -> Comparisons:
         """Per-pair log-probs, all pairs in one `chat` call (see `_judge`)."""
-        return self._judge([(p.first, p.second) for p in pairs], self.rendered, self.levels.ids, LEVELS)
+        return self._judge([(p.first, p.second) for p in pairs], self.rendered, self.levels.ids, LEVELS,
+                           composite=self.options.pairing == "composite")
 
     def rate_detailed(self, images: Sequence) -> Comparisons:
         """Single-image baseline: per-image log-probs over `RATING_LEVELS` (bad .. excellent), all
@@ -141,7 +147,8 @@ class VLLMComparator(Comparator):
         return self._judge([(os.fspath(p),) for p in images], self.rating_rendered, self._rating_levels.ids,
                            RATING_LEVELS)
 
-    def _judge(self, items: list[tuple[str, ...]], rendered, ids: Sequence[int], words: Sequence[str]) -> Comparisons:
+    def _judge(self, items: list[tuple[str, ...]], rendered, ids: Sequence[int], words: Sequence[str], *,
+               composite: bool = False) -> Comparisons:
         """All items (image paths in the order shown) in one `chat` call; if vLLM rejects the batch,
         items are retried one by one so a single bad one (e.g. a prompt over max_model_len) fails
         alone, with its reason."""
@@ -153,6 +160,7 @@ class VLLMComparator(Comparator):
         for i, paths in enumerate(items):
             try:
                 images = [self._store.get(p) for p in paths]
+                images = [side_by_side(*images)] if composite else images
             except ValueError as exc:  # harness.data.images.ImageError names the file and the reason
                 errors[i] = str(exc)
                 continue

@@ -204,12 +204,13 @@ def _parser() -> argparse.ArgumentParser:
                                    "constructor contract of py:module:Class. `c2s models tiny FAMILY --out DIR` "
                                    "builds a tiny RANDOM model of a family (seconds, offline) to try the whole path "
                                    "with --model hf:DIR; its scores mean nothing.",
-                       epilog="examples:\n  c2s models\n  c2s models hf openai\n"
+                       epilog="examples:\n  c2s models\n  c2s models hf openai\n  c2s models coverage\n"
                               "  c2s models tiny qwen2_vl --out tiny-qwen2-vl\n"
                               "  c2s run --model hf:tiny-qwen2-vl --dataset demo --anchors select --anchors-dataset demo "
                               "--limit 10")
     p.add_argument("backends", nargs="*", metavar="BACKEND",
-                   help="only these backends (default: all, and the model families); or: tiny FAMILY")
+                   help="only these backends (default: all, and the model families); or: tiny FAMILY; or: "
+                        "coverage (the Markdown table of every transformers image-text-to-text family)")
     p.add_argument("--out", metavar="DIR", help="with tiny FAMILY: the folder the tiny model is written to")
 
     p = sub.add_parser("run", formatter_class=fmt, help="judge, score and measure a model on datasets",
@@ -898,6 +899,11 @@ def cmd_check_parity(a) -> int:
 def cmd_models(a) -> int:
     if a.backends[:1] == ["tiny"]:
         return _tiny_model(a.backends[1:], a.out)
+    if a.backends == ["coverage"]:  # every image-text-to-text family of transformers: proven or why not
+        from harness.tools.coverage import coverage_markdown
+
+        print(coverage_markdown(), end="")
+        return 0
     if a.out:
         raise ValueError("--out goes with `c2s models tiny FAMILY --out DIR`")
     print(model_options_help(a.backends or None), end="")

@@ -12,9 +12,11 @@ import pytest
 torch = pytest.importorskip("torch")
 from PIL import Image  # noqa: E402
 
+from adapters.chat import chat_renderer  # noqa: E402
 from adapters.base import Pair, compare_batch, load_comparator  # noqa: E402
 from adapters.hf import HFComparator  # noqa: E402
 from harness.core.levels import LEVELS, RATING_LEVELS  # noqa: E402
+from harness.tools.families import FAMILIES as ALL_FAMILIES  # noqa: E402
 from harness.tools.tiny_vlm import FAMILIES, build_tiny_vlm  # noqa: E402
 from tests.conftest import noise_pngs
 from tests.test_base import assert_fingerprint_shape
@@ -24,6 +26,12 @@ QUESTION = [{"type": "image"}, {"type": "text", "text": " "}, {"type": "image"},
             {"type": "text", "text": " Compared with the first image, what is your quality rating for second image?"}]
 RATING_QUESTION = [{"type": "text", "text": "How would you rate the quality of this image?"}, {"type": "image"}]
 PREFILL = "The quality of the second image is"
+#: the composite protocol's wording (prompts/composite.j2): one side-by-side image, then the question
+COMPOSITE_QUESTION = [{"type": "image"}, {"type": "text", "text": " This image shows two pictures side by side, "
+                      "separated by a white bar. Compared with the left picture, what is your quality rating for the "
+                      "right picture?"}]
+COMPOSITE_PREFILL = "The quality of the right picture is"
+PROTOCOL = {f.tiny: f.protocol for f in ALL_FAMILIES if f.tiny}
 SIZES = [(64, 64), (80, 64), (64, 96), (48, 48), (100, 70), (64, 64), (72, 120), (90, 90)]
 
 
@@ -41,9 +49,30 @@ def pairs(image_paths):
 @pytest.fixture(scope="session", params=FAMILIES)
 def comp(request, tmp_path_factory):
     folder = build_tiny_vlm(request.param, tmp_path_factory.mktemp(request.param))
-    c = HFComparator(str(folder), batch_size=8)
+    c = HFComparator(str(folder), batch_size=8, pairing=PROTOCOL[request.param])
     yield c
     c.close()
+
+
+def side_by_side_by_hand(left, right):
+    """The composite written out with numpy: grey canvas, images centred, a 12-pixel bar (2 black, 8 white,
+    2 black) between them."""
+    a, b = (np.asarray(im) for im in (left, right))
+    h = max(a.shape[0], b.shape[0])
+    canvas = np.full((h, a.shape[1] + 12 + b.shape[1], 3), 128, np.uint8)
+    canvas[(h - a.shape[0]) // 2:(h - a.shape[0]) // 2 + a.shape[0], :a.shape[1]] = a
+    canvas[(h - b.shape[0]) // 2:(h - b.shape[0]) // 2 + b.shape[0], a.shape[1] + 12:] = b
+    canvas[:, a.shape[1]:a.shape[1] + 12] = 0
+    canvas[:, a.shape[1] + 2:a.shape[1] + 10] = 255
+    return Image.fromarray(canvas)
+
+
+def pair_probs(comp, first, second):
+    """The reference for one pair under the comparator's protocol."""
+    if comp.options.pairing == "composite":
+        shown = side_by_side_by_hand(*(Image.open(p).convert("RGB") for p in (first, second)))
+        return direct_probs(comp, [shown], COMPOSITE_QUESTION, COMPOSITE_PREFILL, LEVELS)
+    return direct_probs(comp, [first, second], QUESTION, PREFILL, LEVELS)
 
 
 def direct_probs(comp, images, content, prefill, words):
@@ -51,8 +80,8 @@ def direct_probs(comp, images, content, prefill, words):
     messages = [{"role": "user", "content": content},
                 {"role": "assistant", "content": [{"type": "text", "text": prefill}]}]
     proc = comp.processor
-    text = proc.apply_chat_template(messages, tokenize=False, continue_final_message=True)
-    pil = [Image.open(p).convert("RGB") for p in images]
+    text = chat_renderer(proc).apply_chat_template(messages, tokenize=False, continue_final_message=True)
+    pil = [p if isinstance(p, Image.Image) else Image.open(p).convert("RGB") for p in images]
     inputs = proc(text=[text], images=[pil], return_tensors="pt", add_special_tokens=False)
     with torch.no_grad():
         logits = comp.model(**inputs).logits[0, -1]
@@ -64,8 +93,7 @@ def test_matches_direct_forward(comp, pairs):
     lp = comp.compare(pairs)
     assert lp.shape == (8, 5) and np.all(np.isfinite(lp))
     for row, pair in zip(np.exp(lp), pairs):
-        ref = direct_probs(comp, [pair.first, pair.second], QUESTION, PREFILL, LEVELS)
-        np.testing.assert_allclose(row, ref, atol=1e-5)
+        np.testing.assert_allclose(row, pair_probs(comp, pair.first, pair.second), atol=1e-5)
 
 
 def test_batch_size_one_equals_eight(comp, pairs):
@@ -98,12 +126,14 @@ def test_pairs_are_shown_as_given(comp, pairs):
     assert seen[0] == [(b, a)]
     pil = {p: Image.open(p).convert("RGB") for p in (a, b)}
     text = comp.pair_prompt.text
-    shown_ba = comp.processor(text=[text], images=[[pil[b], pil[a]]], return_tensors="pt", add_special_tokens=False)
-    shown_ab = comp.processor(text=[text], images=[[pil[a], pil[b]]], return_tensors="pt", add_special_tokens=False)
-    assert torch.equal(seen[1]["pixel_values"], shown_ba["pixel_values"])
-    assert not torch.equal(seen[1]["pixel_values"], shown_ab["pixel_values"]) or \
-        not torch.equal(seen[1]["input_ids"], shown_ab["input_ids"])
-    np.testing.assert_allclose(np.exp(swapped[0]), direct_probs(comp, [b, a], QUESTION, PREFILL, LEVELS), atol=1e-5)
+    shown_ba, shown_ab = ([side_by_side_by_hand(pil[x], pil[y])] if comp.options.pairing == "composite"
+                          else [pil[x], pil[y]] for x, y in ((b, a), (a, b)))
+    shown_ba = comp.processor(text=[text], images=[shown_ba], return_tensors="pt", add_special_tokens=False)
+    shown_ab = comp.processor(text=[text], images=[shown_ab], return_tensors="pt", add_special_tokens=False)
+    key = next(k for k in shown_ba if k.startswith("pixel_values"))  # Video-LLaVA: pixel_values_images
+    assert torch.equal(seen[1][key], shown_ba[key])
+    assert not torch.equal(seen[1][key], shown_ab[key]) or not torch.equal(seen[1]["input_ids"], shown_ab["input_ids"])
+    np.testing.assert_allclose(np.exp(swapped[0]), pair_probs(comp, b, a), atol=1e-5)
 
 
 def test_rate_single_image(comp, image_paths):
@@ -127,11 +157,14 @@ def test_unreadable_image_fails_only_its_pair(comp, pairs, tmp_path):
 
 def test_fingerprint_names_what_changes_the_numbers(comp):
     fp = comp.fingerprint()
+    composite = comp.options.pairing == "composite"
+    prefill = COMPOSITE_PREFILL if composite else PREFILL
     assert fp["backend"] == "hf" and fp["dtype"] == "float32" and "order" not in str(list(fp["extra"]))
-    assert fp["prompt"]["name"] == "official" and len(fp["prompt"]["sha256"]) == 64
-    assert fp["prompt"]["rendered"].endswith(PREFILL)
+    assert fp["prompt"]["name"] == ("composite" if composite else "official") and len(fp["prompt"]["sha256"]) == 64
+    assert fp["prompt"]["rendered"].endswith(prefill)
+    assert fp["preprocessing"]["pairing"] == comp.options.pairing and ("composite" in fp["preprocessing"]) == composite
     assert fp["level_tokens"]["ids"] == [
-        comp.processor.tokenizer.encode(f"{PREFILL} {w}", add_special_tokens=False)[-1] for w in LEVELS]
+        comp.processor.tokenizer.encode(f"{prefill} {w}", add_special_tokens=False)[-1] for w in LEVELS]
     assert fp["model"]["id"] == comp.model_id and fp["model"]["class"] == type(comp.model).__name__
     assert fp["model"]["weights"]["weight_files"] and fp["versions"]["transformers"]
     assert_fingerprint_shape(fp)

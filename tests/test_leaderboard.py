@@ -191,7 +191,7 @@ def test_runner_style_summary_over_and_unranked(tmp_path):
             in md.read_text())
     assert json.loads(js.read_text())["unranked"] == [{"model_label": "M", "profile": "paper", "mode": "soft",
                                                        "anchors": ANCHORS, "limit": None, "design": None,
-                                                       "dataset": "mine"}]
+                                                       "protocol": "two-image", "dataset": "mine"}]
     only_unlabeled = make_run(tmp_path, "u", {"mine": mine}, label="M")
     with pytest.raises(ValueError, match="no dataset with ground-truth scores"):
         build_leaderboard([only_unlabeled])

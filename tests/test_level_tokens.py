@@ -73,3 +73,26 @@ def test_rating_words_and_bad_strategy(whole_words):
         resolve_level_tokens(whole_words, RATING_LEVELS, prefill=PREFILL)
     with pytest.raises(ValueError, match="unknown level-token strategy"):
         resolve_level_tokens(whole_words, prefill=PREFILL, strategy="last")
+
+
+def sentencepiece_bpe(corpus, vocab):
+    """Llama-2/Mistral/Gemma style: Metaspace pieces (`▁` for a space), no space added at the start."""
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="never")
+    tok.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="never")
+    tok.train_from_iterator(corpus, trainers.BpeTrainer(vocab_size=vocab, show_progress=False))
+    return PreTrainedTokenizerFast(tokenizer_object=tok)
+
+
+def test_sentencepiece_words_whole_and_split():
+    """`▁better` after the prefill; a word that splits under SentencePiece is refused, or read by its first piece."""
+    whole = sentencepiece_bpe([PREFILL] * 20 + [f"{PREFILL} {w}" for w in LEVELS] * 40, 300)
+    lt = resolve_level_tokens(whole, prefill=PREFILL)
+    assert lt.strings == ["▁" + w for w in LEVELS]
+    assert [whole.encode(f"{PREFILL} {w}")[-1] for w in LEVELS] == lt.ids
+    split = sentencepiece_bpe([PREFILL] * 20 + [" inf", " wor", " sim", " bet", " sup", "erior", "se", "ilar", "ter"]
+                              * 30, 120)
+    with pytest.raises(ValueError, match="'▁inf'"):
+        resolve_level_tokens(split, prefill=PREFILL)
+    first = resolve_level_tokens(split, prefill=PREFILL, strategy="first_subtoken")
+    assert first.strings == ["▁inf", "▁wor", "▁sim", "▁bet", "▁sup"]

@@ -14,7 +14,7 @@ def test_bundled_prompts():
     for name in list_prompts():
         p = load_prompt(name)
         assert p.sha256 == hashlib.sha256(p.text.encode()).hexdigest()
-        assert p.n_images == (1 if "rating" in name else 2)
+        assert p.n_images == (1 if "rating" in name or name == "composite" else 2)
 
 
 def test_generic_rating_names_the_rating_words():

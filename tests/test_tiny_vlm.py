@@ -7,6 +7,7 @@ import pytest
 torch = pytest.importorskip("torch")
 from transformers import AutoModelForImageTextToText, AutoProcessor  # noqa: E402
 
+from adapters.chat import chat_renderer  # noqa: E402
 from adapters.level_tokens import resolve_level_tokens  # noqa: E402
 from harness.core.levels import LEVELS, RATING_LEVELS  # noqa: E402
 from harness.tools.tiny_vlm import FAMILIES, build_tiny_vlm  # noqa: E402
@@ -24,9 +25,13 @@ def test_family_builds_and_reloads(family, tmp_path):
     for words in (LEVELS, RATING_LEVELS):
         for prefill in ("The quality of the second image is", "\n"):
             assert len(resolve_level_tokens(proc.tokenizer, words, prefill=prefill).ids) == 5
+    # the family's tokenizer convention: SentencePiece pieces (`▁better`) or byte-level BPE (`Ġbetter`)
+    marker = "▁" if '"Metaspace"' in proc.tokenizer.backend_tokenizer.to_str() else "Ġ"
+    lt = resolve_level_tokens(proc.tokenizer, LEVELS, prefill="The quality of the second image is")
+    assert lt.strings == [marker + w for w in LEVELS] and len(set(lt.ids)) == 5
     msgs = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Q?"}]},
             {"role": "assistant", "content": [{"type": "text", "text": "The quality of the image is"}]}]
-    rendered = proc.apply_chat_template(msgs, tokenize=False, continue_final_message=True)
+    rendered = chat_renderer(proc).apply_chat_template(msgs, tokenize=False, continue_final_message=True)
     assert rendered.endswith("The quality of the image is") and "Q?" in rendered
 
 

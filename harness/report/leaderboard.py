@@ -24,6 +24,7 @@ from pathlib import Path
 from harness.core.vocabulary import LEADERBOARD_FORMATS
 from harness.core.jsontext import strict_json
 from harness.core.metrics import aggregate
+from harness.data.composite import protocol_of
 from harness.report.reports import ci_text, headline_ci, site_asset, summary_text, template_env
 from harness.run.record import Aggregate, DatasetMetrics, RunRecord, check_outputs, read_run
 
@@ -63,11 +64,14 @@ class RowKey:
     limit: int | None = None
     #: an active design's settings, e.g. "active, budget 3" (None: the anchor design): a row of its own
     design: str | None = None
+    #: how pairs reached the model (harness/data/composite.py): a composite run is a row of its own
+    protocol: str = "two-image"
 
     @property
     def model_text(self) -> str:
-        """The model as shown in a table: a limited run and an active design say so."""
-        return (self.model_label + (f" [limited to first {self.limit}]" if self.limit else "")
+        """The model as shown in a table: a composite-protocol run, a limited run and an active design say so."""
+        return (self.model_label + (" [composite]" if self.protocol == "composite" else "")
+                + (f" [limited to first {self.limit}]" if self.limit else "")
                 + (f" [{self.design}]" if self.design else ""))
 
     def describe(self) -> str:
@@ -147,7 +151,8 @@ def row_key(run: RunRecord) -> RowKey:
     m, a = run.metrics, run.manifest.anchors
     d = run.manifest.design or {}
     design = f"active, budget {d.get('budget'):g}" if d.get("name") == "active" else None
-    return RowKey(m.model_label, m.profile, m.mode, f"{a.name} ({a.digest[:8]})", run.manifest.limit, design)
+    return RowKey(m.model_label, m.profile, m.mode, f"{a.name} ({a.digest[:8]})", run.manifest.limit, design,
+                  protocol_of(run.manifest.model.fingerprint))
 
 
 def _mark_best(lb: Leaderboard) -> None:

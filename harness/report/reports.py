@@ -17,6 +17,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 from harness.core.metrics import constant
 from harness.core.vocabulary import ALL, SUMMARIES
+from harness.data.composite import protocol_of
 from harness.run.evaluation import SUMMARY_METRICS, summarise, summary_splits
 from harness.run.record import Aggregate, DatasetMetrics, Manifest, RunRecord, ScoreRow, leftover_of, read_run
 
@@ -241,6 +242,7 @@ def report_context(run: RunRecord, plots: dict) -> dict:
         "dropped_total": n_dropped, "dropped_listed": dropped_listed,
         "run_id": m.run_id, "created": m.created, "mode": m.mode,
         "model": m.model, "profile": m.profile.as_dict(), "profile_name": m.profile.name,
+        "protocol": protocol_of(m.model.fingerprint),
         "anchors": m.anchors, "anchor_rows": [{"image": i, "mos": mos, "std": std}
                                               for i, mos, std in zip(m.anchors.images, m.anchors.mos, m.anchors.std)],
         "datasets": [_dataset_context(name, ds, plots.get(name), dropped.get(name, 0))

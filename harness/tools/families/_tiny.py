@@ -1,9 +1,12 @@
-"""What the tiny random builds of every family share: a byte-level BPE tokenizer trained in
-milliseconds (the five comparison levels and the five rating words are single tokens, with and without a
-leading space), Jinja chat templates in a family's documented shape, and a 2-layer text config with head
-dim 32 (vLLM's CPU attention needs >= 32). Each family module's `build(size)` uses them.
+"""What the tiny random builds of every family share: a BPE tokenizer trained in milliseconds, byte-level
+(GPT-2/Qwen/Llama-3 style: `Ġbetter`) or SentencePiece-style (Llama-2/Mistral/Gemma: Metaspace, `▁better`),
+as the family's real tokenizer is (the five comparison levels and the five rating words are single tokens,
+with and without a leading space), Jinja chat templates in a family's documented shape, and a 2-layer text
+config with head dim 32 (vLLM's CPU attention needs >= 32). Each family module's `build(size)` uses them.
 """
 from __future__ import annotations
+
+import string
 
 from harness.core.levels import LEVELS, RATING_LEVELS
 
@@ -16,8 +19,10 @@ _CORPUS = (
 _WORDS = LEVELS + RATING_LEVELS
 
 
-def tokenizer(special: list[str], *, bos=None, eos=None, pad=None, named=None, chat_template=None):
-    """Byte-level BPE trained in milliseconds; every level/rating word is one token."""
+def tokenizer(special: list[str], *, bos=None, eos=None, pad=None, named=None, chat_template=None,
+              sentencepiece: bool = False):
+    """BPE trained in milliseconds, byte-level or (`sentencepiece`) Metaspace-style with `▁` for a
+    space and no space added at the start; every level/rating word is one token."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -25,10 +30,16 @@ def tokenizer(special: list[str], *, bos=None, eos=None, pad=None, named=None, c
     for w in _WORDS:
         corpus += [w, " " + w, f"The quality of the second image is {w}."] * 40
     tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
+    if sentencepiece:
+        tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="never")
+        tok.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="never")
+        alphabet = sorted(set(string.printable.replace(" ", "▁")))  # prompts and chat templates are ASCII
+    else:
+        tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+        tok.decoder = decoders.ByteLevel()
+        alphabet = pre_tokenizers.ByteLevel.alphabet()
     trainer = trainers.BpeTrainer(vocab_size=700, special_tokens=list(special), show_progress=False,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+                                  initial_alphabet=alphabet)
     tok.train_from_iterator(corpus * 4, trainer)
     named = dict(named or {})  # e.g. image_token="<image>" -> tokenizer.image_token(_id), persisted
     roles = {k: v for k, v in dict(bos_token=bos, eos_token=eos, pad_token=pad).items() if v}
