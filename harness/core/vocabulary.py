@@ -20,6 +20,8 @@ MODES = ("soft", "count", "rating")
 #: presentation order: the anchor first (the official code), or both orders folded by the runner
 ORDERS = ("anchor_first", "both")
 DEFAULT_ORDER = ORDERS[0]
+#: --calibrate: none, or a temperature (+ a level bias) fitted on the anchor block (docs/method.md, "Calibration")
+CALIBRATIONS = ("none", "anchors", "anchors+bias")
 #: the tag of the group holding every image of a dataset (beside its named splits)
 ALL = "all"
 #: what a dataset's headline aggregates: the median over its splits (the paper), or all images at once
