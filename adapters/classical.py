@@ -121,12 +121,26 @@ def quantisation_sigma(rgb: np.ndarray) -> float:
     return float(np.median(gaps) / 255.0 / np.sqrt(12.0)) if gaps else 0.0
 
 
+def _live_lines(rgb: np.ndarray, axis: int) -> np.ndarray:
+    """Indices of the lines along `axis` across which some pixel changes (in any row and channel)."""
+    return np.flatnonzero(np.any(np.diff(rgb.astype(np.int16), axis=axis) != 0, axis=(1 - axis, 2)))
+
+
 def block_width(rgb: np.ndarray, axis: int) -> float:
     """Median width of the blocks along `axis`: the distance between consecutive lines across which some
     pixel changes (1 in a photograph; b in an image pixelated by blocks of b)."""
-    changes = np.any(np.diff(rgb.astype(np.int16), axis=axis) != 0, axis=(1 - axis, 2))
-    live = np.flatnonzero(changes)
-    return float(np.median(np.diff(live))) if live.size > 1 else float(changes.size + 1)
+    live = _live_lines(rgb, axis)
+    return float(np.median(np.diff(live))) if live.size > 1 else float(rgb.shape[axis])
+
+
+def block_content(rgb: np.ndarray) -> np.ndarray:
+    """A pixelated image reduced to one pixel per block (the lines across which nothing changes dropped);
+    any other image as it is. JPEG's 8x8 grid is looked for in this: in a pixelated image the block edges
+    are its only edges, and blocks of 2 or 4 pixels would otherwise read as a JPEG grid."""
+    for axis in (0, 1):
+        if block_width(rgb, axis) > 1:
+            rgb = np.take(rgb, np.append(_live_lines(rgb, axis), rgb.shape[axis] - 1), axis=axis)
+    return rgb
 
 
 #: a misregistration counts when the channel's gradients do not line up with green's where they are (correlation
@@ -177,7 +191,7 @@ def measure_image(rgb) -> dict[str, float]:
     return {
         "blur": blur if np.isfinite(blur) else 1.0,  # a flat image has no detail left: fully blurred
         "noise": noise_sigma(gray),
-        "blockiness": blockiness(gray),
+        "blockiness": blockiness(_luma(block_content(pixels))),
         "contrast_loss": contrast_loss(gray),
         "quantisation": quantisation_sigma(pixels),
         "resolution": blur_equivalent(resolution_sigma(pixels)),
