@@ -134,7 +134,7 @@ def _temperature(text: str) -> float:
 
 def _add_profile(p):
     from harness.core.profiles import LOGIT_DTYPES
-    from harness.core.vocabulary import LINKS, MATRIX_SOURCES, SCALES
+    from harness.core.vocabulary import CALIBRATIONS, LINKS, MATRIX_SOURCES, SCALES
 
     p.add_argument("--link", choices=LINKS, help="MAP link (paper: probit; official: logit)")
     p.add_argument("--temperature", type=_temperature,
@@ -149,11 +149,15 @@ def _add_profile(p):
     p.add_argument("--logit-dtype", choices=LOGIT_DTYPES,
                    help="arithmetic of the soft preference: float32 (default, exact) or float16 (the official code's "
                         "half-precision softmax; NaN for extreme logits fails the pair)")
+    p.add_argument("--calibrate", choices=CALIBRATIONS,
+                   help="anchors: fit a temperature on the judged anchor block against the anchors' MOS-derived "
+                        "preferences and score with it; anchors+bias: also a level bias (soft mode; docs/method.md)")
 
 
 def _overrides(a) -> dict:
     return {"link": a.link, "temperature": a.temperature, "anchor_temperature": a.anchor_temperature,
-            "steps": a.steps, "scale": a.scale, "anchor_matrix": a.anchor_matrix, "logit_dtype": a.logit_dtype}
+            "steps": a.steps, "scale": a.scale, "anchor_matrix": a.anchor_matrix, "logit_dtype": a.logit_dtype,
+            "calibrate": a.calibrate}
 
 
 def _add_selection(p):
@@ -546,7 +550,7 @@ def _print_run(run_dir: Path, command: str = "run") -> int:
     """Print a run's headline numbers; return its exit code (`_outcome`)."""
     from harness.run.record import read_run
 
-    from harness.report.reports import quality_flags, summaries, summary_line
+    from harness.report.reports import calibration_rows, quality_flags, summaries, summary_line
 
     rec = read_run(run_dir)
     m, c = rec.manifest, rec.manifest.counts
@@ -557,6 +561,8 @@ def _print_run(run_dir: Path, command: str = "run") -> int:
                                                 if dropped else ""))
     if m.limit:
         print(f"    LIMITED RUN: only the first {m.limit} images of each dataset were scored")
+    if m.calibration:
+        print("    calibration: " + "; ".join(f"{k} {v}" for k, v in calibration_rows(m)))
     for name, d in rec.metrics.datasets.items():
         for k, e in enumerate(summaries(d)):
             print(f"    {name if k == 0 else '':24s} {summary_line(e, 4)}  ("

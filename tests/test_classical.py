@@ -153,3 +153,56 @@ def test_full_pipeline_on_the_benchmark(demo):
     index = np.array([comp.quality_index(p) for p in run["paths"]])
     assert spearmanr(scored.score, index)[0] == pytest.approx(1.0, abs=1e-12)
     assert spearmanr(scored.score, run["mos"])[0] > 0.8
+
+
+# --- version 2: quantisation and lost resolution (held-out families; docs in adapters/classical.py) ---
+
+def _photo(demo, name="chelsea/pristine.png"):
+    return np.asarray(Image.open(demo.root / name).convert("RGB"))
+
+
+def test_quantisation_is_the_level_gap_as_noise_sd(demo):
+    from adapters.classical import quantisation_sigma
+
+    x = _photo(demo)
+    assert quantisation_sigma(x) == pytest.approx(1 / 255 / np.sqrt(12))  # every level in its range used
+    for levels in (16, 5, 3):
+        q = (np.round(x / 255 * (levels - 1)) * (255 / (levels - 1))).round().astype(np.uint8)
+        step = 255 / (levels - 1)
+        assert quantisation_sigma(q) == pytest.approx(step / 255 / np.sqrt(12), rel=0.02)
+
+
+def test_block_width_and_content_of_a_pixelated_image(demo):
+    from adapters.classical import block_content, block_width
+
+    x = _photo(demo)
+    assert block_width(x, 0) == block_width(x, 1) == 1.0 and block_content(x) is x
+    for b in (2, 3, 4):
+        small = x[::b, ::b]
+        big = np.repeat(np.repeat(small, b, axis=0), b, axis=1)
+        assert block_width(big, 0) == block_width(big, 1) == b
+        np.testing.assert_array_equal(block_content(big), small)
+
+
+def test_channel_shift_finds_a_misregistration_and_nothing_else(demo):
+    from adapters.classical import channel_shift
+
+    x = _photo(demo)
+    assert [channel_shift(x, c, a) for c in (0, 2) for a in (0, 1)] == [0, 0, 0, 0]
+    for d in (1, 3, 6):
+        y = x.copy()
+        y[:, :, 0] = np.roll(x[:, :, 0], d, axis=1)
+        y[:, :, 2] = np.roll(x[:, :, 2], -d, axis=1)
+        assert (channel_shift(y, 0, 1), channel_shift(y, 2, 1), channel_shift(y, 0, 0)) == (d, -d, 0)
+    noisy = np.clip(x + np.random.default_rng(0).normal(0, 60, x.shape), 0, 255).astype(np.uint8)
+    assert channel_shift(noisy, 0, 1) == channel_shift(noisy, 2, 0) == 0
+
+
+def test_version_2_measures_leave_the_demo_untouched(demo):
+    """Both new impairments are 0 on every demo image, so the demo's figures are version 1's."""
+    from adapters.classical import MEASURES, measure_image
+
+    for rec in demo.records:
+        m = measure_image(Image.open(demo.abspath(rec)).convert("RGB"))
+        assert MEASURES["quantisation"].impairment(m["quantisation"]) == 0.0, rec.path
+        assert MEASURES["resolution"].impairment(m["resolution"]) == 0.0, rec.path

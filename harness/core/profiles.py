@@ -11,7 +11,7 @@ import math
 from dataclasses import asdict, dataclass, replace
 
 from harness.core.options import check_fields
-from harness.core.vocabulary import DEFAULT_ORDER, LINKS, MATRIX_SOURCES, SCALES, SOLVERS
+from harness.core.vocabulary import CALIBRATIONS, DEFAULT_ORDER, LINKS, MATRIX_SOURCES, SCALES, SOLVERS
 
 #: the arithmetic of the soft preference: float32 (exact, max-subtracted) or the official code's float16
 LOGIT_DTYPES = ("float32", "float16")
@@ -37,13 +37,16 @@ class Profile:
     #: "float16" replays the official code's half-precision softmax and weighting; the default computes
     #: the preference exactly (docs/method.md, "The official code and why it differs")
     logit_dtype: str = "float32"
+    #: "anchors" fits a temperature (and "anchors+bias" also a level bias) on the judged anchor block against
+    #: the anchors' MOS-derived preferences and scores with it, replacing both temperatures (soft mode only)
+    calibrate: str = "none"
 
     def __post_init__(self):
         # one declared type per setting: `temperature: "abc"` or `steps: true` (YAML overrides) stop here
         check_fields(self, f"profile {self.name!r}")
         checks = [("link", self.link, LINKS), ("solver", self.solver, SOLVERS),
                   ("scale", self.scale, SCALES), ("anchor_matrix", self.anchor_matrix, MATRIX_SOURCES),
-                  ("logit_dtype", self.logit_dtype, LOGIT_DTYPES)]
+                  ("logit_dtype", self.logit_dtype, LOGIT_DTYPES), ("calibrate", self.calibrate, CALIBRATIONS)]
         for field, value, allowed in checks:
             if value not in allowed:
                 raise ValueError(f"profile {self.name!r}: {field} must be one of {allowed}, got {value!r}")
@@ -55,13 +58,19 @@ class Profile:
             raise ValueError(f"profile {self.name!r}: steps must be >= 1")
         if self.solver == "official-adam" and self.scale != "minmax":
             raise ValueError(f"profile {self.name!r}: the official Adam solver only yields the min-max 0-100 scale")
+        if self.calibrate != "none" and self.logit_dtype != "float32":
+            raise ValueError(f"profile {self.name!r}: calibrate {self.calibrate!r} fits the exact preference; it cannot "
+                             "be combined with logit_dtype float16 (the official code's half-precision softmax)")
 
     def as_dict(self) -> dict:
         """The settings as run ids, rescore digests and labels see them; `logit_dtype` only when it is not
-        the default, so that runs made before the setting existed keep their ids (manifests record it always)."""
+        the default, so that runs made before the setting existed keep their ids (manifests record it always);
+        `calibrate` likewise."""
         d = asdict(self)
         if d["logit_dtype"] == "float32":
             del d["logit_dtype"]
+        if d["calibrate"] == "none":
+            del d["calibrate"]
         return d
 
 

@@ -23,6 +23,8 @@ DEFAULT_ORDER = ORDERS[0]
 #: comparison designs (harness.run.designs): every test image against every anchor (the paper), or active rounds
 DESIGNS = ("anchors", "active")
 DEFAULT_DESIGN = "anchors"
+#: --calibrate: none, or a temperature (+ a level bias) fitted on the anchor block (docs/method.md, "Calibration")
+CALIBRATIONS = ("none", "anchors", "anchors+bias")
 #: the tag of the group holding every image of a dataset (beside its named splits)
 ALL = "all"
 #: what a dataset's headline aggregates: the median over its splits (the paper), or all images at once

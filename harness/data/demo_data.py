@@ -45,7 +45,7 @@ GENERATOR_FILE = "generator.json"
 #: Real photographs shipped in skimage/data (file stems), default selection first.
 DEFAULT_SOURCES = ("astronaut", "camera", "chelsea", "coffee", "coins", "hubble_deep_field", "moon",
                    "motorcycle_left", "retina", "rocket")
-PHOTOS = DEFAULT_SOURCES + ("brick", "grass", "gravel", "ihc", "page", "cell")
+PHOTOS = DEFAULT_SOURCES + ("brick", "grass", "gravel", "ihc", "page", "cell", "text")
 
 #: Strength per level 1..5 (mildest first).
 FAMILIES: dict[str, tuple[float, ...]] = {

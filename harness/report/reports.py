@@ -182,7 +182,26 @@ def quality_flags(run: RunRecord) -> list[tuple[str, str]]:
             reasons = sorted({ds.splits[s].logistic_message or "no reason recorded" for s in failed})
             flags.append(("amber", f"{name}: logistic fit failed in {len(failed)} of {len(ds.splits)} group(s) "
                                    f"({'; '.join(reasons)}): PLCC (logistic) and RMSE are n/a there, no curve drawn"))
+    cal = run.manifest.calibration
+    if cal and cal.get("at_bound"):
+        flags.append(("amber", f"calibration: the fitted temperature or level bias ended on its bound (T = "
+                               f"{cal['temperature']:.4g}); the anchor block does not pin it down"))
     return flags
+
+
+def calibration_rows(m: Manifest) -> list[tuple[str, str]]:
+    """The run's calibration (--calibrate) as (what, value) rows; [] when it has none."""
+    cal = m.calibration
+    if not cal:
+        return []
+    rows = [("method", cal["method"]), ("anchor pairs fitted on", str(cal["n_pairs"])),
+            ("temperature", f"{fmt(cal['temperature_before'], 4)} -> {fmt(cal['temperature'], 4)}")]
+    if cal["method"] == "anchors+bias":
+        rows.append(("level bias beta (logits + beta (k - 2))", f"0 -> {fmt(cal['bias'], 4)}"))
+    rows += [("NLL of P(better), anchor block", f"{fmt(cal['nll_before'], 4)} -> {fmt(cal['nll_after'], 4)} "
+                                                f"(floor {fmt(cal['nll_floor'], 4)})"),
+             ("ECE of P(better), anchor block", f"{fmt(cal['ece_before'], 4)} -> {fmt(cal['ece_after'], 4)}")]
+    return rows
 
 
 def _over_text(over: list[str]) -> str:
@@ -243,6 +262,7 @@ def report_context(run: RunRecord, plots: dict) -> dict:
         "run_id": m.run_id, "created": m.created, "mode": m.mode,
         "model": m.model, "profile": m.profile.as_dict(), "profile_name": m.profile.name,
         "protocol": protocol_of(m.model.fingerprint),
+        "calibration": calibration_rows(m),
         "anchors": m.anchors, "anchor_rows": [{"image": i, "mos": mos, "std": std}
                                               for i, mos, std in zip(m.anchors.images, m.anchors.mos, m.anchors.std)],
         "datasets": [_dataset_context(name, ds, plots.get(name), dropped.get(name, 0))

@@ -47,6 +47,10 @@ def check_design(design: str, budget: float | None, round_size: int | None, mode
         if p.solver != "exact":
             raise ValueError(f"design active scores with the joint MAP: profile {p.name!r} uses solver {p.solver!r}; "
                              "use a profile with solver exact (e.g. --profile paper)")
+        if p.calibrate != "none":
+            raise ValueError(f"--calibrate {p.calibrate} is fitted for the anchor design's scoring and is not applied "
+                             "to an active design's joint MAP yet; run --design active without --calibrate, or "
+                             "--design anchors with it")
 
 
 @dataclass

@@ -48,7 +48,7 @@ from harness.core.vocabulary import ALL, MODES, ORDERS, SUMMARIES
 from harness.data.datasets import Dataset, Problem, Record, ValidationReport
 from harness.run.evaluation import SUMMARY_METRICS, DatasetRun, summary_splits
 from harness.run.judging import Judged
-from harness.run.scoring import on_raw_logits, pair_preference
+from harness.run.scoring import apply_calibration, on_raw_logits, pair_preference
 
 FORMAT_VERSION = 2
 MANIFEST, METRICS, SCORES, COMPARISONS = "manifest.json", "metrics.json", "scores.csv", "comparisons.csv"
@@ -211,6 +211,9 @@ class Manifest(_Schema):
     map_converged_fraction: float | None
     anchors_unusable: list[str]
     rescored_from: RescoredFrom | None = None
+    #: --calibrate: the fitted temperature and bias and the anchor block's NLL and ECE before and after
+    #: (harness.core.calibration.Calibration); None when the profile does not calibrate
+    calibration: dict[str, Any] | None = None
     #: --limit: only the first N images of each dataset (manifest order) were scored; None: all of them
     limit: int | None = None
     #: the comparison design (harness.run.designs.Design.record); None in folders written before designs
@@ -769,11 +772,12 @@ def _replace_dir(new: Path, target: Path) -> None:
 
 # --- from the runner's objects -------------------------------------------------------------------
 
-def comparison_rows(judged: Judged, profile: Profile, mode: str) -> list[ComparisonRow]:
-    """comparisons.csv rows: each pair's log-probs and its preference under the profile and mode."""
+def comparison_rows(judged: Judged, profile: Profile, mode: str, calibration=None) -> list[ComparisonRow]:
+    """comparisons.csv rows: each pair's log-probs as judged and its preference under the profile and mode
+    (and the run's calibration, `harness.run.scoring.apply_calibration`)."""
     roles = np.array(judged.roles)
     prefs = np.full(len(judged.pairs), np.nan)
-    rows = judged.rows(raw=on_raw_logits(profile, mode))
+    rows, profile = apply_calibration(judged.rows(raw=on_raw_logits(profile, mode)), profile, calibration)
     for role, temperature in (("test", profile.temperature), ("anchor", profile.anchor_temperature)):
         sel = roles == role
         prefs[sel] = pair_preference(rows[sel], mode, temperature, profile.logit_dtype)

@@ -30,6 +30,7 @@ from adapters.fingerprint import checked_fingerprint
 from harness.core import home
 from harness.core.anchors import (DEFAULT_SCHEME, SCHEMES, AnchorSet, koniq_default, no_scale_reason, read_anchor_file,
                                   scheme_label, select_anchors)
+from harness.core.calibration import calibration_problem
 from harness.core.jsontext import strict_json
 from harness.core.metrics import MAX_BOOTSTRAP
 from harness.core.options import check_fields, options_secrets, recorded_options
@@ -46,7 +47,8 @@ from harness.core.vocabulary import (ALL, BY_SPLITS, DEFAULT_ALPHA, DEFAULT_ANCH
 from harness.run.record import (MANIFEST, NO_ANCHORS, Manifest, Metrics, RunFolderError, ScoreRow, anchors_info,
                                 check_not_leftover, check_outputs, check_replaceable, check_run_id, comparison_rows,
                                 git_revision, read_run, short_digest, slug, versions, write_run)
-from harness.run.scoring import anchor_matrix_needs_model, fixed_matrix, matrix_source, on_raw_logits, score_tests
+from harness.run.scoring import (anchor_block_needed, apply_calibration, calibration_for, fixed_matrix, matrix_source,
+                                 on_raw_logits, score_tests)
 from harness.run.watchdog import StallGuard
 
 # --- configuration ------------------------------------------------------------------------------
@@ -373,6 +375,12 @@ def check_before_model_work(config: RunConfig, anchors: AnchorSet, profiles: lis
         raise ValueError(f"{len(broken)} anchor image(s) cannot be used:\n" + "\n".join(broken))
     for p in profiles if anchors else []:  # a fixed matrix the anchor set cannot give (or a degenerate MOS one)
         fixed_matrix(matrix_source(p, anchors), anchors)
+    calibrating = [p for p in profiles if p.calibrate != "none"]
+    if calibrating and set(config.modes) - {"soft"}:
+        raise ValueError(f"--calibrate {calibrating[0].calibrate} applies to --mode soft only (count reads the arg-max "
+                         "level, rating has no anchors); run the other modes without --calibrate")
+    if calibrating and anchors and calibration_problem(anchors):
+        raise ValueError(f"--calibrate: {calibration_problem(anchors)}")
     if "rating" in config.modes and comparator is not None and not as_comparator(comparator).can_rate:
         raise ValueError(_NO_RATING.format(config.model))
 
@@ -424,7 +432,7 @@ def plan_run(config: RunConfig, comparator=None, *, inputs=(), outputs=()) -> Pl
                       f"{overlap[:3]}{' ...' if len(overlap) > 3 else ''}", stacklevel=3)
     work = {}
     if needs_anchors(config):
-        block = any(anchor_matrix_needs_model(p, anchors) for p in profiles)
+        block = any(anchor_block_needed(p, anchors) for p in profiles)
         # an active design plans only the anchor block: its test pairs are chosen round by round (run)
         work["pairs"] = plan_pairs([] if config.design == ACTIVE else tests, anchors.images, order=config.order,
                                    anchor_block=block)
@@ -660,13 +668,16 @@ def finish_run(run_dir: Path, manifest: dict, dsruns: list[DatasetRun], tests: l
     run's identity and configuration, the rest is added here; `complete` as in `write_run`."""
     t0 = time.perf_counter()
     raw = on_raw_logits(profile, mode)
+    calibration = calibration_for(profile, mode, anchors, judged.pairs, judged.roles, judged.logprobs)
     if (manifest.get("design") or {}).get("name") == ACTIVE and mode != "rating":
-        scored = score_active(tests, anchors, judged, raw, profile, mode)
+        scored = score_active(tests, anchors, judged, raw, profile, mode)  # check_design refuses calibration here
     else:
-        scored = score_tests(tests, anchors, judged.lookup(raw), judged.error_of(), profile, mode, manifest["order"])
+        rows, scoring_profile = apply_calibration(judged.rows(raw), profile, calibration)
+        scored = score_tests(tests, anchors, dict(zip(judged.pairs, rows)), judged.error_of(), scoring_profile, mode,
+                             manifest["order"])
     timings["scoring"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    comparisons = comparison_rows(judged, profile, mode)
+    comparisons = comparison_rows(judged, profile, mode, calibration)
     score_rows, metrics = evaluate(dsruns, tests, scored, bootstrap=bootstrap, seed=seed,
                                    undefined=no_scale_reason(anchors), pairs=judged_pairs(comparisons, anchors, mode))
     timings["metrics"] = time.perf_counter() - t0
@@ -686,6 +697,7 @@ def finish_run(run_dir: Path, manifest: dict, dsruns: list[DatasetRun], tests: l
                    "pairs_cache_invalid": judged.cache_invalid,
                    "pairs_raw_logits": int(judged.has_raw().sum()) if raw else 0},
         "map_converged_fraction": scored.converged_frac, "anchors_unusable": scored.unusable_anchors,
+        "calibration": calibration.as_record() if calibration else None,
     })
     numbers = Metrics(run_id=record.run_id, model_label=record.model.label,
                       profile=profile_label(profile, record.order), mode=mode, datasets=metrics)

@@ -2,7 +2,7 @@
 the anchor block from the user's anchors file, the paper's KonIQ matrix, MOS, or the model's own judgements."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +15,7 @@ from harness.core.anchors import (
     matrix_from_mos,
     matrix_from_preferences,
 )
+from harness.core.calibration import Calibration, calibrate_on_anchors, shifted_logprobs
 from harness.core.levels import N_LEVELS
 from harness.core.official import official_scores, preference_fp16
 from harness.core.profiles import Profile
@@ -180,3 +181,34 @@ def _nanmean2(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def anchor_matrix_needs_model(profile: Profile, anchors: AnchorSet) -> bool:
     return matrix_source(profile, anchors) == "comparator"
+
+
+def anchor_block_needed(profile: Profile, anchors: AnchorSet) -> bool:
+    """Whether the model must judge the anchor block: for the matrix, or to calibrate on it."""
+    return anchor_matrix_needs_model(profile, anchors) or profile.calibrate != "none"
+
+
+def calibration_for(profile: Profile, mode: str, anchors: AnchorSet, pairs: list, roles: list,
+                    logprobs: np.ndarray) -> Calibration | None:
+    """The calibration the profile asks for, fitted on the judged anchor block (roles "anchor"); None
+    without one. Soft mode only: count mode reads the arg-max level, where a temperature changes nothing."""
+    if profile.calibrate == "none":
+        return None
+    if mode != "soft":
+        raise ValueError(f"--calibrate {profile.calibrate} applies to --mode soft only (count reads the arg-max "
+                         f"level, rating has no anchors), not to mode {mode!r}; score that mode without --calibrate")
+    block = [i for i, role in enumerate(roles) if role == "anchor"]
+    if not block:
+        raise ValueError(f"--calibrate {profile.calibrate}: the anchor block was not judged (this run used a fixed "
+                         "anchor matrix); run again with the model and --calibrate to judge it")
+    return calibrate_on_anchors([pairs[i] for i in block], logprobs[block], anchors,
+                                fit_bias=profile.calibrate == "anchors+bias", temperature_before=profile.temperature)
+
+
+def apply_calibration(rows: np.ndarray, profile: Profile, calibration: Calibration | None) -> tuple[np.ndarray, Profile]:
+    """The level rows and profile to score with: a calibration shifts each row by T b and sets both
+    temperatures to its T (docs/method.md, "Calibration"); None leaves both as they are."""
+    if calibration is None:
+        return rows, profile
+    t = calibration.temperature
+    return shifted_logprobs(rows, t, calibration.bias), replace(profile, temperature=t, anchor_temperature=t)
