@@ -213,6 +213,8 @@ class Manifest(_Schema):
     rescored_from: RescoredFrom | None = None
     #: --limit: only the first N images of each dataset (manifest order) were scored; None: all of them
     limit: int | None = None
+    #: where judging ran (harness.run.executors.ExecutorSpec.recorded): no part of the run's identity
+    executor: dict[str, Any] | None = None
 
     @field_validator("created")
     @classmethod

@@ -18,26 +18,25 @@ import os
 import time
 import warnings
 from collections import Counter
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 
-from adapters.base import (Pair, as_comparator, check_model_options, comparator_class, compare_batch,
-                           fingerprint_hash, load_comparator, rate_batch)
-from adapters.fingerprint import checked_fingerprint
+from adapters.base import (Pair, as_comparator, check_model_options, comparator_class, fingerprint_hash)
 from harness.core import home
 from harness.core.anchors import (DEFAULT_SCHEME, SCHEMES, AnchorSet, koniq_default, no_scale_reason, read_anchor_file,
                                   scheme_label, select_anchors)
 from harness.core.jsontext import strict_json
 from harness.core.metrics import MAX_BOOTSTRAP
 from harness.core.options import check_fields, options_secrets, recorded_options
-from harness.core.secrets import redact, remember, scrub_all
+from harness.core.secrets import remember
 from harness.run.cache import PairCache
 from harness.data.datasets import Dataset, Record, load_dataset, load_official_split
 from harness.data.images import DEFAULT_MAX_PIXELS, DEFAULT_MIN_SIDE, Limits, image_limits, unreadable
 from harness.run.evaluation import DatasetRun, JudgedPairs, evaluate
+from harness.run.executors import ExecutorSpec, open_session
 from harness.run.judging import Judged, cache_lookup, judge, plan_pairs, prompt_key
 from harness.core.profiles import DEFAULT_PROFILE, Profile, get_profile, profile_label
 from harness.core.vocabulary import (ALL, BY_SPLITS, DEFAULT_ALPHA, DEFAULT_ANCHORS, DEFAULT_BATCH_SIZE, DEFAULT_BETA,
@@ -46,7 +45,6 @@ from harness.run.record import (MANIFEST, NO_ANCHORS, Manifest, Metrics, RunFold
                                 check_not_leftover, check_outputs, check_replaceable, check_run_id, comparison_rows,
                                 git_revision, read_run, short_digest, slug, versions, write_run)
 from harness.run.scoring import anchor_matrix_needs_model, fixed_matrix, matrix_source, on_raw_logits, score_tests
-from harness.run.watchdog import StallGuard
 
 # --- configuration ------------------------------------------------------------------------------
 
@@ -146,6 +144,8 @@ class RunConfig:
     min_side: int = DEFAULT_MIN_SIDE
     #: stop the run (resumable) when no batch has come back for this many seconds; 0: never (watchdog.py)
     stall_timeout: float = DEFAULT_STALL_TIMEOUT
+    #: where judging runs: this process or a Ray cluster (harness.run.executors); results are the same
+    executor: ExecutorSpec = field(default_factory=ExecutorSpec)
 
     def __post_init__(self):
         # a value of the wrong type, an unknown backend or a bad option fails here, before any data or
@@ -563,28 +563,24 @@ def run(config: RunConfig, *, comparator=None, progress: bool = True, complete=N
     dsruns, anchors, tests, overlap = plan.dsruns, plan.anchors, plan.tests, plan.overlap
     timings["load_datasets"] = time.perf_counter() - t0
 
-    owned = comparator is None
-    comparator = load_comparator(config.model, **config.model_options) if owned else as_comparator(comparator)
+    session = open_session(config.executor, config.model, config.model_options, limits=config.image_limits,
+                           comparator=comparator, stall_timeout=config.stall_timeout)
     try:
-        fp = redact(checked_fingerprint(comparator, f"model {config.model}"))
+        fp = session.fingerprint
         fp_hash = fingerprint_hash(fp)
         check_targets(config, plan, fp_hash, inputs=inputs)  # every id, now that the fingerprint is known
         cache = PairCache(config.cache) if config.cache else None
-        guard = StallGuard(config.stall_timeout, config.model)
-        calls = {"pairs": guard.wrap(lambda b: scrubbed(compare_batch(comparator, b)), "pair"),
-                 "rating": guard.wrap(lambda b: scrubbed(rate_batch(comparator, [p.first for p in b])), "image")}
         try:
-            judged = {kind: judge(calls[kind], items, roles, cache=cache, fp_hash=fp_hash,
-                                  prompt_key=prompt_key(fp, rating=kind == "rating"), batch_size=config.batch_size,
-                                  progress=progress, timings=timings, config_key=config_key(config))
+            judged = {kind: judge(session.call(kind), items, roles, cache=cache,
+                                  fp_hash=fp_hash, prompt_key=prompt_key(fp, rating=kind == "rating"),
+                                  batch_size=config.batch_size, progress=progress, timings=timings,
+                                  config_key=config_key(config), run_batches=session.run_batches)
                       for kind, (items, roles) in plan.work.items()}
         finally:
-            guard.close()
             if cache:
                 cache.close()
     finally:
-        if owned:
-            comparator.close()
+        session.close()
 
     out = []
     for profile, mode in plan.folders(config):
@@ -598,17 +594,11 @@ def run(config: RunConfig, *, comparator=None, progress: bool = True, complete=N
                     "datasets_config": [asdict(s) for s in config.datasets], "anchors_config": anchors_config(config),
                     "seeds": {"bootstrap": config.seed, "official_adam": 0},
                     "cache": str(Path(config.cache).resolve()) if config.cache else None,
-                    "limit": config.limit}
+                    "limit": config.limit, "executor": config.executor.recorded()}
         path = finish_run(Path(config.out_dir) / run_id, manifest, dsruns, tests, anchors, j, profile, mode,
                           dict(timings), bootstrap=config.bootstrap, seed=config.seed, complete=complete)
         out.append(path)
     return out
-
-
-def scrubbed(res):
-    """A batch's outcome without any remembered secret in its reasons or metadata, before the pair cache
-    or a run folder sees them: a server or a plug-in may quote a key in an error (harness.core.secrets)."""
-    return replace(res, **{f.name: scrub_all(getattr(res, f.name)) for f in fields(res) if f.name != "logprobs"})
 
 
 def judged_pairs(rows, anchors: AnchorSet | None, mode: str) -> JudgedPairs | None:
