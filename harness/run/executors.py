@@ -38,8 +38,9 @@ class ExecutorSpec:
     ship_images: bool = False
     #: batches in flight at once (default: two per replica, so a replica never waits for the driver)
     max_in_flight: int = 0
-    #: how often Ray restarts a replica whose process died, before the run gives up on it
-    max_restarts: int = 10
+    #: how often Ray restarts a replica whose process died (-1: always); a replica that keeps dying
+    #: without answering is given up on anyway (harness.run.ray_executor.GIVE_UP)
+    max_restarts: int = -1
 
     def __post_init__(self):
         check_fields(self, "executor")
@@ -50,9 +51,9 @@ class ExecutorSpec:
             if given:
                 raise ValueError(f"executor: {', '.join(given)} apply only to kind 'ray' (--executor ray)")
         if self.replicas < 1 or self.gpus_per_replica < 0 or self.cpus_per_replica < 0 or self.max_in_flight < 0 \
-                or self.max_restarts < 0:
-            raise ValueError("executor: replicas must be >= 1; gpus_per_replica, cpus_per_replica, max_in_flight "
-                             "and max_restarts >= 0")
+                or self.max_restarts < -1:
+            raise ValueError("executor: replicas must be >= 1; gpus_per_replica, cpus_per_replica and max_in_flight "
+                             ">= 0; max_restarts >= -1 (-1: always)")
         if self.gpus_per_replica > 1 and self.gpus_per_replica != int(self.gpus_per_replica):
             raise ValueError(f"executor: gpus_per_replica above 1 must be a whole number, got {self.gpus_per_replica}")
 

@@ -12,6 +12,7 @@ import math
 import os
 import queue
 import shutil
+import socket
 import tempfile
 import threading
 from pathlib import Path
@@ -33,6 +34,8 @@ from harness.run.judging import calls
 
 #: how many times a batch is sent again after the replica judging it died, before it counts as failed
 BATCH_ATTEMPTS = 2
+#: a replica that dies this many times in a row, never answering in between, is given up on
+GIVE_UP = 6
 #: seconds the replicas may take to start (load the model) when the run sets no stall timeout
 START_TIMEOUT = 3600.0
 
@@ -164,8 +167,8 @@ class RaySession(Session):
         actor = self.free.get()
         if actor is None:
             self.free.put(None)  # for the other threads
-            raise RunAborted(f"every Ray replica of {self.spec} died more than {self.ex.max_restarts} times; "
-                             "everything judged before is in the pair cache: rerun to resume")
+            raise RunAborted(f"every Ray replica of {self.spec} died too often in a row (Ray restarts each up to "
+                             f"max_restarts={self.ex.max_restarts} times; -1: always); everything judged before is in the pair cache: rerun to resume")
         return actor
 
     def _give(self, actor) -> None:
@@ -174,11 +177,12 @@ class RaySession(Session):
         self.free.put(actor)
 
     def _failed(self, actor) -> None:
-        """Back in the pool unless it failed more often in a row than Ray restarts it."""
+        """Back in the pool unless it died more often in a row than Ray restarts it, or `GIVE_UP` times."""
+        limit = GIVE_UP if self.ex.max_restarts < 0 else min(GIVE_UP, self.ex.max_restarts + 1)
         with self.lock:
             self.failures[id(actor)] += 1
-            gone = self.failures[id(actor)] > self.ex.max_restarts + 1
-            if gone and all(n > self.ex.max_restarts + 1 for n in self.failures.values()):
+            gone = self.failures[id(actor)] > limit
+            if gone and all(n > limit for n in self.failures.values()):
                 self.free.put(None)
         if not gone:
             self.free.put(actor)
@@ -256,16 +260,32 @@ def connect(ex: ExecutorSpec) -> bool:
     if ray.is_initialized():
         return False
     if ex.address:
+        _reachable(ex.address)
         try:
             ray.init(address=ex.address, include_dashboard=False, logging_level="ERROR")
         except (ConnectionError, RuntimeError, ValueError) as exc:
-            raise RuntimeError(f"cannot reach the Ray cluster at {ex.address!r} (--ray-address; executor.address in "
-                               f"YAML): {' '.join(str(exc).split())[:300]}; start one with `ray start --head`, or "
-                               "give no address for a local cluster") from None
+            raise _unreachable(ex.address, exc) from None
         return True
     cpus = max(1, math.ceil(ex.replicas * ex.cpus_per_replica))
     ray.init(num_cpus=cpus, include_dashboard=False, logging_level="ERROR")
     return True
+
+
+def _reachable(address: str) -> None:
+    """A host:port address answers (Ray itself keeps retrying an unreachable one for minutes)."""
+    host, _, port = address.split("://")[-1].rpartition(":")
+    if not host or not port.isdigit():
+        return  # "auto", or a form Ray resolves itself
+    try:
+        socket.create_connection((host, int(port)), timeout=10).close()
+    except OSError as exc:
+        raise _unreachable(address, exc) from None
+
+
+def _unreachable(address: str, exc: BaseException) -> RuntimeError:
+    return RuntimeError(f"cannot reach the Ray cluster at {address!r} (--ray-address; executor.address in YAML): "
+                        f"{' '.join(str(exc).split())[:300]}; start one with `ray start --head`, or give no "
+                        "address for a local cluster")
 
 
 def check_resources(ex: ExecutorSpec) -> None:
