@@ -37,7 +37,7 @@ import unicodedata
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from email.utils import parsedate_to_datetime
-from typing import Any, Callable, Literal, Optional, Sequence
+from typing import Any, Callable, Literal, Optional, Sequence, Union
 from urllib.parse import urlsplit
 
 import numpy as np
@@ -45,6 +45,7 @@ import tenacity
 
 from adapters.base import Comparator, Comparisons, OptionError, Pair
 from adapters.chat import checked_prompt
+from adapters.endpoints import Endpoints
 from adapters.fingerprint import build_fingerprint, model_identity
 from adapters.http_deadline import deadline as socket_deadline
 from adapters.level_tokens import Strategy
@@ -357,7 +358,9 @@ class OpenAIComparator(Comparator):
 
     @dataclass(frozen=True)
     class Options:
-        base_url: Optional[str] = option(None, "the API's base URL, e.g. http://127.0.0.1:8000/v1 (None: OpenAI)")
+        base_url: Optional[Union[str, list[str]]] = option(
+            None, "the API's base URL, e.g. http://127.0.0.1:8000/v1 (None: OpenAI), or a list of servers of the "
+                  "same model, balanced (adapters.endpoints)")
         server: Optional[Literal["vllm", "generic"]] = option(
             None, "vllm: a vLLM server's exact level log-probs; generic: any server's first-token top-k "
                   "(None: vllm with a base_url, else generic)")
@@ -378,7 +381,11 @@ class OpenAIComparator(Comparator):
         top_logprobs: int = option(MAX_TOP_LOGPROBS, "generic mode: first-token top-k asked for",
                                    minimum=1, maximum=MAX_TOP_LOGPROBS)
         min_prefix: int = option(3, "generic mode: shortest unique prefix read as a level word", minimum=1)
-        concurrency: int = option(8, "requests in flight", minimum=1)
+        concurrency: int = option(8, "requests in flight (per server when base_url lists several)", minimum=1)
+        cooldown: float = option(30.0, "seconds a server that failed cooldown_after times in a row is left to rest",
+                                 minimum=0)
+        cooldown_after: int = option(3, "transient failures in a row (connection, timeout, 5xx) that rest a server",
+                                     minimum=1)
         timeout: float = option(60.0, "seconds one attempt may take, connect, send and every read together (> 0)")
         max_attempts: int = option(RetryPolicy.max_attempts, "tries per request", minimum=1)
         base_delay: float = option(RetryPolicy.base_delay, "first backoff in seconds", minimum=0)
@@ -393,8 +400,11 @@ class OpenAIComparator(Comparator):
     @classmethod
     def validate_options(cls, options, where: str) -> None:
         o = options
-        if o.base_url and urlsplit(o.base_url).scheme not in ("http", "https"):
-            raise OptionError(f"{where}: base_url must be an http(s) URL, got {redact_url(o.base_url)!r}")
+        if isinstance(o.base_url, list) and not o.base_url:
+            raise OptionError(f"{where}: base_url lists no server; give at least one URL, or none for OpenAI")
+        for url in _urls(o.base_url):
+            if urlsplit(url).scheme not in ("http", "https"):
+                raise OptionError(f"{where}: base_url must be an http(s) URL, got {redact_url(url)!r}")
         if not o.timeout > 0:
             raise OptionError(f"{where}: option 'timeout' must be > 0, got {o.timeout!r}")
         if o.headers is not None and not all(isinstance(k, str) and isinstance(v, str) for k, v in o.headers.items()):
@@ -435,10 +445,14 @@ class OpenAIComparator(Comparator):
         self._store = image_store or default_store()
         remember(*options_secrets(self.Options, asdict(o)))
         self._closed = threading.Event()
-        self._backend = None  # the deadline backend of a client built here, to abort its requests on close
-        if client is None:
-            client, self._backend = _make_client(o.base_url, o.api_key_env, o.timeout, o.headers)
-        self._client = client
+        self._backends = []  # the deadline backends of the clients built here, to abort their requests on close
+        clients = [("client", client)] if client else []
+        for url in ([] if client else _urls(o.base_url) or [None]):
+            made, backend = _make_client(url, o.api_key_env, o.timeout, o.headers)
+            clients.append((redact_url(url), made))
+            self._backends.append(backend)
+        self._endpoints = Endpoints(clients, limit=o.concurrency, cooldown=o.cooldown,
+                                    cooldown_after=o.cooldown_after, counts=lambda exc: classify_error(exc)[0])
 
     def _task(self, template, rendered, words: Sequence[str], given_ids: list[int] | None, option: str) -> _Task:
         from adapters.chat import chat_template_kwargs
@@ -497,7 +511,9 @@ class OpenAIComparator(Comparator):
                            "prefill": (rating_rendered.prefill if self.server == "vllm" else None) or None},
             preprocessing={"loader": "harness.data.images", "image_encoding": asdict(self.encoding)},
             versions={"openai": openai.__version__},
-            extra={"base_url": redact_url(self.options.base_url), "server": self.server,
+            # which servers answer is no part of a verdict: a server restarted on another port, or one more
+            # server, must hit the same cache (only OpenAI's own API and a self-hosted one differ)
+            extra={"endpoint": "self-hosted" if self.options.base_url else "default", "server": self.server,
                    "top_logprobs": self.top_logprobs, "temperature": 0.0})
 
     def compare_detailed(self, pairs: Sequence[Pair]) -> Comparisons:
@@ -514,7 +530,8 @@ class OpenAIComparator(Comparator):
     def _judge(self, task: _Task, items: list[tuple[str, ...]]) -> Comparisons:
         """One request per item (its image paths in the order shown), at most `concurrency` in flight."""
         paths = sorted({p for item in items for p in item})
-        with ThreadPoolExecutor(max_workers=self.options.concurrency, thread_name_prefix="c2s-openai") as pool:
+        workers = self.options.concurrency * len(self._endpoints.all)
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="c2s-openai") as pool:
             urls = dict(zip(paths, pool.map(self._encode, paths)))
             results = list(pool.map(lambda item: self._one(task, item, urls), items))
         lp = np.full((len(items), len(task.words)), np.nan)
@@ -547,10 +564,10 @@ class OpenAIComparator(Comparator):
             kwargs["extra_body"] = task.extra_body
         info: dict = {}
 
-        def send(time_left: float):
+        def send(time_left: float):  # each attempt to the least busy server that is not resting
             limit = min(self.options.timeout, time_left)
-            with socket_deadline(limit):
-                return self._client.chat.completions.create(**kwargs, timeout=limit)
+            with self._endpoints.use() as endpoint, socket_deadline(limit):
+                return endpoint.client.chat.completions.create(**kwargs, timeout=limit)
 
         try:
             # a wait between attempts ends early when the adapter is closed (a run aborted, say)
@@ -568,9 +585,14 @@ class OpenAIComparator(Comparator):
     def close(self) -> None:
         """Ends requests still in flight at once (their sockets are shut down, their waits cut short)."""
         self._closed.set()
-        if self._backend is not None:
-            self._backend.abort()
-            self._client.close()
+        for backend, endpoint in zip(self._backends, self._endpoints.all):
+            backend.abort()
+            endpoint.client.close()
+
+
+def _urls(base_url) -> list[str]:
+    """The servers a base_url option names (none: OpenAI's own API)."""
+    return [] if base_url is None else [base_url] if isinstance(base_url, str) else list(base_url)
 
 
 def _make_client(base_url: str | None, api_key_env: str | None, timeout: float, headers: dict | None = None):
