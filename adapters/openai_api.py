@@ -34,6 +34,7 @@ import re
 import threading
 import time
 import unicodedata
+from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from email.utils import parsedate_to_datetime
@@ -303,6 +304,35 @@ def image_data_url(image, enc: ImageEncoding = ImageEncoding()) -> str:
     return f"data:{mime};base64,{base64.b64encode(buf.getvalue()).decode('ascii')}"
 
 
+class EncodedImages:
+    """Data URLs by image content (sha256 of the file, memoised by path, mtime and size), the least
+    recently used dropped beyond `max_bytes`: each image is encoded once per run, not once per request
+    (re-encoding a PNG per pair was most of the client's time, bench/client_ceiling.py)."""
+
+    def __init__(self, max_bytes: int = 512 * 1024 ** 2):
+        self.max_bytes, self.nbytes = max_bytes, 0
+        self._urls: OrderedDict[str, str] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, path: str, encode: Callable[[], str]) -> str:
+        from harness.data.images import content_hash
+
+        key = content_hash(path)
+        with self._lock:
+            url = self._urls.get(key)
+            if url is not None:
+                self._urls.move_to_end(key)
+                return url
+        url = encode()
+        with self._lock:
+            if key not in self._urls and len(url) <= self.max_bytes:
+                self._urls[key] = url
+                self.nbytes += len(url)
+                while self.nbytes > self.max_bytes:
+                    self.nbytes -= len(self._urls.popitem(last=False)[1])
+        return url
+
+
 # --------------------------------------------------------------------------- the adapter
 @dataclass(frozen=True)
 class _Task:
@@ -443,16 +473,20 @@ class OpenAIComparator(Comparator):
         self.encoding = ImageEncoding(o.max_side, o.max_bytes)
         self._rng = random.Random(o.seed)
         self._store = image_store or default_store()
+        self._encoded = EncodedImages()
         remember(*options_secrets(self.Options, asdict(o)))
         self._closed = threading.Event()
         self._backends = []  # the deadline backends of the clients built here, to abort their requests on close
         clients = [("client", client)] if client else []
         for url in ([] if client else _urls(o.base_url) or [None]):
-            made, backend = _make_client(url, o.api_key_env, o.timeout, o.headers)
+            made, backend = _make_client(url, o.api_key_env, o.timeout, o.headers, connections=o.concurrency)
             clients.append((redact_url(url), made))
             self._backends.append(backend)
         self._endpoints = Endpoints(clients, limit=o.concurrency, cooldown=o.cooldown,
                                     cooldown_after=o.cooldown_after, counts=lambda exc: classify_error(exc)[0])
+        # one pool for the comparator's life: threads (and their connections) outlive a batch
+        self._pool = ThreadPoolExecutor(max_workers=o.concurrency * len(self._endpoints.all),
+                                        thread_name_prefix="c2s-openai")
 
     def _task(self, template, rendered, words: Sequence[str], given_ids: list[int] | None, option: str) -> _Task:
         from adapters.chat import chat_template_kwargs
@@ -530,10 +564,8 @@ class OpenAIComparator(Comparator):
     def _judge(self, task: _Task, items: list[tuple[str, ...]]) -> Comparisons:
         """One request per item (its image paths in the order shown), at most `concurrency` in flight."""
         paths = sorted({p for item in items for p in item})
-        workers = self.options.concurrency * len(self._endpoints.all)
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="c2s-openai") as pool:
-            urls = dict(zip(paths, pool.map(self._encode, paths)))
-            results = list(pool.map(lambda item: self._one(task, item, urls), items))
+        urls = dict(zip(paths, self._pool.map(self._encode, paths)))
+        results = list(self._pool.map(lambda item: self._one(task, item, urls), items))
         lp = np.full((len(items), len(task.words)), np.nan)
         errors, meta = [], []
         for i, (row, err, info) in enumerate(results):
@@ -546,7 +578,7 @@ class OpenAIComparator(Comparator):
     def _encode(self, path: str):
         """A data URL, or the exception that makes every item using this image fail."""
         try:
-            return image_data_url(self._store.get(path), self.encoding)
+            return self._encoded.get(path, lambda: image_data_url(self._store.get(path), self.encoding))
         except Exception as exc:  # noqa: BLE001 - becomes the reason of each item using it
             return exc
 
@@ -585,6 +617,7 @@ class OpenAIComparator(Comparator):
     def close(self) -> None:
         """Ends requests still in flight at once (their sockets are shut down, their waits cut short)."""
         self._closed.set()
+        self._pool.shutdown(wait=False, cancel_futures=True)
         for backend, endpoint in zip(self._backends, self._endpoints.all):
             backend.abort()
             endpoint.client.close()
@@ -595,7 +628,8 @@ def _urls(base_url) -> list[str]:
     return [] if base_url is None else [base_url] if isinstance(base_url, str) else list(base_url)
 
 
-def _make_client(base_url: str | None, api_key_env: str | None, timeout: float, headers: dict | None = None):
+def _make_client(base_url: str | None, api_key_env: str | None, timeout: float, headers: dict | None = None,
+                 connections: int = 20):
     """An `openai.OpenAI` with the SDK's own retries off (`call_with_retries` does them, within the
     request's total deadline: the SDK's would add waits no deadline bounds), on an HTTP client whose
     sockets honour each attempt's deadline; and that client's deadline backend."""
@@ -612,6 +646,6 @@ def _make_client(base_url: str | None, api_key_env: str | None, timeout: float, 
                              "export it, or pass -o api_key_env=null (api_key_env: null in YAML options) for a "
                              "server without authentication")
         remember(key)
-    http_client, backend = deadline_client()
+    http_client, backend = deadline_client(connections)
     return openai.OpenAI(base_url=base_url, api_key=key, max_retries=0, timeout=timeout, default_headers=headers,
                          http_client=http_client), backend

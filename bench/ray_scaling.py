@@ -22,6 +22,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ["OMP_NUM_THREADS"] = "1"  # the local executor one thread too, like each replica (Ray's default)
+# Ray starts its workers at nice 15 (so its own daemons stay responsive): on a machine shared with other
+# work that alone slows a replica down against the local executor's nice-0 process; compare like with like
+os.environ.setdefault("RAY_worker_niceness", "0")
 os.environ.setdefault("PYTHONPATH", str(Path(__file__).resolve().parents[1]))  # the replicas import bench/
 
 from bench.common import photo_like_jpegs  # noqa: E402

@@ -121,3 +121,18 @@ def test_the_cache_key_names_no_server_a_restart_on_another_port_hits_it(images,
         after = run([again.url + "/v1", more.url + "/v1"], "second")
     assert after.model.fingerprint_hash == before.model.fingerprint_hash
     assert after.counts.pairs_cached == after.counts.pairs_total and not again.log and not more.log
+
+
+def test_each_image_is_encoded_once_however_many_requests_show_it(images, monkeypatch):
+    from adapters import openai_api
+
+    encoded = []
+    real = openai_api.image_data_url
+    monkeypatch.setattr(openai_api, "image_data_url", lambda img, enc: encoded.append(img.size) or real(img, enc))
+    with FakeOpenAIServer(["varied"]) as server:
+        comp = OpenAIComparator("served", base_url=server.url + "/v1", concurrency=3, **OPTIONS)
+        first = comp.compare_detailed(_pairs(images)[:10])
+        second = comp.compare_detailed(_pairs(images))  # the same images again, in another batch
+        comp.close()
+    assert all(e is None for e in first.errors + second.errors)
+    assert len(encoded) == len(images) and len(server.log) == 10 + len(_pairs(images))
