@@ -48,7 +48,7 @@ def serve(port_queue) -> None:
     sys.path.insert(0, str(ROOT))
     from tests.fake_openai_server import FakeOpenAIServer
 
-    server = FakeOpenAIServer(["ok"], lifetime_s=3600)
+    server = FakeOpenAIServer(["ok"], lifetime_s=3600, keep_alive=True)
     server.log = _NoLog()  # an instant server keeps no log (it would grow by one entry per request)
     with server:
         port_queue.put(server.url)
