@@ -36,10 +36,10 @@ class ExecutorSpec:
     gpus_per_replica: float = 0.0
     cpus_per_replica: float = 1.0
     ship_images: bool = False
-    #: batches in flight at once (default: two per replica, so a replica never waits for the driver)
+    #: batches in flight at once (default: one per replica; more keep replicas busy while the driver
+    #: stores a result, but a batch queued behind one that kills its replica shares that death)
     max_in_flight: int = 0
-    #: how often Ray restarts a replica whose process died (-1: always); a replica that keeps dying
-    #: without answering is given up on anyway (harness.run.ray_executor.GIVE_UP)
+    #: how often Ray restarts a replica whose process died (-1: always)
     max_restarts: int = -1
 
     def __post_init__(self):

@@ -15,13 +15,14 @@ import shutil
 import socket
 import tempfile
 import threading
+import time
 from pathlib import Path
 from typing import Iterator
 
 import numpy as np
 
 import ray
-from ray.exceptions import GetTimeoutError, RayActorError, RayError, RayTaskError
+from ray.exceptions import ActorUnavailableError, GetTimeoutError, RayActorError, RayError, RayTaskError
 
 from adapters.base import Comparisons, Pair, compare_batch, load_comparator, rate_batch
 from adapters.fingerprint import checked_fingerprint
@@ -34,8 +35,6 @@ from harness.run.judging import calls
 
 #: how many times a batch is sent again after the replica judging it died, before it counts as failed
 BATCH_ATTEMPTS = 2
-#: a replica that dies this many times in a row, never answering in between, is given up on
-GIVE_UP = 6
 #: seconds the replicas may take to start (load the model) when the run sets no stall timeout
 START_TIMEOUT = 3600.0
 
@@ -98,9 +97,9 @@ class RaySession(Session):
             raise RuntimeError(f"the {ex.replicas} Ray replicas of {spec} report different model fingerprints (a "
                                "node with other weights or library versions?): their results may not share a cache")
         self.fingerprint = redact(infos[0]["fingerprint"])
-        self.failures = {id(a): 0 for a in self.actors}
+        self.alive = len(self.actors)
         self.free: queue.Queue = queue.Queue()
-        depth = ex.max_in_flight or 2 * ex.replicas
+        depth = ex.max_in_flight or ex.replicas
         for k in range(depth):
             self.free.put(self.actors[k % len(self.actors)])
         self.depth = depth
@@ -151,41 +150,47 @@ class RaySession(Session):
                                  f"of {len(batch)} (first: {batch[0]}); everything judged before is in the pair "
                                  "cache: rerun to resume") from None
             except RayActorError as exc:  # the replica's process died (Ray restarts it, up to max_restarts)
-                self._failed(actor)
                 deaths.append(cause(exc))
+                self._back_when_restarted(actor)
                 if len(deaths) >= BATCH_ATTEMPTS:
                     return _failed(len(batch), f"the Ray replica process died {len(deaths)} times judging this "
                                                f"batch: {deaths[-1]}")
                 continue
             except RayTaskError as exc:  # raised outside the comparator's call (e.g. a result Ray cannot move)
-                self._give(actor)
+                self.free.put(actor)
                 return _failed(len(batch), f"Ray replica error: {cause(exc)}")
-            self._give(actor)
+            self.free.put(actor)
             return res
 
     def _take(self):
         actor = self.free.get()
         if actor is None:
             self.free.put(None)  # for the other threads
-            raise RunAborted(f"every Ray replica of {self.spec} died too often in a row (Ray restarts each up to "
-                             f"max_restarts={self.ex.max_restarts} times; -1: always); everything judged before is in the pair cache: rerun to resume")
+            raise RunAborted(f"every Ray replica of {self.spec} died and could not be restarted (max_restarts="
+                             f"{self.ex.max_restarts}; -1: always); everything judged before is in the pair cache: rerun to resume")
         return actor
 
-    def _give(self, actor) -> None:
-        with self.lock:
-            self.failures[id(actor)] = 0
-        self.free.put(actor)
-
-    def _failed(self, actor) -> None:
-        """Back in the pool unless it died more often in a row than Ray restarts it, or `GIVE_UP` times."""
-        limit = GIVE_UP if self.ex.max_restarts < 0 else min(GIVE_UP, self.ex.max_restarts + 1)
-        with self.lock:
-            self.failures[id(actor)] += 1
-            gone = self.failures[id(actor)] > limit
-            if gone and all(n > limit for n in self.failures.values()):
-                self.free.put(None)
-        if not gone:
-            self.free.put(actor)
+    def _back_when_restarted(self, actor) -> None:
+        """Back in the pool once Ray has restarted it; gone when Ray will not (max_restarts used up, or its
+        comparator fails to load again): when every replica is gone the run stops, resumable."""
+        waited = 0.0
+        while True:
+            try:
+                ray.get(actor.info.remote(), timeout=self.timeout or START_TIMEOUT)
+                self.free.put(actor)
+                return
+            except ActorUnavailableError:  # still restarting
+                time.sleep(0.5)
+                waited += 0.5
+                if waited < (self.timeout or START_TIMEOUT):
+                    continue
+            except (RayActorError, GetTimeoutError):
+                pass
+            with self.lock:
+                self.alive -= 1
+                if not self.alive:
+                    self.free.put(None)
+            return
 
     def _ship(self, batch: list) -> dict:
         """Each image of the batch in the object store, once per content: {path: (content hash, ref)}."""
