@@ -8,15 +8,15 @@ key: a Ray run and a local run of the same configuration write the same rows (do
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass
 from typing import Callable, Iterator
 
 from adapters.base import Comparisons, as_comparator, compare_batch, load_comparator, rate_batch
 from adapters.fingerprint import checked_fingerprint
 from harness.core.options import check_fields
-from harness.core.secrets import redact, scrub_all
+from harness.core.secrets import redact
 from harness.data.images import Limits
-from harness.run.judging import in_order
+from harness.run.judging import in_order, scrubbed
 from harness.run.watchdog import StallGuard
 
 KINDS = ("local", "ray")
@@ -94,24 +94,18 @@ class Session:
         pass
 
 
-def scrubbed(res: Comparisons) -> Comparisons:
-    """A batch's outcome without any remembered secret in its reasons or metadata, before the pair cache
-    or a run folder sees them: a server or a plug-in may quote a key in an error (harness.core.secrets)."""
-    return replace(res, **{f.name: scrub_all(getattr(res, f.name)) for f in fields(res) if f.name != "logprobs"})
-
-
 class LocalSession(Session):
     """The comparator in this process (given, or built from the spec and closed at the end)."""
 
     def __init__(self, spec: str, options: dict, *, comparator=None, stall_timeout: float = 0.0):
         self.owned = comparator is None
         self.comparator = load_comparator(spec, **options) if self.owned else as_comparator(comparator)
+        self.guard = StallGuard(stall_timeout, spec)
         try:
             self.fingerprint = redact(checked_fingerprint(self.comparator, f"model {spec}"))
         except BaseException:
             self.close()
             raise
-        self.guard = StallGuard(stall_timeout, spec)
 
     def call(self, kind):
         comp = self.comparator

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 from typing import Iterator
 
 import numpy as np
@@ -13,6 +13,7 @@ import numpy as np
 from adapters.base import Comparisons, Pair, compare_batch
 from harness.core.anchors import anchor_pairs, matrix_from_logprobs
 from harness.core.levels import LEVEL_WEIGHTS, N_LEVELS
+from harness.core.secrets import scrub_all
 from harness.data.images import ImageError, content_hash
 from harness.run.cache import Hits, PairCache, meta_shift, row_problem
 
@@ -176,6 +177,12 @@ def judge(call, pairs: list[Pair], roles: list[str], *, cache: PairCache | None,
         timings["hash_and_cache_lookup"] = timings.get("hash_and_cache_lookup", 0.0) + t_lookup - t0
         timings["compare"] = timings.get("compare", 0.0) + time.perf_counter() - t_lookup
     return Judged(pairs, roles, lp, errors, cached, n_invalid, shift)
+
+
+def scrubbed(res: Comparisons) -> Comparisons:
+    """A batch's outcome without any remembered secret in its reasons or metadata, before the pair cache
+    or a run folder sees them: a server or a plug-in may quote a key in an error (harness.core.secrets)."""
+    return replace(res, **{f.name: scrub_all(getattr(res, f.name)) for f in fields(res) if f.name != "logprobs"})
 
 
 def in_order(call, batches: list[list]) -> Iterator[tuple[int, list[int], Comparisons, float]]:

@@ -29,9 +29,8 @@ from adapters.fingerprint import checked_fingerprint
 from harness.core.levels import N_LEVELS
 from harness.core.secrets import redact
 from harness.data.images import Limits, content_hash, image_limits
-from harness.run.executors import ExecutorSpec, Session, scrubbed
 from harness.run.faults import RunAborted
-from harness.run.judging import calls
+from harness.run.judging import calls, scrubbed
 
 #: how many times a batch is sent again after the replica judging it died, before it counts as failed
 BATCH_ATTEMPTS = 2
@@ -74,8 +73,10 @@ class Replica:
         shutil.rmtree(getattr(self, "folder", ""), ignore_errors=True)
 
 
-class RaySession(Session):
-    def __init__(self, ex: ExecutorSpec, spec: str, options: dict, *, limits: Limits, stall_timeout: float = 0.0):
+class RaySession:
+    """A `harness.run.executors.Session` on Ray (module docstring)."""
+
+    def __init__(self, ex, spec: str, options: dict, *, limits: Limits, stall_timeout: float = 0.0):
         self.ex, self.spec = ex, spec
         self.timeout = stall_timeout or None
         self.started = connect(ex)
@@ -259,7 +260,7 @@ class RaySession(Session):
             self.started = False
 
 
-def connect(ex: ExecutorSpec) -> bool:
+def connect(ex) -> bool:
     """Join the cluster at `ex.address`, or start a local one sized to the replicas; True if started here.
     A process already connected (a test session's cluster, `ray job submit`'s driver) keeps its connection."""
     if ray.is_initialized():
@@ -293,7 +294,7 @@ def _unreachable(address: str, exc: BaseException) -> RuntimeError:
                         "address for a local cluster")
 
 
-def check_resources(ex: ExecutorSpec) -> None:
+def check_resources(ex) -> None:
     """Refuse a layout the cluster's nodes cannot hold (Ray would wait for it forever)."""
     fit = 0
     for node in ray.nodes():
