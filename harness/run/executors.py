@@ -14,7 +14,7 @@ from typing import Callable, Iterator
 from adapters.base import Comparisons, as_comparator, compare_batch, load_comparator, rate_batch
 from adapters.fingerprint import checked_fingerprint
 from harness.core.options import check_fields
-from harness.core.secrets import redact
+from harness.core.secrets import redact, redact_url
 from harness.data.images import Limits
 from harness.run.judging import in_order, scrubbed
 from harness.run.watchdog import StallGuard
@@ -72,9 +72,8 @@ class ExecutorSpec:
         return cls(**value)
 
     def recorded(self) -> dict:
-        """What a run record keeps: the kind and, for Ray, the layout (never the address's credentials:
-        an address is host:port)."""
-        return asdict(self) if self.kind == "ray" else {"kind": "local"}
+        """What a run record keeps: the kind and, for Ray, the layout (the address without credentials)."""
+        return {**asdict(self), "address": redact_url(self.address)} if self.kind == "ray" else {"kind": "local"}
 
 
 class Session:
