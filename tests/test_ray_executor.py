@@ -1,6 +1,6 @@
 """`--executor ray` (harness.run.ray_executor, docs/scale-out.md): the same scores, metrics and pair cache
 rows as a local run, replicas that die, a driver that is killed, and Ray's own errors as one line each.
-One local Ray cluster (2 CPUs, a small object store) serves the whole test session."""
+One local Ray cluster (2 CPUs, a small object store) serves every test here."""
 from __future__ import annotations
 
 import json
@@ -27,9 +27,10 @@ from tests.test_fp16_official import _tiny_manifest  # noqa: E402
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::ResourceWarning")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def cluster():
-    """The session's local Ray cluster; the runner joins it instead of starting its own."""
+    """One local Ray cluster for these tests (the runner joins it instead of starting its own), shut down
+    after them so no later test shares a process with Ray."""
     ctx = ray.init(num_cpus=2, object_store_memory=80 * 1024 ** 2, include_dashboard=False,
                    logging_level="ERROR", log_to_driver=False)
     yield ctx.address_info["address"]
