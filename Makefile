@@ -14,7 +14,7 @@ $(BIN)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q $(TORCH)
-	$(BIN)/python -m pip install -q -e '.[hf,dev,browser]'
+	$(BIN)/python -m pip install -q -e '.[hf,ray,dev,browser]'
 	touch $@
 
 venv: $(BIN)/.installed

@@ -118,12 +118,13 @@ class DeadlineBackend(httpcore.NetworkBackend):
             stream.shutdown()
 
 
-def deadline_client(**kwargs: Any) -> tuple[Any, DeadlineBackend]:
+def deadline_client(connections: int = 20, **kwargs: Any) -> tuple[Any, DeadlineBackend]:
     """An httpx client for the OpenAI SDK (`openai.DefaultHttpxClient`, the SDK's own defaults) whose
-    connections go through a `DeadlineBackend`, and that backend (for `abort`)."""
+    connections go through a `DeadlineBackend`, and that backend (for `abort`). It keeps up to
+    `connections` connections open between requests (one per request in flight: none is re-opened)."""
     import openai
 
-    transport = httpx.HTTPTransport()
+    transport = httpx.HTTPTransport(limits=httpx.Limits(max_connections=None, max_keepalive_connections=connections))
     pool = transport._pool  # httpx keeps its httpcore pool here; the backend is read at each new connection
     backend = DeadlineBackend(pool._network_backend)
     pool._network_backend = backend

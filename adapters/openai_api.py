@@ -34,10 +34,11 @@ import re
 import threading
 import time
 import unicodedata
+from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from email.utils import parsedate_to_datetime
-from typing import Any, Callable, Literal, Optional, Sequence
+from typing import Any, Callable, Literal, Optional, Sequence, Union
 from urllib.parse import urlsplit
 
 import numpy as np
@@ -45,6 +46,7 @@ import tenacity
 
 from adapters.base import Comparator, Comparisons, OptionError, Pair
 from adapters.chat import checked_prompt
+from adapters.endpoints import Endpoints
 from adapters.fingerprint import build_fingerprint, model_identity
 from adapters.http_deadline import deadline as socket_deadline
 from adapters.level_tokens import Strategy
@@ -302,6 +304,35 @@ def image_data_url(image, enc: ImageEncoding = ImageEncoding()) -> str:
     return f"data:{mime};base64,{base64.b64encode(buf.getvalue()).decode('ascii')}"
 
 
+class EncodedImages:
+    """Data URLs by image content (sha256 of the file, memoised by path, mtime and size), the least
+    recently used dropped beyond `max_bytes`: each image is encoded once per run, not once per request
+    (re-encoding a PNG per pair was most of the client's time, bench/client_ceiling.py)."""
+
+    def __init__(self, max_bytes: int = 512 * 1024 ** 2):
+        self.max_bytes, self.nbytes = max_bytes, 0
+        self._urls: OrderedDict[str, str] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, path: str, encode: Callable[[], str]) -> str:
+        from harness.data.images import content_hash
+
+        key = content_hash(path)
+        with self._lock:
+            url = self._urls.get(key)
+            if url is not None:
+                self._urls.move_to_end(key)
+                return url
+        url = encode()
+        with self._lock:
+            if key not in self._urls and len(url) <= self.max_bytes:
+                self._urls[key] = url
+                self.nbytes += len(url)
+                while self.nbytes > self.max_bytes:
+                    self.nbytes -= len(self._urls.popitem(last=False)[1])
+        return url
+
+
 # --------------------------------------------------------------------------- the adapter
 @dataclass(frozen=True)
 class _Task:
@@ -357,7 +388,9 @@ class OpenAIComparator(Comparator):
 
     @dataclass(frozen=True)
     class Options:
-        base_url: Optional[str] = option(None, "the API's base URL, e.g. http://127.0.0.1:8000/v1 (None: OpenAI)")
+        base_url: Optional[Union[str, list[str]]] = option(
+            None, "the API's base URL, e.g. http://127.0.0.1:8000/v1 (None: OpenAI), or a list of servers of the "
+                  "same model, balanced (adapters.endpoints)")
         server: Optional[Literal["vllm", "generic"]] = option(
             None, "vllm: a vLLM server's exact level log-probs; generic: any server's first-token top-k "
                   "(None: vllm with a base_url, else generic)")
@@ -378,7 +411,11 @@ class OpenAIComparator(Comparator):
         top_logprobs: int = option(MAX_TOP_LOGPROBS, "generic mode: first-token top-k asked for",
                                    minimum=1, maximum=MAX_TOP_LOGPROBS)
         min_prefix: int = option(3, "generic mode: shortest unique prefix read as a level word", minimum=1)
-        concurrency: int = option(8, "requests in flight", minimum=1)
+        concurrency: int = option(8, "requests in flight (per server when base_url lists several)", minimum=1)
+        cooldown: float = option(30.0, "seconds a server that failed cooldown_after times in a row is left to rest",
+                                 minimum=0)
+        cooldown_after: int = option(3, "transient failures in a row (connection, timeout, 5xx) that rest a server",
+                                     minimum=1)
         timeout: float = option(60.0, "seconds one attempt may take, connect, send and every read together (> 0)")
         max_attempts: int = option(RetryPolicy.max_attempts, "tries per request", minimum=1)
         base_delay: float = option(RetryPolicy.base_delay, "first backoff in seconds", minimum=0)
@@ -393,8 +430,11 @@ class OpenAIComparator(Comparator):
     @classmethod
     def validate_options(cls, options, where: str) -> None:
         o = options
-        if o.base_url and urlsplit(o.base_url).scheme not in ("http", "https"):
-            raise OptionError(f"{where}: base_url must be an http(s) URL, got {redact_url(o.base_url)!r}")
+        if isinstance(o.base_url, list) and not o.base_url:
+            raise OptionError(f"{where}: base_url lists no server; give at least one URL, or none for OpenAI")
+        for url in _urls(o.base_url):
+            if urlsplit(url).scheme not in ("http", "https"):
+                raise OptionError(f"{where}: base_url must be an http(s) URL, got {redact_url(url)!r}")
         if not o.timeout > 0:
             raise OptionError(f"{where}: option 'timeout' must be > 0, got {o.timeout!r}")
         if o.headers is not None and not all(isinstance(k, str) and isinstance(v, str) for k, v in o.headers.items()):
@@ -433,12 +473,20 @@ class OpenAIComparator(Comparator):
         self.encoding = ImageEncoding(o.max_side, o.max_bytes)
         self._rng = random.Random(o.seed)
         self._store = image_store or default_store()
+        self._encoded = EncodedImages()
         remember(*options_secrets(self.Options, asdict(o)))
         self._closed = threading.Event()
-        self._backend = None  # the deadline backend of a client built here, to abort its requests on close
-        if client is None:
-            client, self._backend = _make_client(o.base_url, o.api_key_env, o.timeout, o.headers)
-        self._client = client
+        self._backends = []  # the deadline backends of the clients built here, to abort their requests on close
+        clients = [("client", client)] if client else []
+        for url in ([] if client else _urls(o.base_url) or [None]):
+            made, backend = _make_client(url, o.api_key_env, o.timeout, o.headers, connections=o.concurrency)
+            clients.append((redact_url(url), made))
+            self._backends.append(backend)
+        self._endpoints = Endpoints(clients, limit=o.concurrency, cooldown=o.cooldown,
+                                    cooldown_after=o.cooldown_after, counts=lambda exc: classify_error(exc)[0])
+        # one pool for the comparator's life: threads (and their connections) outlive a batch
+        self._pool = ThreadPoolExecutor(max_workers=o.concurrency * len(self._endpoints.all),
+                                        thread_name_prefix="c2s-openai")
 
     def _task(self, template, rendered, words: Sequence[str], given_ids: list[int] | None, option: str) -> _Task:
         from adapters.chat import chat_template_kwargs
@@ -497,7 +545,9 @@ class OpenAIComparator(Comparator):
                            "prefill": (rating_rendered.prefill if self.server == "vllm" else None) or None},
             preprocessing={"loader": "harness.data.images", "image_encoding": asdict(self.encoding)},
             versions={"openai": openai.__version__},
-            extra={"base_url": redact_url(self.options.base_url), "server": self.server,
+            # which servers answer is no part of a verdict: a server restarted on another port, or one more
+            # server, must hit the same cache (only OpenAI's own API and a self-hosted one differ)
+            extra={"endpoint": "self-hosted" if self.options.base_url else "default", "server": self.server,
                    "top_logprobs": self.top_logprobs, "temperature": 0.0})
 
     def compare_detailed(self, pairs: Sequence[Pair]) -> Comparisons:
@@ -514,9 +564,8 @@ class OpenAIComparator(Comparator):
     def _judge(self, task: _Task, items: list[tuple[str, ...]]) -> Comparisons:
         """One request per item (its image paths in the order shown), at most `concurrency` in flight."""
         paths = sorted({p for item in items for p in item})
-        with ThreadPoolExecutor(max_workers=self.options.concurrency, thread_name_prefix="c2s-openai") as pool:
-            urls = dict(zip(paths, pool.map(self._encode, paths)))
-            results = list(pool.map(lambda item: self._one(task, item, urls), items))
+        urls = dict(zip(paths, self._pool.map(self._encode, paths)))
+        results = list(self._pool.map(lambda item: self._one(task, item, urls), items))
         lp = np.full((len(items), len(task.words)), np.nan)
         errors, meta = [], []
         for i, (row, err, info) in enumerate(results):
@@ -529,7 +578,7 @@ class OpenAIComparator(Comparator):
     def _encode(self, path: str):
         """A data URL, or the exception that makes every item using this image fail."""
         try:
-            return image_data_url(self._store.get(path), self.encoding)
+            return self._encoded.get(path, lambda: image_data_url(self._store.get(path), self.encoding))
         except Exception as exc:  # noqa: BLE001 - becomes the reason of each item using it
             return exc
 
@@ -547,10 +596,10 @@ class OpenAIComparator(Comparator):
             kwargs["extra_body"] = task.extra_body
         info: dict = {}
 
-        def send(time_left: float):
+        def send(time_left: float):  # each attempt to the least busy server that is not resting
             limit = min(self.options.timeout, time_left)
-            with socket_deadline(limit):
-                return self._client.chat.completions.create(**kwargs, timeout=limit)
+            with self._endpoints.use() as endpoint, socket_deadline(limit):
+                return _chat(endpoint.client, kwargs, limit)
 
         try:
             # a wait between attempts ends early when the adapter is closed (a run aborted, say)
@@ -568,12 +617,33 @@ class OpenAIComparator(Comparator):
     def close(self) -> None:
         """Ends requests still in flight at once (their sockets are shut down, their waits cut short)."""
         self._closed.set()
-        if self._backend is not None:
-            self._backend.abort()
-            self._client.close()
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        for backend, endpoint in zip(self._backends, self._endpoints.all):
+            backend.abort()
+            endpoint.client.close()
 
 
-def _make_client(base_url: str | None, api_key_env: str | None, timeout: float, headers: dict | None = None):
+def _chat(client: Any, kwargs: dict, timeout: float) -> Any:
+    """`client.chat.completions.create(**kwargs)`; for an SDK client without the SDK's recursive transform
+    of the parameters (a walk of every message part, most of the client's time per request:
+    bench/client_ceiling.py): the body is JSON as built here, `extra_body` merged in, as `create` sends
+    it; same errors, same reply type. Anything else (a test double) gets `create`."""
+    import openai
+    from openai.types.chat import ChatCompletion
+
+    if not isinstance(client, openai.OpenAI):
+        return client.chat.completions.create(**kwargs, timeout=timeout)
+    body = {k: v for k, v in kwargs.items() if k != "extra_body"} | kwargs.get("extra_body", {})
+    return client.post("/chat/completions", body=body, cast_to=ChatCompletion, options={"timeout": timeout})
+
+
+def _urls(base_url) -> list[str]:
+    """The servers a base_url option names (none: OpenAI's own API)."""
+    return [] if base_url is None else [base_url] if isinstance(base_url, str) else list(base_url)
+
+
+def _make_client(base_url: str | None, api_key_env: str | None, timeout: float, headers: dict | None = None,
+                 connections: int = 20):
     """An `openai.OpenAI` with the SDK's own retries off (`call_with_retries` does them, within the
     request's total deadline: the SDK's would add waits no deadline bounds), on an HTTP client whose
     sockets honour each attempt's deadline; and that client's deadline backend."""
@@ -590,6 +660,6 @@ def _make_client(base_url: str | None, api_key_env: str | None, timeout: float, 
                              "export it, or pass -o api_key_env=null (api_key_env: null in YAML options) for a "
                              "server without authentication")
         remember(key)
-    http_client, backend = deadline_client()
+    http_client, backend = deadline_client(connections)
     return openai.OpenAI(base_url=base_url, api_key=key, max_retries=0, timeout=timeout, default_headers=headers,
                          http_client=http_client), backend

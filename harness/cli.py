@@ -229,7 +229,7 @@ def _parser() -> argparse.ArgumentParser:
                               "  c2s run --model vllm:/models/Qwen2.5-VL-7B --dataset mine=data/mine.csv --root data/mine\n"
                               "  c2s run --config runs/zero_shot.yaml")
     p.add_argument("--config", metavar="YAML", help="run config (models x datasets x profiles); flags below are ignored, except "
-                        "--dry-run, --limit and --overwrite")
+                        "--dry-run, --limit, --overwrite and the --executor flags")
     _add_model(p, required=False)
     p.add_argument("--label", help="model name shown in reports and leaderboards")
     p.add_argument("--dataset", action="append", metavar="NAME[=SOURCE]",
@@ -284,6 +284,7 @@ def _parser() -> argparse.ArgumentParser:
                         "unchanged); the run is labelled limited everywhere and is its own leaderboard row")
     p.add_argument("--no-report", action="store_true", help="skip report.md/html and plots")
     _add_image_limits(p)
+    _add_executor(p)
 
     p = sub.add_parser("score", formatter_class=fmt, help="score images (no MOS needed)",
                        description="Score every image of a folder (or the files given) against the anchors; one "
@@ -488,7 +489,7 @@ def cmd_run(a) -> int:
 
     if a.config:
         configs = [replace(c, **_given(limit=a.limit, overwrite=a.overwrite or None, max_pixels=a.max_pixels,
-                                       min_side=a.min_side)) for c in load_config(a.config)]
+                                       min_side=a.min_side, executor=_executor(a))) for c in load_config(a.config)]
     else:
         if not a.model or not a.dataset:
             raise ValueError("give --config, or --model and at least one --dataset")
@@ -501,7 +502,7 @@ def cmd_run(a) -> int:
             run_id=a.run_id, drop_bad=a.drop_bad, bootstrap=a.bootstrap, reports=not a.no_report,
             limit=a.limit, overwrite=a.overwrite, stall_timeout=a.stall_timeout,
             design=a.design, budget=a.budget, round_size=a.round_size,
-            **_given(max_pixels=a.max_pixels, min_side=a.min_side))]
+            **_given(max_pixels=a.max_pixels, min_side=a.min_side, executor=_executor(a)))]
     if a.dry_run:
         for cfg in configs:
             _print_dry_run(cfg)
@@ -513,6 +514,32 @@ def cmd_run(a) -> int:
         for run_dir in run(cfg, complete=write_report if cfg.reports else None, inputs=[a.config] if a.config else []):
             status = max(status, _print_run(run_dir))  # several runs: the worst outcome
     return status
+
+
+def _add_executor(p) -> None:
+    g = p.add_argument_group("executor (docs/scale-out.md)")
+    g.add_argument("--executor", choices=("local", "ray"), help="where pairs are judged: this process (local, the "
+                   "default) or replicas on a Ray cluster (pip install 'c2s-harness[ray]'); the results are the same")
+    g.add_argument("--ray-address", metavar="ADDR", help="with --executor ray: the cluster to join ('auto': the one "
+                   "this machine belongs to; default: a local cluster started for the run)")
+    g.add_argument("--replicas", type=int, metavar="N", help="with --executor ray: comparator replicas (default 1)")
+    g.add_argument("--gpus-per-replica", type=float, metavar="G",
+                   help="with --executor ray: GPUs per replica (default 0; more than 1: a tensor-parallel replica)")
+    g.add_argument("--cpus-per-replica", type=float, metavar="C", help="with --executor ray: CPUs per replica (default 1)")
+    g.add_argument("--ship-images", action="store_true", default=None,
+                   help="with --executor ray: send the images through Ray's object store (nodes without a shared "
+                        "filesystem); default: the replicas read the same paths")
+
+
+def _executor(a):
+    """The --executor flags as an ExecutorSpec; None when none is given (the config's, or local)."""
+    from harness.run.executors import ExecutorSpec
+
+    given = _given(address=a.ray_address, replicas=a.replicas, gpus_per_replica=a.gpus_per_replica,
+                   cpus_per_replica=a.cpus_per_replica, ship_images=a.ship_images)
+    if a.executor is None and not given:
+        return None
+    return ExecutorSpec(kind=a.executor or "ray", **given)
 
 
 def _print_dry_run(cfg) -> None:

@@ -132,12 +132,12 @@ def test_dry_run_counts_cached_pairs_and_estimates_time_without_a_model(tmp_path
     base = ["run", "--model", "classical", "--dataset", f"mine={manifest / 'mine.csv'}", "--root", str(manifest),
             "--anchors", "select", "--anchors-dataset", "mine", "--alpha", "3", "--out", str(tmp_path / "runs"),
             "--cache", str(cache)]
-    import harness.run.runner as runner
+    import harness.run.executors as executors  # where a run's sessions load the model
 
     def no_model(*a, **k):
         raise AssertionError("a dry run loaded the model")
     with monkeypatch.context() as mp:
-        mp.setattr(runner, "load_comparator", no_model)
+        mp.setattr(executors, "load_comparator", no_model)
         assert main(base + ["--dry-run"]) == 0                  # no cache yet
         out = capsys.readouterr().out
         assert "pairs: 54 to judge; already cached: unknown" in out and "no time estimate" in out
@@ -146,7 +146,7 @@ def test_dry_run_counts_cached_pairs_and_estimates_time_without_a_model(tmp_path
     assert main(base + ["--limit", "4"]) == 4   # 16 distinct pairs judged and timed (2 images a split: no metric)
     capsys.readouterr()
     with monkeypatch.context() as mp:
-        mp.setattr(runner, "load_comparator", no_model)
+        mp.setattr(executors, "load_comparator", no_model)
         assert main(base + ["--dry-run"]) == 0
     out = capsys.readouterr().out
     assert re.search(r"pairs: 54 planned, 22 already cached, 32 to judge; estimated \d+\.\d s "

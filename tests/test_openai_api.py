@@ -393,9 +393,9 @@ def test_generic_mode_sends_no_prefill_and_fails_pairs_without_levels(images):
 
     comp = OpenAIComparator("gpt-x", server="generic", client=FakeClient(reply))
     res = comp.compare_detailed([Pair(images[0], images[1]), Pair(images[0], images[2])])
-    req_msgs = comp._client.requests[0]["messages"]
+    req_msgs = comp._endpoints.all[0].client.requests[0]["messages"]
     assert [m["role"] for m in req_msgs] == ["user"] and "one word" in req_msgs[0]["content"][-1]["text"]
-    assert "extra_body" not in comp._client.requests[0] and comp._client.requests[0]["top_logprobs"] == 20
+    assert "extra_body" not in comp._endpoints.all[0].client.requests[0] and comp._endpoints.all[0].client.requests[0]["top_logprobs"] == 20
     assert res.errors[0] is None and res.meta[0]["missing_mass"] == pytest.approx(1 - math.exp(-0.5))
     assert np.exp(res.logprobs[0])[3] == pytest.approx(1.0)
     assert "no level word" in res.errors[1]
@@ -408,7 +408,7 @@ def test_api_key_comes_from_the_named_variable_and_is_never_exposed(monkeypatch)
     secret = "sk-test-" + "q" * 24
     monkeypatch.setenv("C2S_TEST_KEY", secret)
     comp = OpenAIComparator("m", base_url="http://u:pw@127.0.0.1:9/v1", server="generic", api_key_env="C2S_TEST_KEY")
-    assert comp._client.api_key == secret
+    assert comp._endpoints.all[0].client.api_key == secret
     text = repr(comp) + str(comp.fingerprint()) + repr(vars(comp).get("extra_body"))
     assert secret not in text and "pw" not in str(comp.fingerprint())
 
@@ -423,8 +423,8 @@ def test_failure_reasons_never_carry_the_key(images, monkeypatch):
                                          response=resp, body=None)
 
     comp = OpenAIComparator("m", base_url="http://127.0.0.1:9/v1", server="generic", api_key_env="C2S_TEST_KEY")
-    comp._client = FakeClient(reply)
-    comp._client.api_key = secret
+    comp._endpoints.all[0].client = FakeClient(reply)
+    comp._endpoints.all[0].client.api_key = secret
     res = comp.compare_detailed([Pair(images[0], images[1])])
     assert "HTTP 401" in res.errors[0] and "Incorrect API key" in res.errors[0]
     assert secret not in res.errors[0] and "zzzz" not in res.errors[0]
@@ -655,7 +655,7 @@ def test_generic_mode_rating_asks_for_one_word_and_accounts_missing_mass(images)
 
     comp = OpenAIComparator("gpt-x", server="generic", client=FakeClient(reply), top_logprobs=7)
     res = comp.rate_detailed(images[:2])
-    kw = comp._client.requests[0]
+    kw = comp._endpoints.all[0].client.requests[0]
     assert [m["role"] for m in kw["messages"]] == ["user"] and "extra_body" not in kw and kw["top_logprobs"] == 7
     seen = math.exp(-0.4) + math.exp(-2.0)
     np.testing.assert_allclose(np.exp(res.logprobs[1]), [0, 0, math.exp(-2.0) / seen, math.exp(-0.4) / seen, 0])
@@ -827,15 +827,18 @@ def test_openai_fingerprint_shape_and_deadline(monkeypatch):
     assert fp["level_tokens"]["ids"] == LEVEL_IDS and fp["extra"]["server"] == "vllm"
 
 
-def test_the_fingerprint_names_the_server_without_its_credentials():
+def test_the_fingerprint_names_no_server_and_no_credentials():
+    """The pair cache's key holds no endpoint: a server restarted on another port, another host or a list
+    of servers of the same model hit the same cache (docs/scale-out.md); only OpenAI's own API differs."""
     from adapters.fingerprint import fingerprint_hash
 
-    def fp(url):
-        return OpenAIComparator("m", base_url=url, level_token_ids=LEVEL_IDS, api_key_env=None).fingerprint()
+    def fp(url, **kw):
+        return OpenAIComparator("m", base_url=url, level_token_ids=LEVEL_IDS, api_key_env=None, **kw).fingerprint()
 
     first = fp("http://ann:pw9Q@127.0.0.1:8000/v1?api_key=kq1z")
-    assert first["extra"]["base_url"] == "http://127.0.0.1:8000/v1?api_key=***"
-    assert "pw9Q" not in json.dumps(first) and "kq1z" not in json.dumps(first)
-    assert first == fp("http://bob:0th3rPw@127.0.0.1:8000/v1?api_key=zz9z")  # only the credentials differ
-    for other in ("http://127.0.0.1:8001/v1", "http://127.0.0.2:8000/v1", "http://127.0.0.1:8000/v2"):
-        assert fingerprint_hash(fp(other)) != fingerprint_hash(first), other
+    assert first["extra"]["endpoint"] == "self-hosted"
+    assert "pw9Q" not in json.dumps(first) and "kq1z" not in json.dumps(first) and "8000" not in json.dumps(first)
+    for other in ("http://127.0.0.1:8001/v1", "http://127.0.0.2:8000/v1",
+                  ["http://127.0.0.1:8001/v1", "http://10.0.0.7:9000/v1"]):
+        assert fingerprint_hash(fp(other)) == fingerprint_hash(first), other
+    assert fingerprint_hash(fp(None, server="vllm", client=object())) != fingerprint_hash(first)

@@ -16,6 +16,7 @@ import pytest
 import harness.report.plots as plots
 import harness.report.reports as reports
 import harness.run.record as record
+import harness.run.executors as executors
 import harness.run.runner as runner
 from harness.cli import main
 from harness.run.record import read_run
@@ -174,7 +175,7 @@ BAD_IDS = {"../escape": "path separator", "/tmp/abs": "path separator", "a/b": "
 @pytest.mark.parametrize("run_id", BAD_IDS)
 def test_a_run_id_that_is_not_one_folder_name_is_refused(setup, run_id, monkeypatch, capsys):
     s = setup
-    monkeypatch.setattr(runner, "load_comparator", lambda *a, **k: pytest.fail("model work before the refusal"))
+    monkeypatch.setattr(executors, "load_comparator", lambda *a, **k: pytest.fail("model work before the refusal"))
     before = sorted(p.name for p in s["tmp"].iterdir())
     assert c2s_run(s, run_id=run_id) == 2
     err = capsys.readouterr().err
@@ -225,7 +226,7 @@ def test_reusing_a_run_id_for_another_configuration_is_refused_before_model_work
     before = snapshot(s["out"] / "r")
     change = [f"b={s['b']}" if c == "PLACEHOLDER_B" else c for c in change]
     extra, dataset = (change[2:], "b") if change[0] == "--dataset" else (change, "a")
-    monkeypatch.setattr(runner, "load_comparator", lambda *a, **k: pytest.fail("model work before the refusal"))
+    monkeypatch.setattr(executors, "load_comparator", lambda *a, **k: pytest.fail("model work before the refusal"))
     capsys.readouterr()
     assert c2s_run(s, *extra, dataset=dataset) == 2
     err = capsys.readouterr().err
@@ -248,7 +249,7 @@ def test_a_manifest_edited_in_place_is_another_dataset(setup, edit, monkeypatch,
     rows = {"fewer images": rows[:-1], "another MOS": [[r[0], str(float(r[1]) + 0.5), r[2]] for r in rows],
             "another split": [[r[0], r[1], "3"] for r in rows]}[edit]
     _manifest(s["root"], rows, "a.csv")
-    monkeypatch.setattr(runner, "load_comparator", lambda *a, **k: pytest.fail("model work before the refusal"))
+    monkeypatch.setattr(executors, "load_comparator", lambda *a, **k: pytest.fail("model work before the refusal"))
     capsys.readouterr()
     assert c2s_run(s) == 2
     assert "(different images or MOS (the dataset files changed))" in capsys.readouterr().err
@@ -365,7 +366,7 @@ def test_score_never_writes_its_csv_over_an_input(setup, target, monkeypatch, ca
     elif target == "hardlink":
         os.link(image, out)
     before = image.read_bytes(), s["anchors"].read_bytes()
-    monkeypatch.setattr(runner, "load_comparator", lambda *a, **k: pytest.fail("model work before the refusal"))
+    monkeypatch.setattr(executors, "load_comparator", lambda *a, **k: pytest.fail("model work before the refusal"))
     assert main(["score", "--model", "classical", "--images", str(image), str(s["root"] / "img2.png"), "--out",
                  str(out), "--anchors", str(s["anchors"]), "--cache", str(s["cache"])]) == 2
     assert "would write over the input" in capsys.readouterr().err

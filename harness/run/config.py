@@ -11,6 +11,7 @@
     anchors: {source: koniq, root: ${IQA_ROOT}}
     profiles: [paper, official]
     modes: [soft, count]
+    executor: {kind: ray, replicas: 4, gpus_per_replica: 1}   # optional; docs/scale-out.md
 
 `${VAR}` must be set; `${VAR:-default}` falls back. Relative paths stay relative to the
 working directory, as on the command line. Every key is checked before any model work.
@@ -22,11 +23,12 @@ import re
 from dataclasses import fields
 from pathlib import Path
 
+from harness.run.executors import ExecutorSpec
 from harness.run.record import slug
 from harness.run.runner import AnchorSpec, DatasetSpec, RunConfig
 
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
-_RUN_KEYS = {f.name for f in fields(RunConfig)} - {"model", "model_options", "label", "datasets", "anchors"}
+_RUN_KEYS = {f.name for f in fields(RunConfig)} - {"model", "model_options", "label", "datasets", "anchors", "executor"}
 
 
 def expand_env(value, where: str = "config"):
@@ -85,13 +87,15 @@ def configs_from_dict(doc: dict) -> list[RunConfig]:
     if not isinstance(doc, dict):
         raise ValueError("a run config is a YAML mapping with at least `models` (or `model`) and `datasets`")
     doc = expand_env(doc)
-    _unknown(doc, _RUN_KEYS | {"models", "model", "datasets", "anchors"}, "config")
+    _unknown(doc, _RUN_KEYS | {"models", "model", "datasets", "anchors", "executor"}, "config")
     models = _list(doc, "models") if "models" in doc else [doc["model"]] if "model" in doc else []
     if not models:
         raise ValueError("config: give `models` (a list) or `model`")
     datasets = [_build(DatasetSpec, d, f"datasets[{i}]") for i, d in enumerate(_list(doc, "datasets"))]
     anchors = _build(AnchorSpec, doc.get("anchors", {}), "anchors")
     common = {k: doc[k] for k in _RUN_KEYS if k in doc}
+    if "executor" in doc:  # where judging runs (harness.run.executors): local, or {kind: ray, replicas: N, ...}
+        common["executor"] = ExecutorSpec.parse(doc["executor"])
     out = []
     for i, m in enumerate(models):
         if isinstance(m, str):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 from typing import Iterator
 
 import numpy as np
@@ -13,6 +13,7 @@ import numpy as np
 from adapters.base import Comparisons, Pair, compare_batch
 from harness.core.anchors import anchor_pairs, matrix_from_logprobs
 from harness.core.levels import LEVEL_WEIGHTS, N_LEVELS
+from harness.core.secrets import scrub_all
 from harness.data.images import ImageError, content_hash
 from harness.run.cache import Hits, PairCache, meta_shift, row_problem
 
@@ -113,13 +114,15 @@ def cache_lookup(pairs: list[Pair], cache: PairCache | None, fp_hash: str, promp
 
 def judge(call, pairs: list[Pair], roles: list[str], *, cache: PairCache | None, fp_hash: str,
           prompt_key: str, batch_size: int, progress: bool = False, timings: dict | None = None,
-          config_key: str | None = None) -> Judged:
+          config_key: str | None = None, run_batches=None) -> Judged:
     """Cached pairs are read; the rest go to `call` (a batch of pairs -> `Comparisons`, e.g.
     `lambda b: compare_batch(comparator, b)`) in batches (`calls`: a batch that fails as a whole is
     split down to single pairs), each successful call stored in the cache (one transaction) as soon as
     it returns, with its seconds under `config_key` (for dry-run estimates). A pair whose image
     changed while it was judged is failed, not stored (its verdict may be of either content). Failed
-    pairs are recorded, never retried here; a cached row that is invalid is judged again and replaced."""
+    pairs are recorded, never retried here; a cached row that is invalid is judged again and replaced.
+    `run_batches(call, batches)` runs the batches (`harness.run.executors.Session.run_batches`: one after
+    the other, or several at once on a cluster) and yields (batch number, positions, result, seconds)."""
     t0 = time.perf_counter()
     n = len(pairs)
     lp = np.full((n, N_LEVELS), np.nan)
@@ -145,28 +148,28 @@ def judge(call, pairs: list[Pair], roles: list[str], *, cache: PairCache | None,
     work = [idx[0] for idx in todo.values()]
     bar = _bar(len(work), progress, "comparing", "pair")
     try:  # the bar is closed whatever stops the loop, so an abort message starts on its own line
-        for start in range(0, len(work), batch_size):
-            for part, res, seconds in calls(call, [pairs[i] for i in work[start:start + batch_size]]):
-                idx = [work[start + j] for j in part]
-                check = _ChangeCheck(look.hashes)
-                rows = []
-                for j, i in enumerate(idx):
-                    reason = res.errors[j] or check.pair(pairs[i])
-                    if reason is None and cache:
-                        problem = row_problem(res.logprobs[j], res.meta[j])
-                        reason = problem and f"cannot be cached: {problem}"
-                    for same in todo[look.keys[i]]:
-                        errors[same] = reason or check.pair(pairs[same])
-                        lp[same] = np.nan if errors[same] else res.logprobs[j]
-                        shift[same] = np.nan if errors[same] else meta_shift(res.meta[j])
-                    if not reason:
-                        rows.append((*look.keys[i], res.logprobs[j], res.meta[j]))
-                if cache and rows:
-                    whole = res.batch_error is None and config_key is not None  # failed halves are not timed
-                    cache.put_many(fp_hash, prompt_key, rows, timing=(config_key, len(idx), seconds) if whole else None,
-                                   replace=look.hits.invalid)
-                if bar:
-                    bar.update(len(idx))
+        batches = [work[start:start + batch_size] for start in range(0, len(work), batch_size)]
+        for b, part, res, seconds in (run_batches or in_order)(call, [[pairs[i] for i in bt] for bt in batches]):
+            idx = [batches[b][j] for j in part]
+            check = _ChangeCheck(look.hashes)
+            rows = []
+            for j, i in enumerate(idx):
+                reason = res.errors[j] or check.pair(pairs[i])
+                if reason is None and cache:
+                    problem = row_problem(res.logprobs[j], res.meta[j])
+                    reason = problem and f"cannot be cached: {problem}"
+                for same in todo[look.keys[i]]:
+                    errors[same] = reason or check.pair(pairs[same])
+                    lp[same] = np.nan if errors[same] else res.logprobs[j]
+                    shift[same] = np.nan if errors[same] else meta_shift(res.meta[j])
+                if not reason:
+                    rows.append((*look.keys[i], res.logprobs[j], res.meta[j]))
+            if cache and rows:
+                whole = res.batch_error is None and config_key is not None  # failed halves are not timed
+                cache.put_many(fp_hash, prompt_key, rows, timing=(config_key, len(idx), seconds) if whole else None,
+                               replace=look.hits.invalid)
+            if bar:
+                bar.update(len(idx))
     finally:
         if bar:
             bar.close()
@@ -174,6 +177,19 @@ def judge(call, pairs: list[Pair], roles: list[str], *, cache: PairCache | None,
         timings["hash_and_cache_lookup"] = timings.get("hash_and_cache_lookup", 0.0) + t_lookup - t0
         timings["compare"] = timings.get("compare", 0.0) + time.perf_counter() - t_lookup
     return Judged(pairs, roles, lp, errors, cached, n_invalid, shift)
+
+
+def scrubbed(res: Comparisons) -> Comparisons:
+    """A batch's outcome without any remembered secret in its reasons or metadata, before the pair cache
+    or a run folder sees them: a server or a plug-in may quote a key in an error (harness.core.secrets)."""
+    return replace(res, **{f.name: scrub_all(getattr(res, f.name)) for f in fields(res) if f.name != "logprobs"})
+
+
+def in_order(call, batches: list[list]) -> Iterator[tuple[int, list[int], Comparisons, float]]:
+    """Each batch through `calls`, one after the other: (batch number, positions in it, result, seconds)."""
+    for b, batch in enumerate(batches):
+        for part, res, seconds in calls(call, batch):
+            yield b, part, res, seconds
 
 
 def calls(call, items: list) -> Iterator[tuple[list[int], Comparisons, float]]:

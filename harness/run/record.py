@@ -218,6 +218,8 @@ class Manifest(_Schema):
     limit: int | None = None
     #: the comparison design (harness.run.designs.Design.record); None in folders written before designs
     design: dict[str, Any] | None = None
+    #: where judging ran (harness.run.executors.ExecutorSpec.recorded): no part of the run's identity
+    executor: dict[str, Any] | None = None
 
     @field_validator("created")
     @classmethod

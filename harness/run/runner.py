@@ -18,15 +18,13 @@ import os
 import time
 import warnings
 from collections import Counter
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 
-from adapters.base import (Pair, as_comparator, check_model_options, comparator_class, compare_batch,
-                           fingerprint_hash, load_comparator, rate_batch)
-from adapters.fingerprint import checked_fingerprint
+from adapters.base import (Pair, as_comparator, check_model_options, comparator_class, fingerprint_hash)
 from harness.core import home
 from harness.core.anchors import (DEFAULT_SCHEME, SCHEMES, AnchorSet, koniq_default, no_scale_reason, read_anchor_file,
                                   scheme_label, select_anchors)
@@ -34,12 +32,13 @@ from harness.core.calibration import calibration_problem
 from harness.core.jsontext import strict_json
 from harness.core.metrics import MAX_BOOTSTRAP
 from harness.core.options import check_fields, options_secrets, recorded_options
-from harness.core.secrets import redact, remember, scrub_all
+from harness.core.secrets import remember
 from harness.run.cache import PairCache
 from harness.run.designs import ACTIVE, DEFAULT_DESIGN, Design, check_design, judge_active, score_active
 from harness.data.datasets import Dataset, Record, load_dataset, load_official_split
 from harness.data.images import DEFAULT_MAX_PIXELS, DEFAULT_MIN_SIDE, Limits, image_limits, unreadable
 from harness.run.evaluation import DatasetRun, JudgedPairs, evaluate
+from harness.run.executors import ExecutorSpec, open_session
 from harness.run.judging import Judged, cache_lookup, judge, plan_pairs, prompt_key
 from harness.core.profiles import DEFAULT_PROFILE, Profile, get_profile, profile_label
 from harness.core.vocabulary import (ALL, BY_SPLITS, DEFAULT_ALPHA, DEFAULT_ANCHORS, DEFAULT_BATCH_SIZE, DEFAULT_BETA,
@@ -49,7 +48,6 @@ from harness.run.record import (MANIFEST, NO_ANCHORS, Manifest, Metrics, RunFold
                                 git_revision, read_run, short_digest, slug, versions, write_run)
 from harness.run.scoring import (anchor_block_needed, apply_calibration, calibration_for, fixed_matrix, matrix_source,
                                  on_raw_logits, score_tests)
-from harness.run.watchdog import StallGuard
 
 # --- configuration ------------------------------------------------------------------------------
 
@@ -154,6 +152,8 @@ class RunConfig:
     design: str = DEFAULT_DESIGN
     budget: float | None = None
     round_size: int | None = None
+    #: where judging runs: this process or a Ray cluster (harness.run.executors); results are the same
+    executor: ExecutorSpec = field(default_factory=ExecutorSpec)
 
     def __post_init__(self):
         # a value of the wrong type, an unknown backend or a bad option fails here, before any data or
@@ -593,20 +593,18 @@ def run(config: RunConfig, *, comparator=None, progress: bool = True, complete=N
     dsruns, anchors, tests, overlap = plan.dsruns, plan.anchors, plan.tests, plan.overlap
     timings["load_datasets"] = time.perf_counter() - t0
 
-    owned = comparator is None
-    comparator = load_comparator(config.model, **config.model_options) if owned else as_comparator(comparator)
+    session = open_session(config.executor, config.model, config.model_options, limits=config.image_limits,
+                           comparator=comparator, stall_timeout=config.stall_timeout)
     try:
-        fp = redact(checked_fingerprint(comparator, f"model {config.model}"))
+        fp = session.fingerprint
         fp_hash = fingerprint_hash(fp)
         check_targets(config, plan, fp_hash, inputs=inputs)  # every id, now that the fingerprint is known
         cache = PairCache(config.cache) if config.cache else None
-        guard = StallGuard(config.stall_timeout, config.model)
-        calls = {"pairs": guard.wrap(lambda b: scrubbed(compare_batch(comparator, b)), "pair"),
-                 "rating": guard.wrap(lambda b: scrubbed(rate_batch(comparator, [p.first for p in b])), "image")}
         def judge_kind(kind, items, roles):
-            return judge(calls[kind], items, roles, cache=cache, fp_hash=fp_hash,
+            return judge(session.call(kind), items, roles, cache=cache, fp_hash=fp_hash,
                          prompt_key=prompt_key(fp, rating=kind == "rating"), batch_size=config.batch_size,
-                         progress=progress, timings=timings, config_key=config_key(config))
+                         progress=progress, timings=timings, config_key=config_key(config),
+                         run_batches=session.run_batches)
 
         design = config.design_spec()
         try:
@@ -616,12 +614,10 @@ def run(config: RunConfig, *, comparator=None, progress: bool = True, complete=N
                                                judged["pairs"], design, profile=plan.profiles[0],
                                                mode=next(m for m in config.modes if m != "rating"), order=config.order)
         finally:
-            guard.close()
             if cache:
                 cache.close()
     finally:
-        if owned:
-            comparator.close()
+        session.close()
 
     out = []
     for profile, mode in plan.folders(config):
@@ -635,17 +631,11 @@ def run(config: RunConfig, *, comparator=None, progress: bool = True, complete=N
                     "datasets_config": [asdict(s) for s in config.datasets], "anchors_config": anchors_config(config),
                     "seeds": {"bootstrap": config.seed, "official_adam": 0},
                     "cache": str(Path(config.cache).resolve()) if config.cache else None,
-                    "limit": config.limit, "design": design.record()}
+                    "limit": config.limit, "design": design.record(), "executor": config.executor.recorded()}
         path = finish_run(Path(config.out_dir) / run_id, manifest, dsruns, tests, anchors, j, profile, mode,
                           dict(timings), bootstrap=config.bootstrap, seed=config.seed, complete=complete)
         out.append(path)
     return out
-
-
-def scrubbed(res):
-    """A batch's outcome without any remembered secret in its reasons or metadata, before the pair cache
-    or a run folder sees them: a server or a plug-in may quote a key in an error (harness.core.secrets)."""
-    return replace(res, **{f.name: scrub_all(getattr(res, f.name)) for f in fields(res) if f.name != "logprobs"})
 
 
 def judged_pairs(rows, anchors: AnchorSet | None, mode: str) -> JudgedPairs | None:
