@@ -47,8 +47,6 @@ NOT_COVERED: dict[str, str] = {
     "llama4": "transformers 5.24's Llama4ForConditionalGeneration.forward raises AttributeError on every call "
               "(it reads image_outputs from its language model's MoeCausalLMOutputWithPast, modeling_llama4.py:1318); "
               "a tiny build (Llama4Processor, <|header_start|> template) ran up to that line",
-    "minicpm_ocr": "not tried yet",
-    "minicpmv4_7": "not tried yet",
     "minimax_m3_vl": "not tried yet",
     "mistral4": "transformers maps it to Mistral4ForCausalLM, a text-only model (no vision tower, no image "
                 "inputs): there are no images to compare",
