@@ -22,7 +22,6 @@ NOT_COVERED: dict[str, str] = {
     "emu3": "not tried yet",
     "ernie4_5_vl_moe": "not tried yet",
     "evolla": "not tried yet",
-    "exaone4_5": "not tried yet",
     "florence2": "not tried yet",
     "fuyu": "not tried yet",
     "gemma3n": "not tried yet",
