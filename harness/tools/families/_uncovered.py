@@ -42,7 +42,6 @@ NOT_COVERED: dict[str, str] = {
     "instructblipvideo": "not tried yet",
     "kosmos-2": "not tried yet",
     "kosmos-2.5": "not tried yet",
-    "lfm3_vl": "not tried yet",
     "llama4": "transformers 5.24's Llama4ForConditionalGeneration.forward raises AttributeError on every call "
               "(it reads image_outputs from its language model's MoeCausalLMOutputWithPast, modeling_llama4.py:1318); "
               "a tiny build (Llama4Processor, <|header_start|> template) ran up to that line",
