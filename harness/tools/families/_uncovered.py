@@ -28,7 +28,6 @@ NOT_COVERED: dict[str, str] = {
     "gemma4_unified": "not tried yet",
     "git": "not tried yet",
     "glm5_next": "not tried yet",
-    "glm_ocr": "not tried yet",
     "got_ocr2": "not tried yet",
     "granite4_vision": "not tried yet",
     "granite_docling": "not tried yet",
