@@ -6,7 +6,7 @@ from harness.tools.families import LOCAL_SPECS, Family
 from harness.tools.families import _tiny as tiny
 from harness.tools.families.qwen2_vl import VISION_25, qwen2_processor, qwen_settings
 
-FAMILY = Family("EXAONE 4.5", "a EXAONE 4.5 checkpoint folder (transformers 5.24 names no published one)",
+FAMILY = Family("EXAONE 4.5", "LGAI-EXAONE/EXAONE-4.5-33B",
                 LOCAL_SPECS, qwen_settings(), "as Qwen2-VL: 28x28 pixels per token, cap the pixels")
 
 

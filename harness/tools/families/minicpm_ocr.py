@@ -5,7 +5,7 @@ from __future__ import annotations
 from harness.tools.families import LOCAL_SPECS, Family
 from harness.tools.families.minicpmv4_6 import FAMILY as V4_6, build_minicpm
 
-FAMILY = Family("MiniCPM-OCR", "a MiniCPM-OCR checkpoint folder (transformers 5.24 names no published one)",
+FAMILY = Family("MiniCPM-OCR", "openbmb/MiniCPM-OCR-1.0",
                 LOCAL_SPECS, V4_6.settings, V4_6.note)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 from harness.tools.families import LOCAL_SPECS, Family
 from harness.tools.families.minicpmv4_6 import FAMILY as V4_6, build_minicpm
 
-FAMILY = Family("MiniCPM-V 4.7", "a MiniCPM-V 4.7 checkpoint folder (transformers 5.24 names no published one)",
+FAMILY = Family("MiniCPM-V 4.7", "openbmb/MiniCPM-V-4.7-1B",
                 LOCAL_SPECS, V4_6.settings, V4_6.note)
 
 

@@ -6,7 +6,7 @@ from harness.tools.families import LOCAL_SPECS, Family
 from harness.tools.families.qwen3_5 import FAMILY as QWEN3_5, HYBRID
 from harness.tools.families.qwen3_vl import build_qwen3
 
-FAMILY = Family("Qwen4-Exp", "a Qwen4-Exp checkpoint folder (transformers 5.24 names no published one)", LOCAL_SPECS,
+FAMILY = Family("Qwen4-Exp", "Qwen/Qwen4-Exp", LOCAL_SPECS,
                 QWEN3_5.settings, QWEN3_5.note)
 
 
