@@ -5,7 +5,8 @@ from __future__ import annotations
 from harness.tools.families import LOCAL_SPECS, Family
 from harness.tools.families.glm4v import FAMILY as GLM4V, build_glm
 
-FAMILY = Family("GLMGA", "a GLMGA checkpoint folder (transformers 5.24 names no published one)", LOCAL_SPECS, GLM4V.settings, GLM4V.note)
+FAMILY = Family("GLMGA", "a GLMGA checkpoint folder (transformers 5.24 names no published one)", LOCAL_SPECS,
+                GLM4V.settings, GLM4V.note)
 
 
 def build(size: int):
