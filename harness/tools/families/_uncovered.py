@@ -108,8 +108,6 @@ NOT_COVERED: dict[str, str] = {
                     "around one chart image",
     "pp_formulanet": "formula recognition encoder-decoder: PPFormulaNetProcessor takes images only (no text), so no "
                    "comparison prompt can be given",
-    "qianfan_ocr": "document OCR model on InternVL's layout with GOT-OCR2's image processor; InternVL itself is proven "
-                 "two-image; no tiny build of this variant made here",
     "qwen2_5_omni_thinker": "omni model: transformers maps no processor to qwen2_5_omni_thinker (the omni processor "
                           "serves the full Qwen2.5-Omni) and the thinker needs an audio tower config too; no tiny "
                           "build made here",
