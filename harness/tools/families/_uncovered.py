@@ -48,8 +48,6 @@ NOT_COVERED: dict[str, str] = {
              "LAuReL blocks; no tiny build of them made here",
     "gemma4_unified": "omni model: Gemma4UnifiedConfig carries an audio tower (Gemma4UnifiedAudioConfig) and a "
                     "restricted image budget (max_soft_tokens must be one of a fixed set); no tiny build made here",
-    "git": "single-image captioner: GitForCausalLM prepends one image's CLIP features to a BERT-tokenized caption "
-         "(GitProcessor has no chat template); a composite build was not made here",
     "glm5_next": "two images per prompt, but a tiny build on GLM-4.1V's builder failed in forward: 'get_seq_length can "
                "only be called on Attention layers' (cache_utils.py:1773) once the tiny text model's layers are all "
                "linear-attention/DSA; not finished",
