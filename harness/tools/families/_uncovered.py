@@ -42,8 +42,9 @@ NOT_COVERED: dict[str, str] = {
     "florence2": "encoder-decoder (BART) with task prompts: Florence2ForConditionalGeneration puts the prompt in the "
                "encoder and needs decoder_input_ids, while the adapter reads next-token log-probs after a "
                "decoder-only chat prompt with the assistant prefill",
-    "fuyu": "single image per prompt (FuyuProcessor turns each text's one image into raw patch rows); a composite "
-          "build was not made here",
+    "fuyu": "single image per prompt, and FuyuProcessor appends its own beginning-of-answer marker (\\x04) after "
+            "whatever text it is given (processing_fuyu.py, prepare_inputs_layout), so the assistant prefill the "
+            "method needs would sit before the answer marker, not after it",
     "gemma3n": "omni model: Gemma3nConfig carries a USM audio tower and the text model's per-layer inputs, AltUp and "
              "LAuReL blocks; no tiny build of them made here",
     "gemma4_unified": "omni model: Gemma4UnifiedConfig carries an audio tower (Gemma4UnifiedAudioConfig) and a "
