@@ -78,9 +78,6 @@ NOT_COVERED: dict[str, str] = {
     "instructblipvideo": "video model: InstructBlipVideoProcessor takes one clip of 4 frames per prompt "
                        "(processing_instructblipvideo.py:104) with no per-image placeholder, so two images cannot be "
                        "ordered in a prompt; InstructBLIP itself is covered as composite",
-    "kosmos-2": "single image per text (Kosmos2Processor requires len(texts) == len(images), "
-              "processing_kosmos2.py:396), a grounding model without a chat template; a composite build was not made "
-              "here",
     "kosmos-2.5": "document OCR/markdown model: Kosmos2_5ForConditionalGeneration takes one page as flattened patches "
                 "(flattened_patches, width, height) and a task tag (<ocr>/<md>), no chat prompt",
     "llama4": "transformers 5.24's Llama4ForConditionalGeneration.forward raises AttributeError on every call "
