@@ -20,9 +20,10 @@ NOT_COVERED: dict[str, str] = {
     "cohere_compass": "two images per prompt, but a tiny build on Qwen3-VL's builder failed: CohereCompassTextConfig "
                     "(strict) rejects the mrope rope_parameters and the processor expects its own upper-case "
                     "<|IMAGE_PAD|>/<|VISION_START|> tokens (processing_cohere_compass.py:39-53); not finished",
-    "cosmos3_edge": "two images per prompt, but a tiny build on GLM-4.1V's builder failed in the vision tower: its "
-                  "patch embedding takes 588 values (3x14x14) per patch while the Glm4v image processor it reuses "
-                  "emits 1176 (temporal_patch_size 2); not finished",
+    "cosmos3_edge": "two images per prompt, but its processor and model disagree: Cosmos3EdgeProcessor does not return "
+                    "mm_token_type_ids by default (Glm46VProcessor sets return_mm_token_type_ids) while "
+                    "Cosmos3EdgeModel raises without them (modeling_cosmos3_edge.py:1024); a tiny build (SigLIP tower, "
+                    "patch 16) reached that error",
     "cosmos3_omni": "transformers 5.24 maps no processor to cosmos3_omni (processing_auto has none; the model folder "
                   "has no processing module), so there is no documented way to put images into a prompt",
     "deepseek_ocr2": "document OCR model: DeepseekOcr2ForConditionalGeneration takes one global view plus local crops "
