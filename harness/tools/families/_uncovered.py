@@ -94,8 +94,6 @@ NOT_COVERED: dict[str, str] = {
                 "equal the text hidden size); no tiny build made here",
     "nemotron_h_omni": "omni model: NemotronH_Omni has an audio tower and a Mamba-hybrid text model; its processor "
                      "allows videos only with a single prompt; no tiny build made here",
-    "paddleocr_vl": "document OCR model: PaddleOCRVL is trained for page parsing tasks (OCR/table/formula/chart "
-                  "prompts), SigLIP vision with Ernie-4.5 text; no tiny build made here",
     "pi0": "robot action policy: PI0ForConditionalGeneration returns flow-matching action velocities as its 'logits' "
          "(modeling_pi0.py:318), no token log-probs",
     "pix2struct": "encoder-decoder over one screenshot: Pix2StructProcessor renders the text prompt as a header onto "
