@@ -119,9 +119,6 @@ NOT_COVERED: dict[str, str] = {
           "page, no chat prompt",
     "unlimited_ocr": "document OCR model: UnlimitedOcrForConditionalGeneration takes one global view plus local crops "
                    "per page (pixel_values_local, patches_grid) with OCR prompts; no tiny build made here",
-    "video_llama_3": "two images per prompt, but a tiny build with Qwen3-VL's processor pieces failed in the "
-                   "processor: VideoLlama3 needs its own image processor's image_merge_sizes ('NoneType' has no "
-                   "'tolist', vision_utils.py:112); not finished",
     "vision-encoder-decoder": "generic image encoder + text decoder: VisionEncoderDecoderModel's encoder takes pixels "
                             "only and no processor is mapped, so a text prompt can only go to the decoder; "
                             "checkpoints are captioners/OCR (TrOCR, Donut)",
