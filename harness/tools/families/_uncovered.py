@@ -13,8 +13,11 @@ NOT_COVERED: dict[str, str] = {
                 "both towers made here",
     "aria": "no tiny build: AriaProcessor's own default max_image_size=980 overrides its image processor's, so "
             "every image reaches the vision tower at 980x980, beyond a tiny model's budget; not tried on a real one",
-    "blip": "single-image captioner: BlipForConditionalGeneration's BERT text decoder cross-attends one image and "
-          "BlipProcessor has no chat template; a composite build (as for BLIP-2) was not made here",
+    "blip": "single-image captioner whose prompt is rewritten at generation: BlipForConditionalGeneration.generate "
+            "overwrites the first token with the text decoder's [DEC] bos and drops the trailing [SEP] "
+            "(modeling_blip.py:917), while forward takes the processor's ids as given, so a next-token read over the "
+            "processor's prompt is not what the model was trained on; a tiny composite build passed the plumbing "
+            "proofs but was not kept",
     "chameleon": "early-fusion VQ model: images become ChameleonVQVAE codebook tokens mapped through the vocabulary's "
                "IMGIMG* entries, so a tiny build needs a tiny VQ-VAE and that token map; not made here",
     "cohere_compass": "two images per prompt, but a tiny build on Qwen3-VL's builder failed: CohereCompassTextConfig "
