@@ -82,6 +82,10 @@ NOT_COVERED: dict[str, str] = {
     "instructblipvideo": "video model: InstructBlipVideoProcessor takes one clip of 4 frames per prompt "
                        "(processing_instructblipvideo.py:104) with no per-image placeholder, so two images cannot be "
                        "ordered in a prompt; InstructBLIP itself is covered as composite",
+    "kosmos-2": "single image per prompt, and Kosmos2Processor writes the <s> before its <image> span only with "
+                "add_special_tokens (processing_kosmos2.py:231), which the hf adapter turns off (the chat template "
+                "carries the specials), so a real checkpoint would see its prompt without <s>; a tiny composite build "
+                "passed the plumbing proofs but was not kept",
     "kosmos-2.5": "document OCR/markdown model: Kosmos2_5ForConditionalGeneration takes one page as flattened patches "
                 "(flattened_patches, width, height) and a task tag (<ocr>/<md>), no chat prompt",
     "llama4": "transformers 5.24's Llama4ForConditionalGeneration.forward raises AttributeError on every call "

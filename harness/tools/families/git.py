@@ -1,16 +1,19 @@
-"""GIT: ONE image per prompt (its CLIP features come before the text, which cross-attends nothing: one
-self-attention stack over both), so pairs are judged under the composite protocol (harness/data/composite.py);
-a captioner without a chat format, so the prompt is `Question: ... Answer:` as for BLIP-2."""
+"""GIT: ONE image per prompt (its CLIP features come before the text in one self-attention stack), so pairs are judged under the composite protocol (harness/data/composite.py);
+a captioner without a chat format: the TextVQA checkpoints read `[CLS]` and the question, then answer, so the
+prompt is `[CLS]Question: ... Answer:` as BLIP-2's."""
 from __future__ import annotations
 
 from harness.tools.families import LOCAL_SPECS, Family
 from harness.tools.families import _tiny as tiny
-from harness.tools.families.blip_2 import TEMPLATE
 
 FAMILY = Family("GIT", "microsoft/git-base-textvqa", LOCAL_SPECS,
                 (("hf", "-o pairing=composite -o dtype=float32"),),
-                "one image per prompt, resized to 224x224 (480x480 for the large VQA checkpoints) whatever its "
-                "shape, so each half of a composite is squeezed to half the width", protocol="composite")
+                "one image per prompt, resized to the checkpoint's square whatever its shape, so each half of a composite is squeezed to half the width", protocol="composite")
+
+#: BLIP-2's VQA prompt after GIT's [CLS] (its VQA checkpoints put [CLS] first and no [SEP] after the question)
+TEMPLATE = tiny.chat_template("", begin="{{ bos_token }}",
+                              open_turn="{% if role == 'user' %}Question: {% else %} Answer: {% endif %}",
+                              close_turn="", gen_prompt=" Answer:")
 
 
 def build(size: int):
