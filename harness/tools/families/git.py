@@ -1,5 +1,5 @@
-"""GIT: ONE image per prompt (its CLIP features come before the text in one self-attention stack), so pairs are judged under the composite protocol (harness/data/composite.py);
-a captioner without a chat format: the TextVQA checkpoints read `[CLS]` and the question, then answer, so the
+"""GIT: ONE image per prompt (its CLIP features come before the text in one self-attention stack), so pairs
+are judged under the composite protocol (harness/data/composite.py); a captioner without a chat format: the TextVQA checkpoints read `[CLS]` and the question, then answer, so the
 prompt is `[CLS]Question: ... Answer:` as BLIP-2's."""
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ from harness.tools.families import _tiny as tiny
 
 FAMILY = Family("GIT", "microsoft/git-base-textvqa", LOCAL_SPECS,
                 (("hf", "-o pairing=composite -o dtype=float32"),),
-                "one image per prompt, resized to the checkpoint's square whatever its shape, so each half of a composite is squeezed to half the width", protocol="composite")
+                "one image per prompt, resized to the checkpoint's square whatever its shape, so each half of a "
+                "composite is squeezed to half the width", protocol="composite")
 
 #: BLIP-2's VQA prompt after GIT's [CLS] (its VQA checkpoints put [CLS] first and no [SEP] after the question)
 TEMPLATE = tiny.chat_template("", begin="{{ bos_token }}",
