@@ -1,6 +1,6 @@
 """GIT: ONE image per prompt (its CLIP features come before the text in one self-attention stack), so pairs
-are judged under the composite protocol (harness/data/composite.py); a captioner without a chat format: the TextVQA checkpoints read `[CLS]` and the question, then answer, so the
-prompt is `[CLS]Question: ... Answer:` as BLIP-2's."""
+are judged under the composite protocol (harness/data/composite.py); a captioner without a chat format: the
+TextVQA checkpoints read `[CLS]` and the question, then answer, so the prompt is `[CLS]Question: ... Answer:`."""
 from __future__ import annotations
 
 from harness.tools.families import LOCAL_SPECS, Family
