@@ -33,7 +33,8 @@ def build_glm(size: int, *, processor: str, image_processor: str, video_processo
                                  chat_template=TEMPLATE)
     vis = dict(depth=2, hidden_size=32, intermediate_size=64, num_heads=2, image_size=56, patch_size=14,
                spatial_merge_size=2, temporal_patch_size=2, out_hidden_size=64)
-    cfg = getattr(T, config)(text_config=tiny.text_cfg(tok, rope_parameters=ROPE, **(text or {})), vision_config=vis,
+    text_cfg = tiny.text_cfg(tok, **{"rope_parameters": ROPE, **(text or {})})
+    cfg = getattr(T, config)(text_config=text_cfg, vision_config=vis,
                              image_token_id=ids["<|image|>"], video_token_id=ids["<|video|>"],
                              image_start_token_id=ids["<|begin_of_image|>"], image_end_token_id=ids["<|end_of_image|>"],
                              video_start_token_id=ids["<|begin_of_video|>"], video_end_token_id=ids["<|end_of_video|>"])

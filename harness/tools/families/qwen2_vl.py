@@ -22,7 +22,8 @@ FAMILY = Family("Qwen2-VL", "Qwen/Qwen2-VL-7B-Instruct", LOCAL_SPECS, qwen_setti
                 "two images and the prompt then fit in 8192 tokens")
 
 
-def build_qwen_vl(size: int, v25: bool):
+def qwen2_processor(size: int, processor: str):
+    """Qwen2-VL's tokenizer, image processor and ChatML template under `processor`; also the image token ids."""
     import transformers as T
 
     sp = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>",
@@ -30,19 +31,29 @@ def build_qwen_vl(size: int, v25: bool):
     tok = tiny.tokenizer(sp, eos="<|im_end|>", pad="<|endoftext|>")
     ids = tiny.ids(tok, sp)
     pixels = dict(min_pixels=(size // 2) ** 2, max_pixels=size * size)  # -> (size/28)^2 merged tokens
-    tmpl = tiny.chatml("<|vision_start|><|image_pad|><|vision_end|>")
-    rope = {"rope_type": "default", "rope_theta": 1e4, "mrope_section": [4, 6, 6]}  # sums to head_dim/2
+    proc = getattr(T, processor)(image_processor=tiny.image_processor("Qwen2VL")(**pixels),
+                                 video_processor=T.Qwen2VLVideoProcessor(), tokenizer=tok,
+                                 chat_template=tiny.chatml("<|vision_start|><|image_pad|><|vision_end|>"))
     tokens = dict(image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
                   vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"])
+    return proc, tok, tokens
+
+
+#: Qwen2.5-VL's windowed-attention vision tower, tiny
+VISION_25 = dict(depth=2, hidden_size=32, intermediate_size=64, num_heads=2, out_hidden_size=64,
+                 fullatt_block_indexes=[1], window_size=56)
+
+
+def build_qwen_vl(size: int, v25: bool):
+    import transformers as T
+
+    rope = {"rope_type": "default", "rope_theta": 1e4, "mrope_section": [4, 6, 6]}  # sums to head_dim/2
     if v25:
-        proc = T.Qwen2_5_VLProcessor(image_processor=tiny.image_processor("Qwen2VL")(**pixels),
-                                     video_processor=T.Qwen2VLVideoProcessor(), tokenizer=tok, chat_template=tmpl)
-        vis = dict(depth=2, hidden_size=32, intermediate_size=64, num_heads=2, out_hidden_size=64,
-                   fullatt_block_indexes=[1], window_size=56)
-        cfg = T.Qwen2_5_VLConfig(text_config=tiny.text_cfg(tok, rope_parameters=rope), vision_config=vis, **tokens)
+        proc, tok, tokens = qwen2_processor(size, "Qwen2_5_VLProcessor")
+        cfg = T.Qwen2_5_VLConfig(text_config=tiny.text_cfg(tok, rope_parameters=rope), vision_config=VISION_25,
+                                 **tokens)
         return proc, T.Qwen2_5_VLForConditionalGeneration(cfg)
-    proc = T.Qwen2VLProcessor(image_processor=tiny.image_processor("Qwen2VL")(**pixels),
-                              video_processor=T.Qwen2VLVideoProcessor(), tokenizer=tok, chat_template=tmpl)
+    proc, tok, tokens = qwen2_processor(size, "Qwen2VLProcessor")
     vis = dict(depth=2, embed_dim=32, hidden_size=64, num_heads=2, mlp_ratio=2)
     cfg = T.Qwen2VLConfig(text_config=tiny.text_cfg(tok, rope_parameters=rope), vision_config=vis, **tokens)
     return proc, T.Qwen2VLForConditionalGeneration(cfg)

@@ -16,25 +16,30 @@ QWEN_SPECIAL = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>
                 "<|image_pad|>", "<|video_pad|>"]
 
 
+#: Qwen3-VL's vision tower, tiny
+QWEN3_VISION = dict(depth=2, hidden_size=32, intermediate_size=64, num_heads=2, patch_size=16, spatial_merge_size=2,
+                    out_hidden_size=64, num_position_embeddings=64)
+
+
 def build_qwen3(size: int, *, text_cfg: dict, vision: dict, processor: str, config: str, model: str,
-                text_model_type: str | None = None):
+                text_model_type: str | None = None, vision_base: dict | None = None, image_processor: str = "Qwen2VL",
+                video_processor: str = "Qwen3VLVideoProcessor", **config_kw):
     """A Qwen3-VL-shaped model (Qwen3-VL, Qwen3.5 and their MoE variants share the processor and layout)."""
     import transformers as T
 
     tok = tiny.tokenizer(QWEN_SPECIAL, eos="<|im_end|>", pad="<|endoftext|>")
     ids = tiny.ids(tok, QWEN_SPECIAL)
-    ip = tiny.image_processor("Qwen2VL")(patch_size=16, merge_size=2, min_pixels=(size // 2) ** 2,
+    ip = tiny.image_processor(image_processor)(patch_size=16, merge_size=2, min_pixels=(size // 2) ** 2,
                                          max_pixels=size * size)
-    proc = getattr(T, processor)(image_processor=ip, video_processor=T.Qwen3VLVideoProcessor(), tokenizer=tok,
+    proc = getattr(T, processor)(image_processor=ip, video_processor=getattr(T, video_processor)(), tokenizer=tok,
                                  chat_template=tiny.chatml("<|vision_start|><|image_pad|><|vision_end|>"))
-    vis = dict(depth=2, hidden_size=32, intermediate_size=64, num_heads=2, patch_size=16, spatial_merge_size=2,
-               out_hidden_size=64, num_position_embeddings=64, **vision)
+    vis = dict(vision_base or QWEN3_VISION, **vision)
     text = tiny.text_cfg(tok, **text_cfg)
     if text_model_type:
         text["model_type"] = text_model_type
     cfg = getattr(T, config)(text_config=text, vision_config=vis, image_token_id=ids["<|image_pad|>"],
                              video_token_id=ids["<|video_pad|>"], vision_start_token_id=ids["<|vision_start|>"],
-                             vision_end_token_id=ids["<|vision_end|>"])
+                             vision_end_token_id=ids["<|vision_end|>"], **config_kw)
     return proc, getattr(T, model)(cfg)
 
 
