@@ -22,18 +22,19 @@ FAMILY = Family("Qwen2-VL", "Qwen/Qwen2-VL-7B-Instruct", LOCAL_SPECS, qwen_setti
                 "two images and the prompt then fit in 8192 tokens")
 
 
-def qwen2_processor(size: int, processor: str):
-    """Qwen2-VL's tokenizer, image processor and ChatML template under `processor`; also the image token ids."""
+def qwen2_processor(size: int, processor: str, *, turns: tuple[str, ...] = ("<|im_start|>", "<|im_end|>"),
+                    template=tiny.chatml):
+    """Qwen2-VL's tokenizer, image processor and chat template (ChatML unless `template` and its `turns` tokens
+    say otherwise) under `processor`; also the image token ids."""
     import transformers as T
 
-    sp = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>",
-          "<|image_pad|>", "<|video_pad|>"]
-    tok = tiny.tokenizer(sp, eos="<|im_end|>", pad="<|endoftext|>")
+    sp = ["<|endoftext|>", *turns, "<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>"]
+    tok = tiny.tokenizer(sp, eos=turns[-1], pad="<|endoftext|>")
     ids = tiny.ids(tok, sp)
     pixels = dict(min_pixels=(size // 2) ** 2, max_pixels=size * size)  # -> (size/28)^2 merged tokens
     proc = getattr(T, processor)(image_processor=tiny.image_processor("Qwen2VL")(**pixels),
                                  video_processor=T.Qwen2VLVideoProcessor(), tokenizer=tok,
-                                 chat_template=tiny.chatml("<|vision_start|><|image_pad|><|vision_end|>"))
+                                 chat_template=template("<|vision_start|><|image_pad|><|vision_end|>"))
     tokens = dict(image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
                   vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"])
     return proc, tok, tokens
