@@ -37,6 +37,13 @@ class Family:
 LOCAL_SPECS = ("hf:PATH_OR_ID", "vllm:PATH_OR_ID", "openai:MODEL (a vLLM server: -o server=vllm)")
 
 
+def composite_settings(dtype: str) -> tuple[tuple[str, str], ...]:
+    """The recommended options of a single-image family: the composite pairing, on transformers and on vLLM
+    (one image per prompt)."""
+    return (("hf", f"-o pairing=composite -o dtype={dtype}"),
+            ("vllm", f"-o pairing=composite -o dtype={dtype} -o limit_mm_per_prompt='{{image: 1}}'"))
+
+
 def _modules() -> dict[str, ModuleType]:
     names = sorted(m.name for m in pkgutil.iter_modules(__path__) if not m.name.startswith("_"))
     return {n: importlib.import_module(f"{__name__}.{n}") for n in names}

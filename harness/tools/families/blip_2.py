@@ -2,12 +2,11 @@
 the composite protocol (harness/data/composite.py); OPT's byte-level tokenizer, `Question: ... Answer:`."""
 from __future__ import annotations
 
-from harness.tools.families import LOCAL_SPECS, Family
+from harness.tools.families import LOCAL_SPECS, Family, composite_settings
 from harness.tools.families import _tiny as tiny
 
 FAMILY = Family("BLIP-2", "Salesforce/blip2-opt-2.7b", LOCAL_SPECS,
-                (("hf", "-o pairing=composite -o dtype=float16"),
-                 ("vllm", "-o pairing=composite -o dtype=float16 -o limit_mm_per_prompt='{image: 1}'")),
+                composite_settings("float16"),
                 "one image per prompt, resized to 224x224 whatever its shape, so each half of a composite is "
                 "squeezed to half the width; 32 query tokens stand for the image", model_type="blip-2",
                 protocol="composite")

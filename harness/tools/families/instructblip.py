@@ -2,13 +2,12 @@
 placed before the text), so pairs are judged under the composite protocol (harness/data/composite.py)."""
 from __future__ import annotations
 
-from harness.tools.families import LOCAL_SPECS, Family
+from harness.tools.families import LOCAL_SPECS, Family, composite_settings
 from harness.tools.families import _tiny as tiny
 from harness.tools.families.blip_2 import SPECIAL, TEMPLATE, qformer, vision
 
 FAMILY = Family("InstructBLIP", "Salesforce/instructblip-vicuna-7b", LOCAL_SPECS,
-                (("hf", "-o pairing=composite -o dtype=float16"),
-                 ("vllm", "-o pairing=composite -o dtype=float16 -o limit_mm_per_prompt='{image: 1}'")),
+                composite_settings("float16"),
                 "one image per prompt, resized to 224x224 whatever its shape, so each half of a composite is "
                 "squeezed to half the width; the Vicuna checkpoints' tokenizer is SentencePiece",
                 protocol="composite")

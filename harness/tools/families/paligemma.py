@@ -2,12 +2,11 @@
 the composite protocol: both images side by side in one image (harness/data/composite.py)."""
 from __future__ import annotations
 
-from harness.tools.families import LOCAL_SPECS, Family
+from harness.tools.families import LOCAL_SPECS, Family, composite_settings
 from harness.tools.families import _tiny as tiny
 
 FAMILY = Family("PaliGemma", "google/paligemma2-3b-mix-448", LOCAL_SPECS,
-                (("hf", "-o pairing=composite -o dtype=bfloat16"),
-                 ("vllm", "-o pairing=composite -o dtype=bfloat16 -o limit_mm_per_prompt='{image: 1}'")),
+                composite_settings("bfloat16"),
                 "one image per prompt: the composite is resized to the checkpoint's square (224/448/896), so each "
                 "half keeps under half the width; a mix checkpoint answers prompts, a pt one only continues text",
                 protocol="composite")
