@@ -26,8 +26,6 @@ except ImportError:  # pragma: no cover - older openai releases
     import httpcore  # type: ignore[no-redef]
     import httpx  # type: ignore[no-redef]
 
-#: sends are cut into pieces of this size, each bounded by the time left
-_WRITE_PIECE = 16 * 1024
 _local = threading.local()
 
 
@@ -62,9 +60,19 @@ class _Stream(httpcore.NetworkStream):
         return self._inner.read(max_bytes, _left(timeout, httpcore.ReadTimeout))
 
     def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        """Each send takes what the socket's buffer can, bounded by the time left: a server that stops
+        reading cannot hold the request, and a large body (images) costs a few sends, not one per piece."""
+        sock = self._inner.get_extra_info("socket")  # plain or TLS
         view = memoryview(buffer)
-        for start in range(0, len(view), _WRITE_PIECE):
-            self._inner.write(view[start:start + _WRITE_PIECE], _left(timeout, httpcore.WriteTimeout))
+        while view:
+            left = _left(timeout, httpcore.WriteTimeout)
+            try:
+                sock.settimeout(left)
+                view = view[sock.send(view):]
+            except socket.timeout as exc:
+                raise httpcore.WriteTimeout(str(exc)) from exc
+            except OSError as exc:
+                raise httpcore.WriteError(str(exc)) from exc
 
     def close(self) -> None:
         self._backend._streams.discard(self)

@@ -27,6 +27,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import io
+import json
 import math
 import os
 import random
@@ -38,6 +39,7 @@ from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from email.utils import parsedate_to_datetime
+from types import SimpleNamespace
 from typing import Any, Callable, Literal, Optional, Sequence, Union
 from urllib.parse import urlsplit
 
@@ -305,16 +307,19 @@ def image_data_url(image, enc: ImageEncoding = ImageEncoding()) -> str:
 
 
 class EncodedImages:
-    """Data URLs by image content (sha256 of the file, memoised by path, mtime and size), the least
-    recently used dropped beyond `max_bytes`: each image is encoded once per run, not once per request
-    (re-encoding a PNG per pair was most of the client's time, bench/client_ceiling.py)."""
+    """Data URLs as JSON strings (`b'"data:image/png;base64,..."'`, what a request body holds) by image
+    content (sha256 of the file, memoised by path, mtime and size), the least recently used dropped beyond
+    `max_bytes`: each image is encoded, and written as JSON, once per run, not once per request
+    (re-encoding a PNG per pair, then JSON-encoding its data URL per request, were most of the client's
+    time: bench/client_ceiling.py)."""
 
     def __init__(self, max_bytes: int = 512 * 1024 ** 2):
         self.max_bytes, self.nbytes = max_bytes, 0
-        self._urls: OrderedDict[str, str] = OrderedDict()
+        self._urls: OrderedDict[str, bytes] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, path: str, encode: Callable[[], str]) -> str:
+    def get(self, path: str, encode: Callable[[], str]) -> bytes:
+        """The JSON string of `path`'s data URL, made by `encode()` (the data URL) if not held."""
         from harness.data.images import content_hash
 
         key = content_hash(path)
@@ -323,7 +328,7 @@ class EncodedImages:
             if url is not None:
                 self._urls.move_to_end(key)
                 return url
-        url = encode()
+        url = json.dumps(encode()).encode()
         with self._lock:
             if key not in self._urls and len(url) <= self.max_bytes:
                 self._urls[key] = url
@@ -333,19 +338,45 @@ class EncodedImages:
         return url
 
 
+class RequestBody:
+    """One kind of request's JSON body, serialised once with a slot where each image's data URL goes:
+    `fill(images)` joins the pieces with the images' JSON strings (`EncodedImages`). Building the body
+    per request with json.dumps cost ~2 ms per 300 KB image, most of the client's time per request."""
+
+    _SLOT = "\x00c2s-image-%d\x00"
+    _SLOTS = re.compile(rb'"\\u0000c2s-image-(\d+)\\u0000"')  # a slot as json.dumps writes it
+
+    def __init__(self, build: Callable[[list], dict], n_images: int):
+        """`build(urls)` makes the request's fields from the images' URLs, in image order."""
+        # as the SDK writes JSON (openai._utils._json.openapi_dumps)
+        text = json.dumps(build([self._SLOT % k for k in range(n_images)]), ensure_ascii=False,
+                          separators=(",", ":"), allow_nan=False).encode()
+        cut = self._SLOTS.split(text)
+        self._pieces, self._order = cut[::2], [int(k) for k in cut[1::2]]
+        if sorted(self._order) != list(range(n_images)):  # a prompt spelling a slot: never silently wrong
+            raise ValueError(f"the request does not place each of its {n_images} image(s) once")
+
+    def fill(self, images: Sequence[bytes]) -> bytes:
+        """The body with `images[k]` (JSON strings) in image k's slot."""
+        out = [self._pieces[0]]
+        for k, piece in zip(self._order, self._pieces[1:]):
+            out += (images[k], piece)
+        return b"".join(out)
+
+
 # --------------------------------------------------------------------------- the adapter
 @dataclass(frozen=True)
 class _Task:
     """One kind of request (pairs, or single-image ratings): the wording as sent, the level words
-    in level order, and how their log-probs are asked for (`top_logprobs`, `extra_body`) and read
-    (`levels`: the token ids in vLLM mode, the string-matching rule in generic mode)."""
+    in level order, the request (`body`, with the fields beyond the chat API's, `extra_body`) and how the
+    level log-probs are read (`levels`: the token ids in vLLM mode, the string-matching rule in generic mode)."""
 
     template: Any  # prompts.PromptTemplate
     rendered: Any  # prompts.RenderedPrompt as sent (generic mode: without the prefill)
     words: tuple[str, ...]
-    top_logprobs: int
     extra_body: dict
     levels: dict
+    body: RequestBody
 
 
 def _given_ids(ids: Sequence[int] | None, words: Sequence[str], name: str) -> list[int] | None:
@@ -489,16 +520,21 @@ class OpenAIComparator(Comparator):
                                         thread_name_prefix="c2s-openai")
 
     def _task(self, template, rendered, words: Sequence[str], given_ids: list[int] | None, option: str) -> _Task:
-        from adapters.chat import chat_template_kwargs
+        from adapters.chat import chat_template_kwargs, conversation, image_url_part
 
         if self.server == "vllm":
             levels = self._level_ids(words, rendered.prefill, given_ids, option)
             extra_body = {**chat_template_kwargs(rendered), "return_tokens_as_token_ids": True,
                           "logprob_token_ids": list(levels["ids"])}
-            return _Task(template, rendered, tuple(words), len(words), extra_body, levels)
-        # the chat API cannot continue an assistant turn: the model answers in one word
-        return _Task(template, dataclasses.replace(rendered, prefill=""), tuple(words), self.top_logprobs, {},
-                     self._string_rule(words))
+            top_logprobs = len(words)
+        else:  # the chat API cannot continue an assistant turn: the model answers in one word
+            rendered = dataclasses.replace(rendered, prefill="")
+            levels, extra_body, top_logprobs = self._string_rule(words), {}, self.top_logprobs
+        body = RequestBody(lambda urls: {
+            "model": self.model_id, "messages": conversation(rendered, [image_url_part(u) for u in urls]),
+            "max_completion_tokens": 1, "temperature": 0.0, "logprobs": True, "top_logprobs": top_logprobs,
+            **extra_body}, rendered.n_images)
+        return _Task(template, rendered, tuple(words), extra_body, levels, body)
 
     def _string_rule(self, words: Sequence[str]) -> dict:
         return {"words": list(words), "match": "normalised string or unique prefix",
@@ -583,23 +619,17 @@ class OpenAIComparator(Comparator):
             return exc
 
     def _one(self, task: _Task, paths: tuple[str, ...], urls: dict) -> tuple[np.ndarray | None, str | None, dict]:
-        from adapters.chat import conversation, image_url_part
-
         for path in paths:
             if isinstance(urls[path], Exception):
                 reason = str(urls[path])
                 return None, (reason if path in reason else f"image {path}: {reason}"), {}
-        messages = conversation(task.rendered, [image_url_part(urls[p]) for p in paths])
-        kwargs = dict(model=self.model_id, messages=messages, max_completion_tokens=1, temperature=0.0, logprobs=True,
-                      top_logprobs=task.top_logprobs)
-        if task.extra_body:
-            kwargs["extra_body"] = task.extra_body
+        body = task.body.fill([urls[p] for p in paths])
         info: dict = {}
 
         def send(time_left: float):  # each attempt to the least busy server that is not resting
             limit = min(self.options.timeout, time_left)
             with self._endpoints.use() as endpoint, socket_deadline(limit):
-                return _chat(endpoint.client, kwargs, limit)
+                return _chat(endpoint.client, body, task.extra_body, limit)
 
         try:
             # a wait between attempts ends early when the adapter is closed (a run aborted, say)
@@ -623,18 +653,58 @@ class OpenAIComparator(Comparator):
             endpoint.client.close()
 
 
-def _chat(client: Any, kwargs: dict, timeout: float) -> Any:
-    """`client.chat.completions.create(**kwargs)`; for an SDK client without the SDK's recursive transform
-    of the parameters (a walk of every message part, most of the client's time per request:
-    bench/client_ceiling.py): the body is JSON as built here, `extra_body` merged in, as `create` sends
-    it; same errors, same reply type. Anything else (a test double) gets `create`."""
-    import openai
-    from openai.types.chat import ChatCompletion
+class ChatPoster:
+    """Chat completions from one server on a client the comparator built: each request `body` (JSON,
+    `RequestBody`) is posted on the SDK client's own HTTP client, to the URL and with the headers the SDK
+    builds itself (learned once, here), and answered with the SDK's errors (timeout, connection, status:
+    `classify_error`); the reply is read as plain attributes, the shape the SDK's models have.
 
-    if not isinstance(client, openai.OpenAI):
-        return client.chat.completions.create(**kwargs, timeout=timeout)
-    body = {k: v for k, v in kwargs.items() if k != "extra_body"} | kwargs.get("extra_body", {})
-    return client.post("/chat/completions", body=body, cast_to=ChatCompletion, options={"timeout": timeout})
+    Why not `client.chat.completions.create`: the SDK's per-request machinery (its recursive transform of
+    the parameters, JSON-encoding the images again, options, headers and URL rebuilt, reply models) cost
+    several times the HTTP exchange itself, most of the client's time (bench/client_ceiling.py). A client
+    handed to the comparator (`client=`, e.g. Azure, whose URLs and tokens change per request) gets `create`."""
+
+    def __init__(self, sdk: Any):
+        from openai._models import FinalRequestOptions
+
+        from adapters.http_deadline import httpx
+
+        self.sdk = sdk
+        built = sdk._build_request(sdk._prepare_options(FinalRequestOptions.construct(
+            method="post", url="/chat/completions", content=b"{}")))
+        self._url = built.url
+        self._headers = httpx.Headers([(k, v) for k, v in built.headers.raw if k.lower() != b"content-length"])
+
+    def post(self, body: bytes, timeout: float) -> Any:
+        import openai
+
+        from adapters.http_deadline import httpx
+
+        request = httpx.Request("POST", self._url, headers=self._headers, content=body,
+                                extensions={"timeout": httpx.Timeout(timeout).as_dict()})
+        try:
+            response = self.sdk._client.send(request)
+        except httpx.TimeoutException as exc:  # as the SDK maps them
+            raise openai.APITimeoutError(request=request) from exc
+        except httpx.RequestError as exc:
+            raise openai.APIConnectionError(request=request) from exc
+        if not response.is_success:
+            raise self.sdk._make_status_error_from_response(response)
+        return json.loads(response.content, object_hook=lambda fields: SimpleNamespace(**fields))
+
+    def close(self) -> None:
+        self.sdk.close()
+
+
+def _chat(client: Any, body: bytes, extra_body: dict, timeout: float) -> Any:
+    """The chat completion for a request `body`: posted as it is by a `ChatPoster`; anything else (a
+    client handed in, a test double) gets `create` with the body's fields, those beyond the chat API
+    (`extra_body`'s keys) as `extra_body`."""
+    if isinstance(client, ChatPoster):
+        return client.post(body, timeout)
+    kwargs = json.loads(body)
+    extra = {key: kwargs.pop(key) for key in extra_body}
+    return client.chat.completions.create(**kwargs, **({"extra_body": extra} if extra else {}), timeout=timeout)
 
 
 def _urls(base_url) -> list[str]:
@@ -644,9 +714,9 @@ def _urls(base_url) -> list[str]:
 
 def _make_client(base_url: str | None, api_key_env: str | None, timeout: float, headers: dict | None = None,
                  connections: int = 20):
-    """An `openai.OpenAI` with the SDK's own retries off (`call_with_retries` does them, within the
-    request's total deadline: the SDK's would add waits no deadline bounds), on an HTTP client whose
-    sockets honour each attempt's deadline; and that client's deadline backend."""
+    """A `ChatPoster` on an `openai.OpenAI` with the SDK's own retries off (`call_with_retries` does them,
+    within the request's total deadline: the SDK's would add waits no deadline bounds), on an HTTP client
+    whose sockets honour each attempt's deadline; and that client's deadline backend."""
     import openai
 
     from adapters.http_deadline import deadline_client
@@ -661,5 +731,5 @@ def _make_client(base_url: str | None, api_key_env: str | None, timeout: float, 
                              "server without authentication")
         remember(key)
     http_client, backend = deadline_client(connections)
-    return openai.OpenAI(base_url=base_url, api_key=key, max_retries=0, timeout=timeout, default_headers=headers,
-                         http_client=http_client), backend
+    return ChatPoster(openai.OpenAI(base_url=base_url, api_key=key, max_retries=0, timeout=timeout,
+                                    default_headers=headers, http_client=http_client)), backend

@@ -169,7 +169,7 @@ def test_the_deadline_bounds_all_attempts_and_waits_together():
 def test_the_client_leaves_retries_to_the_policy_and_keeps_its_per_attempt_timeout(monkeypatch):
     monkeypatch.setenv("C2S_TEST_KEY", "sk-test-key-123456")
     client, _ = _make_client("http://127.0.0.1:9/v1", "C2S_TEST_KEY", 7.5)
-    assert client.max_retries == 0 and client.timeout == 7.5
+    assert client.sdk.max_retries == 0 and client.sdk.timeout == 7.5
 
 
 def test_faults_over_real_http_are_classified_retried_and_bounded(images):
@@ -408,7 +408,7 @@ def test_api_key_comes_from_the_named_variable_and_is_never_exposed(monkeypatch)
     secret = "sk-test-" + "q" * 24
     monkeypatch.setenv("C2S_TEST_KEY", secret)
     comp = OpenAIComparator("m", base_url="http://u:pw@127.0.0.1:9/v1", server="generic", api_key_env="C2S_TEST_KEY")
-    assert comp._endpoints.all[0].client.api_key == secret
+    assert comp._endpoints.all[0].client.sdk.api_key == secret
     text = repr(comp) + str(comp.fingerprint()) + repr(vars(comp).get("extra_body"))
     assert secret not in text and "pw" not in str(comp.fingerprint())
 
