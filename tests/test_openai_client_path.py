@@ -58,3 +58,26 @@ def test_a_send_to_a_server_that_stops_reading_ends_with_the_deadline():
         listener.close()
         for conn, _ in accepted:
             conn.close()
+
+
+def test_an_image_whose_fast_png_is_over_the_cap_but_whose_default_png_fits_stays_lossless_png():
+    import base64
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from adapters.openai_api import ImageEncoding, image_data_url
+
+    ramp = np.add.outer(np.arange(300), np.arange(400)) % 256  # smooth: deflate levels differ a lot
+    img = Image.fromarray(np.stack([ramp, ramp // 2, 255 - ramp], axis=-1).astype(np.uint8))
+    sizes = {}
+    for level in (1, 6):
+        buf = io.BytesIO()
+        img.save(buf, format="PNG", compress_level=level)
+        sizes[level] = buf.tell()
+    assert sizes[6] < sizes[1]
+    url = image_data_url(img, ImageEncoding(max_bytes=max(1024, (sizes[1] + sizes[6]) // 2)))
+    head, data = url.split(",", 1)
+    assert head == "data:image/png;base64"
+    np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(base64.b64decode(data)))), np.asarray(img))
