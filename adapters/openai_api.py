@@ -617,7 +617,7 @@ class OpenAIComparator(Comparator):
         return Comparisons(lp, errors, meta)
 
     def _encode(self, path: str):
-        """A data URL, or the exception that makes every item using this image fail."""
+        """The image's data URL as a JSON string, or the exception that makes every item using it fail."""
         try:
             return self._encoded.get(path, lambda: image_data_url(self._store.get(path), self.encoding))
         except Exception as exc:  # noqa: BLE001 - becomes the reason of each item using it

@@ -68,10 +68,8 @@ class FakeOpenAIServer:
     """`with FakeOpenAIServer(["echo", "ok"], echo=["sk-..."]) as server:` base_url = server.url + "/v1"."""
 
     def __init__(self, plan: Sequence[str], *, echo: Sequence[str] = (), gap: float = 0.2, trickle_s: float = 60.0,
-                 lifetime_s: float = 300.0, keep_alive: bool = False):
+                 lifetime_s: float = 300.0):
         self.plan, self.echo, self.gap, self.trickle_s = list(plan), list(echo), gap, trickle_s
-        #: HTTP/1.1 connections kept open between requests, as real servers do (bench/client_ceiling.py)
-        self.keep_alive = keep_alive
         self.log: list[tuple[str, str, dict]] = []
         self.stopping = threading.Event()
         self._lock = threading.Lock()
@@ -110,8 +108,6 @@ class FakeOpenAIServer:
         server = self
 
         class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1" if server.keep_alive else "HTTP/1.0"
-
             def log_message(self, *args):
                 pass
 
