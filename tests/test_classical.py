@@ -206,3 +206,84 @@ def test_version_2_measures_leave_the_demo_untouched(demo):
         m = measure_image(Image.open(demo.abspath(rec)).convert("RGB"))
         assert MEASURES["quantisation"].impairment(m["quantisation"]) == 0.0, rec.path
         assert MEASURES["resolution"].impairment(m["resolution"]) == 0.0, rec.path
+
+
+# --- version 3: band limit and over-saturation (docs/classical.md) ---
+
+def _low_pass(x: np.ndarray, cutoff: float) -> np.ndarray:
+    """A brick-wall low-pass at `cutoff` cycles/pixel (radial), as the held-out set's ringing family makes it."""
+    fy, fx = np.meshgrid(np.fft.fftfreq(x.shape[0]), np.fft.fftfreq(x.shape[1]), indexing="ij")
+    keep = (np.hypot(fy, fx) <= cutoff)[:, :, None]
+    y = np.real(np.fft.ifft2(np.fft.fft2(x.astype(float), axes=(0, 1)) * keep, axes=(0, 1)))
+    return np.clip(np.rint(y), 0, 255).astype(np.uint8)
+
+
+def test_band_edge_finds_a_brick_wall_cutoff_and_no_edge_in_a_photograph(demo):
+    from adapters.classical import _luma, band_edge, band_limit_sigma
+
+    x = _photo(demo)
+    assert band_edge(_luma(x)) == 0.5 and band_limit_sigma(_luma(x)) == 0.0  # a sharp photograph: signal to Nyquist
+    # the Hann window's main lobe spreads each frequency over +-2 bins of the shorter side, rings are 1/n wide
+    tolerance = 2.0 / min(x.shape[:2]) + 1.0 / max(x.shape[:2])
+    for cutoff in (0.3, 0.2, 0.1):
+        assert abs(band_edge(_luma(_low_pass(x, cutoff))) - cutoff) <= tolerance, cutoff
+    flat = np.full((40, 40, 3), 90, np.uint8)
+    assert band_edge(_luma(flat)) == 0.0 and band_limit_sigma(_luma(flat)) == np.inf
+    noise = np.random.default_rng(1).integers(0, 256, (64, 64, 3)).astype(np.uint8)
+    assert band_edge(_luma(noise)) == 0.5
+
+
+def test_mtf50_constant_is_where_a_gaussian_passes_half():
+    """MTF50_SD checked against the Gaussian's transfer function integrated numerically."""
+    from scipy.integrate import quad
+    from scipy.stats import norm
+
+    from adapters.classical import MTF50_SD
+
+    for sd in (0.8, 1.5, 3.0):
+        f50 = MTF50_SD / sd
+        mtf = quad(lambda t: norm.pdf(t, scale=sd) * np.cos(2 * np.pi * f50 * t), -12 * sd, 12 * sd)[0]
+        assert mtf == pytest.approx(0.5, abs=1e-9)
+
+
+def test_colourfulness_scales_with_a_chroma_gain_and_over_saturation_starts_beyond_the_demo(demo):
+    from adapters.classical import NATURAL_COLOURFULNESS, colourfulness, over_saturation
+    from harness.data.demo_data import DEFAULT_SOURCES, _pristine, _to_uint8
+
+    x = _photo(demo).astype(float)
+    grey = (x @ np.array([0.299, 0.587, 0.114]))[:, :, None]
+    for gain in (0.5, 1.5):  # unclipped: the opponent channels are linear in the chroma x - grey
+        y = grey + (x - grey) * gain
+        assert colourfulness(y) == pytest.approx(gain * colourfulness(x), rel=1e-9)
+    assert colourfulness(np.repeat(x[:, :, :1], 3, axis=2)) == 0.0 and over_saturation(grey.repeat(3, 2)) == 0.0
+    natural = [colourfulness(_to_uint8(_pristine(s, 256))) for s in DEFAULT_SOURCES]
+    assert max(natural) == pytest.approx(NATURAL_COLOURFULNESS, abs=0.05)  # the constant's source
+    push = np.clip(grey + (x - grey) * 4.0, 0, 255)
+    assert over_saturation(push) > 0 and over_saturation(x) == 0.0
+
+
+def test_band_limit_and_blur_count_once(demo):
+    """A brick-wall low-pass lowers the index; band limit and blur are one loss: the larger counts."""
+    from adapters.classical import SAME_LOSS, impairments, index_from_measures, measure_image
+
+    x = _photo(demo)
+    m = measure_image(x)
+    lp = measure_image(_low_pass(x, 0.12))
+    assert index_from_measures(lp) < index_from_measures(m) - 1.0
+    imp = impairments(lp)
+    others = sum(v for k, v in imp.items() if k not in SAME_LOSS[0])
+    assert index_from_measures(lp) == pytest.approx(-(others + max(imp["blur"], imp["band_limit"])))
+
+
+def test_version_3_ranks_ringing_and_over_saturation_on_a_held_out_photograph(tmp_path):
+    """Version 2 ranked neither (ringing levels 1-3 all read 0; saturation raised the index). Pristine is
+    left out of the ringing order: its fine texture reads as noise, which the low-pass removes (docs/classical.md)."""
+    from harness.data.heldout_data import build_heldout_benchmark
+
+    ds = build_heldout_benchmark(tmp_path, size=128, sources=["ihc"])
+    comp = ClassicalComparator()
+    q = {r.path.rsplit("/", 1)[1][:-4]: comp.quality_index(ds.abspath(r)) for r in ds.records}
+    ringing = [q[f"ringing_{k}"] for k in range(1, 6)]
+    assert all(a > b for a, b in zip(ringing, ringing[1:])), ringing
+    saturation = [q[f"saturation_{k}"] for k in range(2, 6)]
+    assert all(a > b for a, b in zip(saturation, saturation[1:])) and q["saturation_3"] < q["pristine"], saturation
