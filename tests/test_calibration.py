@@ -18,14 +18,15 @@ from harness.core.calibration import (
     _objective,
     binary_nll,
     calibrate_on_anchors,
+    calibrated_prior_var,
     expected_calibration_error,
     fit_calibration,
 )
 from harness.core.profiles import get_profile
 from harness.data.datasets import load_plain_csv
 from harness.run.record import read_run
-from harness.run.runner import AnchorSpec, DatasetSpec, RunConfig, run
-from harness.tools.planted import write_planted_dataset
+from harness.run.runner import AnchorSpec, DatasetSpec, RunConfig, rescore, run
+from harness.tools.planted import PlantedThurstone, write_planted_dataset
 
 SIM = "py:harness.tools.planted:PlantedThurstone"
 WEIGHTS = np.array([0.0, 0.25, 0.5, 0.75, 1.0])
@@ -223,3 +224,88 @@ def test_cli_refuses_anchors_without_std(tmp_path, capsys):
                         f"p={folder / 'mos.csv'}", "--root", str(folder), "--anchors", "select", "--cache", "",
                         "--out", str(tmp_path / "runs"))
     assert code == 2 and "carry no std" in err and err.count("\n") == 1
+
+
+def test_calibrated_prior_is_wide_against_the_anchors_calibrated_spread():
+    anchors = AnchorSet(["a", "b", "c"], np.array([1.0, 2.0, 4.0]), np.array([0.3, 0.4, 0.5]))
+    by_hand = 100 * np.var([1.0, 2.0, 4.0]) / (2 * np.mean([0.09, 0.16, 0.25]))
+    assert calibrated_prior_var(anchors, 1.0) == pytest.approx(by_hand, rel=1e-12)
+    assert calibrated_prior_var(anchors, 1e6) == 1e6  # never narrower than the profile's prior
+
+
+def test_calibrated_scores_are_the_map_at_the_fitted_temperature_and_prior(planted, tmp_path):
+    """A second route to the calibrated scores: the same comparisons rescored without calibration at the recorded
+    temperature and prior variance."""
+    folder, manifest = planted
+    rec = _run(folder, manifest, tmp_path, "anchors", confidence=3.0, noise=0.1, seed=4)
+    cal = rec.manifest.calibration
+    anchors = rec.anchor_set()
+    assert cal["prior_var"] == calibrated_prior_var(anchors, 1.0) > 1.0
+    again = read_run(rescore(rec.run_dir, calibrate="none", temperature=cal["temperature"],
+                             anchor_temperature=cal["temperature"], prior_var=cal["prior_var"]))
+    np.testing.assert_allclose([s.score for s in again.scores], [s.score for s in rec.scores], rtol=0, atol=1e-12)
+
+
+def _active(folder, manifest, out, cache, calibrate, comparator=None, **sim):
+    cfg = RunConfig(model=SIM, model_options=sim, datasets=[DatasetSpec("planted", str(manifest), str(folder))],
+                    anchors=AnchorSpec("select", dataset="planted"), cache=str(cache), out_dir=str(out),
+                    reports=False, profile_overrides={"calibrate": calibrate}, design="active", budget=2,
+                    round_size=120)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        (path,) = run(cfg, comparator=comparator, progress=False)
+    return path
+
+
+def _chosen(folder):
+    return [(Path(r.first).name, Path(r.second).name) for r in read_run(folder).comparisons if r.role == "test"]
+
+
+def test_active_design_calibrates_every_round(planted, tmp_path):
+    """Calibrated, a 3x over- and a 3x under-confident simulator (no noise: T / c = 1 exactly) choose the same pairs
+    in every round and give the same scores: the rounds' joint MAP, hence the EIG, runs on calibrated log-probs.
+    The temperature is recovered, recorded as the anchor design records it, and a rescore repeats the scores."""
+    folder, manifest = planted
+    over, under = (_active(folder, manifest, tmp_path / f"r{c:.3f}", tmp_path / f"c{c:.3f}.sqlite", "anchors",
+                           confidence=c) for c in (3.0, 1 / 3))
+    rec = read_run(over)
+    assert rec.manifest.design["name"] == "active" and rec.manifest.design["comparisons"] == 600
+    assert rec.manifest.calibration["method"] == "anchors"
+    assert abs(rec.manifest.calibration["temperature"] / 3 - 1) < 0.10
+    assert _chosen(over) == _chosen(under)
+    np.testing.assert_allclose([s.score for s in rec.scores], [s.score for s in read_run(under).scores],
+                               rtol=1e-6, atol=1e-8)
+    plain = _active(folder, manifest, tmp_path / "plain", tmp_path / "c3.000.sqlite", "none", confidence=3.0)
+    assert _chosen(plain) != _chosen(over)  # uncalibrated, the over-confident simulator's rounds differ
+    again = read_run(rescore(over))
+    assert again.manifest.calibration == rec.manifest.calibration
+    np.testing.assert_allclose([s.score for s in again.scores], [s.score for s in rec.scores], rtol=0, atol=1e-12)
+
+
+class _Killed(BaseException):  # as a kill: no comparator error handling catches it
+    pass
+
+
+class _DiesAfter(PlantedThurstone):
+    """The planted comparator, killed once it has judged `budget` pairs."""
+
+    budget = 0
+
+    def compare_detailed(self, pairs):
+        if _DiesAfter.budget <= 0:
+            raise _Killed()
+        _DiesAfter.budget -= len(pairs)
+        return super().compare_detailed(pairs)
+
+
+def test_a_resumed_calibrated_active_run_replays_its_rounds(planted, tmp_path):
+    folder, manifest = planted
+    sim = {"confidence": 3.0, "noise": 0.1}
+    whole = _active(folder, manifest, tmp_path / "a", tmp_path / "a.sqlite", "anchors", **sim)
+    _DiesAfter.budget = 300  # dies in the third round
+    with pytest.raises(_Killed):
+        _active(folder, manifest, tmp_path / "b", tmp_path / "b.sqlite", "anchors", _DiesAfter(**sim), **sim)
+    resumed = _active(folder, manifest, tmp_path / "b", tmp_path / "b.sqlite", "anchors", **sim)
+    assert _chosen(resumed) == _chosen(whole)
+    assert [s.score for s in read_run(resumed).scores] == [s.score for s in read_run(whole).scores]
+    assert read_run(resumed).manifest.counts.pairs_cached > 0
