@@ -187,7 +187,7 @@ def test_cli_run_report_and_rescore(planted, tmp_path, capsys):
     assert code == 0
     (calibrated,) = [p for p in (tmp_path / "runs").iterdir() if p.name.startswith("py-")]
     report = (calibrated / "report.md").read_text()
-    assert "## Calibration" in report and "level bias beta" in report
+    assert "## Calibration" in report and "level bias beta" in report and "prior variance of the MAP" in report
     first = read_run(calibrated)
     # rescoring the calibrated run refits the same calibration from its recorded comparisons
     code, out, _ = _cli(capsys, "rescore", str(calibrated), "--no-report")
