@@ -57,13 +57,17 @@ def calibration_problem(anchors: AnchorSet) -> str:
     return ""
 
 
-def calibrated_prior_var(anchors: AnchorSet, prior_var: float) -> float:
-    """The prior variance that scores calibrated preferences: max(prior_var, (PRIOR_SD_FACTOR sd_a)^2), sd_a the sd
-    of the anchors' Thurstone positions q_a / sqrt(2 mean s_a^2), the units a calibrated preference puts them in
-    (`anchor_targets`). Never narrower than the profile's own prior."""
+def anchor_spread(anchors: AnchorSet) -> float:
+    """sd_a^2: the variance of the anchors' Thurstone positions q_a / sqrt(2 mean s_a^2), the units a calibrated
+    preference puts them in (`anchor_targets`); 0 for anchors without any std."""
     q, s = np.asarray(anchors.mos, dtype=np.float64), np.asarray(anchors.std, dtype=np.float64)
-    spread = float(np.var(q) / (2.0 * np.mean(s * s))) if np.any(s > 0) else 0.0
-    return max(float(prior_var), PRIOR_SD_FACTOR ** 2 * spread)
+    return float(np.var(q) / (2.0 * np.mean(s * s))) if np.any(s > 0) else 0.0
+
+
+def calibrated_prior_var(anchors: AnchorSet, prior_var: float) -> float:
+    """The prior variance that scores calibrated preferences: max(prior_var, (PRIOR_SD_FACTOR sd_a)^2)
+    (`anchor_spread`); never narrower than the profile's own prior."""
+    return max(float(prior_var), PRIOR_SD_FACTOR ** 2 * anchor_spread(anchors))
 
 
 def shifted_logprobs(logprobs, temperature: float, bias: float) -> np.ndarray:
