@@ -1,14 +1,19 @@
 """--calibrate on the planted Thurstone simulator: SRCC and PLCC against the planted truth with and without it.
 
-A planted dataset of --n images (harness.tools.planted, rating std 0.5) is scored by the simulator at
-confidence 3 (three times over-confident), 1/3 (three times under-confident) and 1 (calibrated, the
-control), per-pair perception noise --noise, under the paper profile with Eqn. 4 anchors (--alpha, beta 1),
+A planted dataset of --n images (harness.tools.planted, rating std 0.5 times exp(N(0, --std-spread^2)) per
+image) is scored by the simulator at confidence 3 (three times over-confident), 1/3 (three times
+under-confident) and 1 (calibrated, the control), per-pair perception noise --noise, under the paper
+profile with Eqn. 4 anchors (--alpha, beta 1),
 each with --calibrate none, anchors and anchors+bias (one judging per simulator: the pair cache serves the
-other two). Printed per row, median over --seeds simulator seeds: SRCC, PLCC (after the logistic), the
+other two). Printed per row, median over --seeds simulator seeds: SRCC, PLCC (after the logistic; NaN where
+the VQEG logistic fails, as on scores exactly linear in the truth) and raw PLCC, the
 fitted temperature over the planted one, and P(better)'s NLL and ECE on the anchor block (fitted on) and
 on the test-vs-anchor pairs (held out: targets from the test images' planted MOS and std).
 
+--std-spread 0 gives every image the same rating std: Thurstone Case V, the scoring model, then holds exactly.
+
     python bench/calibration.py [--n 1000] [--noise 0.1 0.3] [--image-noise 0] [--alpha 5] [--seeds 3]
+                                [--std-spread 0.2]
 """
 from __future__ import annotations
 
@@ -54,6 +59,7 @@ def one(folder: Path, manifest: Path, out: Path, cache: Path, method: str, alpha
     cal = rec.manifest.calibration or {}
     nll, ece = held_out(rec, truth)
     return {"srcc": summary["srcc"].median, "plcc": summary["plcc_logistic"].median,
+            "plcc_raw": summary["plcc"].median,
             "t_ratio": cal.get("temperature", np.nan) / sim["confidence"], "bias": cal.get("bias", np.nan),
             "nll_anchor": cal.get("nll_after", np.nan), "ece_anchor": cal.get("ece_after", np.nan),
             "nll_anchor_before": cal.get("nll_before", np.nan), "ece_anchor_before": cal.get("ece_before", np.nan),
@@ -67,15 +73,17 @@ def main() -> None:
     ap.add_argument("--image-noise", type=float, default=0.0, help="sd of each image's persistent perception error")
     ap.add_argument("--alpha", type=int, default=5, help="anchors: Eqn. 4's MOS intervals (one anchor each)")
     ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--std-spread", type=float, default=0.2, help="sd of log(rating std) across images")
     a = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        manifest = write_planted_dataset(tmp / "data", a.n, seed=0)
-        print(f"planted dataset: {a.n} images, quality ~ N(0, 1), rating std ~ 0.5; anchors: Eqn. 4 (alpha {a.alpha}, "
-              f"beta 1); paper profile; image noise {a.image_noise:g}; median over {a.seeds} simulator seeds\n")
-        print("| simulator | noise | --calibrate | SRCC | PLCC | fitted T / planted | NLL anchors | ECE anchors "
-              "| NLL test pairs | ECE test pairs |")
-        print("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|")
+        manifest = write_planted_dataset(tmp / "data", a.n, seed=0, std_spread=a.std_spread)
+        print(f"planted dataset: {a.n} images, quality ~ N(0, 1), rating std 0.5 exp(N(0, {a.std_spread:g}^2)); "
+              f"anchors: Eqn. 4 (alpha {a.alpha}, beta 1); paper profile; image noise {a.image_noise:g}; "
+              f"median over {a.seeds} simulator seeds\n")
+        print("| simulator | noise | --calibrate | SRCC | PLCC | PLCC raw | fitted T / planted | NLL anchors "
+              "| ECE anchors | NLL test pairs | ECE test pairs |")
+        print("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|")
         for noise in a.noise:
             for confidence, name in CONFIDENCES:
                 results = {m: [] for m in METHODS}
@@ -90,8 +98,8 @@ def main() -> None:
                         med["nll_anchor"] = float(np.median([r["nll_anchor_before"] for r in results["anchors"]]))
                         med["ece_anchor"] = float(np.median([r["ece_anchor_before"] for r in results["anchors"]]))
                     ratio = "-" if m == "none" else f"{med['t_ratio']:.3f}"
-                    print(f"| {name} | {noise:g} | {m} | {med['srcc']:.4f} | {med['plcc']:.4f} | {ratio} | "
-                          f"{med['nll_anchor']:.4f} | {med['ece_anchor']:.4f} | {med['nll_test']:.4f} | "
+                    print(f"| {name} | {noise:g} | {m} | {med['srcc']:.4f} | {med['plcc']:.4f} | "
+                          f"{med['plcc_raw']:.4f} | {ratio} | {med['nll_anchor']:.4f} | {med['ece_anchor']:.4f} | {med['nll_test']:.4f} | "
                           f"{med['ece_test']:.4f} |")
 
 

@@ -217,7 +217,6 @@ def test_active_cli_end_to_end_with_the_classical_comparator(tmp_path, capsys):
     (["--budget", "3"], "apply only to --design active"),
     (["--design", "active", "--budget", "2", "--profile", "official"], "solver 'official-adam'"),
     (["--design", "active", "--budget", "2", "--round-size", "0"], "round_size"),
-    (["--design", "active", "--budget", "2", "--calibrate", "anchors"], "not applied to an active design"),
 ])
 def test_bad_design_settings_are_one_line_errors(tmp_path, capsys, extra, message):
     code = main(["run", "--model", "classical", "--dataset", "demo", "--out", str(tmp_path), *extra])

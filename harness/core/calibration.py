@@ -8,11 +8,12 @@ fit a temperature T (and optionally a level bias beta) by maximum likelihood,
 
     p(T, beta) = softmax(l / T + beta (k - 2)) . w,     NLL = -mean[t log p + (1 - t) log(1 - p)],
 
-t = Phi((q_second - q_first) / sqrt(s_first^2 + s_second^2)), and score the test images with them.
+t = Phi((q_second - q_first) / sqrt(s_first^2 + s_second^2)), and score the test images with them, under a
+prior that is wide against the anchors' calibrated spread (`calibrated_prior_var`).
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 from scipy.optimize import minimize
@@ -30,6 +31,10 @@ LOG_T_BOUNDS = (float(np.log(1e-3)), float(np.log(1e3)))
 BIAS_DIRECTION = np.arange(N_LEVELS) - (N_LEVELS - 1) / 2.0
 #: the bias stays in [-10, 10]
 BIAS_BOUND = 10.0
+#: under a calibration the MAP's prior only fixes the gauge: its sd is this many times the anchors' sd in calibrated
+#: latent units (docs/method.md, "Calibration": with the paper's N(0, 1) the prior outweighs the soft-count
+#: likelihood beyond the outer anchors and bends the scores there; factors 1 and 100 measured worse)
+PRIOR_SD_FACTOR = 10.0
 #: equal-width bins of the expected calibration error
 ECE_BINS = 10
 _EPS = 1e-12
@@ -50,6 +55,19 @@ def calibration_problem(anchors: AnchorSet) -> str:
                 "there is no scale to calibrate against; use anchors with std (e.g. --anchors select on a dataset "
                 "with a std column) or drop --calibrate")
     return ""
+
+
+def anchor_spread(anchors: AnchorSet) -> float:
+    """sd_a^2: the variance of the anchors' Thurstone positions q_a / sqrt(2 mean s_a^2), the units a calibrated
+    preference puts them in (`anchor_targets`); 0 for anchors without any std."""
+    q, s = np.asarray(anchors.mos, dtype=np.float64), np.asarray(anchors.std, dtype=np.float64)
+    return float(np.var(q) / (2.0 * np.mean(s * s))) if np.any(s > 0) else 0.0
+
+
+def calibrated_prior_var(anchors: AnchorSet, prior_var: float) -> float:
+    """The prior variance that scores calibrated preferences: max(prior_var, (PRIOR_SD_FACTOR sd_a)^2)
+    (`anchor_spread`); never narrower than the profile's own prior."""
+    return max(float(prior_var), PRIOR_SD_FACTOR ** 2 * anchor_spread(anchors))
 
 
 def shifted_logprobs(logprobs, temperature: float, bias: float) -> np.ndarray:
@@ -92,6 +110,9 @@ class Calibration:
     ece_after: float
     #: the temperature or the bias ended on its bound (the anchor block does not pin it down)
     at_bound: bool
+    #: the prior variance of the exact MAP that scores the calibrated preferences (`calibrated_prior_var`);
+    #: None: the profile's own
+    prior_var: float | None = None
 
     def as_record(self) -> dict:
         return asdict(self)
@@ -150,10 +171,12 @@ def fit_calibration(logprobs, targets, *, fit_bias: bool = False, temperature_be
 
 
 def calibrate_on_anchors(pairs: list[Pair], logprobs, anchors: AnchorSet, *, fit_bias: bool = False,
-                         temperature_before: float = 1.0) -> Calibration:
-    """`fit_calibration` on judged anchor pairs against the anchors' MOS-derived preferences."""
+                         temperature_before: float = 1.0, prior_var: float = 1.0) -> Calibration:
+    """`fit_calibration` on judged anchor pairs against the anchors' MOS-derived preferences, with the prior
+    variance (`calibrated_prior_var` of the profile's `prior_var`) that scores them."""
     problem = calibration_problem(anchors)
     if problem:
         raise ValueError(f"--calibrate: {problem}")
-    return fit_calibration(logprobs, anchor_targets(pairs, anchors), fit_bias=fit_bias,
-                           temperature_before=temperature_before)
+    fitted = fit_calibration(logprobs, anchor_targets(pairs, anchors), fit_bias=fit_bias,
+                             temperature_before=temperature_before)
+    return replace(fitted, prior_var=calibrated_prior_var(anchors, prior_var))

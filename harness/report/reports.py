@@ -198,6 +198,8 @@ def calibration_rows(m: Manifest) -> list[tuple[str, str]]:
             ("temperature", f"{fmt(cal['temperature_before'], 4)} -> {fmt(cal['temperature'], 4)}")]
     if cal["method"] == "anchors+bias":
         rows.append(("level bias beta (logits + beta (k - 2))", f"0 -> {fmt(cal['bias'], 4)}"))
+    if cal.get("prior_var") is not None:  # runs recorded before the calibrated prior scored with the profile's
+        rows.append(("prior variance of the MAP", f"{fmt(m.profile.prior_var, 4)} -> {fmt(cal['prior_var'], 4)}"))
     rows += [("NLL of P(better), anchor block", f"{fmt(cal['nll_before'], 4)} -> {fmt(cal['nll_after'], 4)} "
                                                 f"(floor {fmt(cal['nll_floor'], 4)})"),
              ("ECE of P(better), anchor block", f"{fmt(cal['ece_before'], 4)} -> {fmt(cal['ece_after'], 4)}")]

@@ -22,7 +22,7 @@ from harness.core.profiles import Profile
 from harness.core.scaling import fit_mos_map, minmax_0_100, solve_map
 from harness.core.vocabulary import DEFAULT_DESIGN, DESIGNS
 from harness.run.judging import Judged
-from harness.run.scoring import Scored, anchor_matrix_for, pair_preference
+from harness.run.scoring import Scored, anchor_matrix_for, calibrated_judged, calibration_for, pair_preference
 
 ANCHORS, ACTIVE = DESIGNS
 
@@ -47,10 +47,6 @@ def check_design(design: str, budget: float | None, round_size: int | None, mode
         if p.solver != "exact":
             raise ValueError(f"design active scores with the joint MAP: profile {p.name!r} uses solver {p.solver!r}; "
                              "use a profile with solver exact (e.g. --profile paper)")
-        if p.calibrate != "none":
-            raise ValueError(f"--calibrate {p.calibrate} is fitted for the anchor design's scoring and is not applied "
-                             "to an active design's joint MAP yet; run --design active without --calibrate, or "
-                             "--design anchors with it")
 
 
 @dataclass
@@ -178,7 +174,8 @@ def judge_active(judge_round, tests: list[str], anchors: AnchorSet, block: Judge
     joint MAP, picks `design.round_size` pairs of highest EIG (`select_pairs`, seeded by (seed, round)), and
     judges them with `judge_round(pairs, roles) -> Judged` (through the pair cache), until round(budget x N)
     test comparisons are spent or no candidate is left. Selection runs under the run's first profile and
-    comparison mode. Returns every judged pair (block first) and fills in `design.rounds` and `comparisons`."""
+    comparison mode, calibrated as `finish_run` scores it (`calibrated_judged`). Returns every judged pair (block
+    first) and fills in `design.rounds` and `comparisons`."""
     N = len(tests)
     target = total_comparisons(design.budget, N)
     size = design.round_size or default_round_size(N)
@@ -189,10 +186,13 @@ def judge_active(judge_round, tests: list[str], anchors: AnchorSet, block: Judge
     item = item_index(tests, anchors)
     excluded = {tuple(sorted((k, j))) for k, x in enumerate(tests) if item[x] != k for j in range(N + m) if j != k}
     judged, done = block, set()
+    # a calibrating profile is fitted once on the anchor block; every round's joint MAP scores calibrated log-probs
+    calibration = calibration_for(profile, mode, anchors, block.pairs, block.roles, block.logprobs)
     while len(done) < target:
-        pairs, prefs = _test_prefs(judged, profile, mode, raw=False)
-        prob = _problem(tests, anchors, pairs, prefs, profile, mode, judged.lookup())
-        res = solve_joint_map(prob.n, prob.comparisons, prob.fixed, link=profile.link, prior_var=profile.prior_var)
+        view, scoring = calibrated_judged(judged, profile, calibration)
+        pairs, prefs = _test_prefs(view, scoring, mode, raw=False)
+        prob = _problem(tests, anchors, pairs, prefs, scoring, mode, view.lookup())
+        res = solve_joint_map(prob.n, prob.comparisons, prob.fixed, link=profile.link, prior_var=scoring.prior_var)
         fixed = np.r_[np.zeros(N, dtype=bool), np.ones(len(anchors.images), dtype=bool)]
         excluded |= {(t, N + k) for k in np.flatnonzero(~prob.usable) for t in range(N)}
         chosen = select_pairs(res.scores, res.sd, fixed, min(size, target - len(done)), judged=frozenset(done | excluded),

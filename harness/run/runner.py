@@ -46,8 +46,8 @@ from harness.core.vocabulary import (ALL, BY_SPLITS, DEFAULT_ALPHA, DEFAULT_ANCH
 from harness.run.record import (MANIFEST, NO_ANCHORS, Manifest, Metrics, RunFolderError, ScoreRow, anchors_info,
                                 check_not_leftover, check_outputs, check_replaceable, check_run_id, comparison_rows,
                                 git_revision, read_run, short_digest, slug, versions, write_run)
-from harness.run.scoring import (anchor_block_needed, apply_calibration, calibration_for, fixed_matrix, matrix_source,
-                                 on_raw_logits, score_tests)
+from harness.run.scoring import (anchor_block_needed, apply_calibration, calibrated_judged, calibration_for,
+                                 fixed_matrix, matrix_source, on_raw_logits, score_tests)
 
 # --- configuration ------------------------------------------------------------------------------
 
@@ -660,7 +660,8 @@ def finish_run(run_dir: Path, manifest: dict, dsruns: list[DatasetRun], tests: l
     raw = on_raw_logits(profile, mode)
     calibration = calibration_for(profile, mode, anchors, judged.pairs, judged.roles, judged.logprobs)
     if (manifest.get("design") or {}).get("name") == ACTIVE and mode != "rating":
-        scored = score_active(tests, anchors, judged, raw, profile, mode)  # check_design refuses calibration here
+        view, scoring_profile = calibrated_judged(judged, profile, calibration)
+        scored = score_active(tests, anchors, view, raw, scoring_profile, mode)
     else:
         rows, scoring_profile = apply_calibration(judged.rows(raw), profile, calibration)
         scored = score_tests(tests, anchors, dict(zip(judged.pairs, rows)), judged.error_of(), scoring_profile, mode,

@@ -20,6 +20,7 @@ from harness.core.levels import N_LEVELS
 from harness.core.official import official_scores, preference_fp16
 from harness.core.profiles import Profile
 from harness.core.scaling import hard_preference, preference, score_against_anchors
+from harness.run.judging import Judged
 
 
 #: why a soft preference under `logit_dtype: float16` is NaN although its log-probs are finite
@@ -202,13 +203,23 @@ def calibration_for(profile: Profile, mode: str, anchors: AnchorSet, pairs: list
         raise ValueError(f"--calibrate {profile.calibrate}: the anchor block was not judged (this run used a fixed "
                          "anchor matrix); run again with the model and --calibrate to judge it")
     return calibrate_on_anchors([pairs[i] for i in block], logprobs[block], anchors,
-                                fit_bias=profile.calibrate == "anchors+bias", temperature_before=profile.temperature)
+                                fit_bias=profile.calibrate == "anchors+bias", temperature_before=profile.temperature,
+                                prior_var=profile.prior_var)
 
 
 def apply_calibration(rows: np.ndarray, profile: Profile, calibration: Calibration | None) -> tuple[np.ndarray, Profile]:
-    """The level rows and profile to score with: a calibration shifts each row by T b and sets both
-    temperatures to its T (docs/method.md, "Calibration"); None leaves both as they are."""
+    """The level rows and profile to score with: a calibration shifts each row by T b, sets both temperatures to
+    its T and the prior variance to its own (docs/method.md, "Calibration"); None leaves both as they are."""
     if calibration is None:
         return rows, profile
     t = calibration.temperature
-    return shifted_logprobs(rows, t, calibration.bias), replace(profile, temperature=t, anchor_temperature=t)
+    prior_var = profile.prior_var if calibration.prior_var is None else calibration.prior_var
+    return shifted_logprobs(rows, t, calibration.bias), replace(profile, temperature=t, anchor_temperature=t,
+                                                                prior_var=prior_var)
+
+
+def calibrated_judged(judged: Judged, profile: Profile, calibration: Calibration | None) -> tuple[Judged, Profile]:
+    """`apply_calibration` on every judged pair at once: what an active design's rounds and its joint MAP score
+    (a calibrating profile never reads raw logits: float16 is refused with it)."""
+    rows, scoring = apply_calibration(judged.logprobs, profile, calibration)
+    return (judged if calibration is None else replace(judged, logprobs=rows)), scoring
