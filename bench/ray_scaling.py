@@ -98,7 +98,7 @@ def main() -> None:
             ceiling = max(ceiling, two_process_ceiling(a.work))
     ray.shutdown()
     for k, (v, cpu) in best.items():
-        print(f"{k:18s} {v:8.1f} pairs/s   driver CPU {cpu:6.2f} s (the whole run, replicas' start included)")
+        print(f"{k:18s} {v:8.1f} pairs/s   driver process CPU {cpu:6.2f} s (whole run; local: the judging itself)")
     best = {k: v for k, (v, _) in best.items()}
     print(f"2 replicas / 1 replica: {best['ray, 2 replicas'] / best['ray, 1 replica']:.2f}x (goal >= 1.6; two plain "
           f"processes over one on this machine now, no Ray: {ceiling:.2f}x)")
