@@ -4,7 +4,6 @@ by `auto` and from inside `ray job submit`; with no address a run starts a clust
 this machine runs one. Each run equals a local run. (An address nobody answers: tests/test_ray_executor.py.)"""
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
