@@ -142,22 +142,17 @@ class RayHead:
                 time.sleep(0.3)
         raise RuntimeError(f"the Ray head did not come up within {limit:g} s")
 
-    def driver_logs(self, pid: int) -> list[Path]:
+    def driver_logs(self, pid: int | str = "*") -> list[Path]:
         """The head's logs of the driver with process id `pid` (present only if it joined this cluster)."""
         return list(self.session.glob(f"logs/python-core-driver-*_{pid}.log"))
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(3)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
-        try:  # what outlived the head in its group (it was told to stop its children)
+        """SIGKILL to the head's whole process group (a test cluster keeps nothing worth a graceful stop)."""
+        try:
             os.killpg(self.proc.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+        self.proc.wait()
         self.log.close()
         shutil.rmtree(self.temp, ignore_errors=True)
 
