@@ -102,8 +102,8 @@ class RayHead:
     free ports (never Ray's defaults, which other clusters on the machine may hold), its own temp dir and
     its own token (token authentication, as Ray enables it; RAY_AUTH_TOKEN_PATH), 2 CPUs, 2 logical GPUs
     and the dashboard (the job server). Its temp dir is `RAY_TMPDIR`/ray, where `address: auto` looks for
-    the cluster this machine runs: `env` holds what a process needs to see this head as the local one. `stop` kills that process group only: `ray stop` would stop
-    every Ray cluster on the machine."""
+    the cluster this machine runs: `env` holds what a process needs to see this head as the local one.
+    `stop` kills that process group only: `ray stop` would stop every Ray cluster on the machine."""
 
     def __init__(self):
         self.temp = Path(tempfile.mkdtemp(prefix="c2s-rayhead-", dir="/tmp"))
