@@ -1,6 +1,8 @@
 """`--executor ray` (harness.run.ray_executor, docs/scale-out.md): the same scores, metrics and pair cache
 rows as a local run, replicas that die, a driver that is killed, and Ray's own errors as one line each.
-One local Ray cluster (2 CPUs, a small object store) serves every test here."""
+Tensor-parallel replicas get their GPUs through placement groups in the layout vLLM expects.
+One local Ray cluster (2 CPUs, 2 logical GPUs: Ray schedules on them, nothing uses a GPU, a small object
+store) serves every test here."""
 from __future__ import annotations
 
 import json
@@ -31,7 +33,7 @@ pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::R
 def cluster():
     """One local Ray cluster for these tests (the runner joins it instead of starting its own), shut down
     after them so no later test shares a process with Ray."""
-    ctx = ray.init(num_cpus=2, object_store_memory=80 * 1024 ** 2, include_dashboard=False,
+    ctx = ray.init(num_cpus=2, num_gpus=2, object_store_memory=80 * 1024 ** 2, include_dashboard=False,
                    logging_level="ERROR", log_to_driver=False)
     yield ctx.address_info["address"]
     ray.shutdown()
@@ -204,9 +206,47 @@ def test_a_replica_that_cannot_start_is_one_line(cluster, data, tmp_path, capsys
 
 
 def test_a_layout_the_cluster_cannot_hold_is_refused_before_any_work(cluster, data, tmp_path, capsys):
-    assert main(_args(data, tmp_path, "ray", "--executor", "ray", "--gpus-per-replica", "1")) == 2
+    assert main(_args(data, tmp_path, "ray", "--executor", "ray", "--replicas", "3", "--gpus-per-replica", "2")) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "cannot hold 1 replica(s) of 1 GPU(s)" in err[0]
+    assert len(err) == 1 and "cannot hold 3 replica(s) of 2 GPU(s)" in err[0] and "it has 2 GPUs" in err[0]
+    assert not ray.util.placement_group_table()  # no group was reserved for it
+
+
+def _probed(tmp_path, data, model: str, *options) -> dict:
+    """A run of one replica of 2 GPUs; what the replica's process was given (tests.ray_support.GpuProbe)."""
+    probe = tmp_path / "probe"
+    probe.mkdir()
+    _run(data, tmp_path, "ray", "--executor", "ray", "--replicas", "1", "--gpus-per-replica", "2", "--limit", "3",
+         "-o", f"probe={probe}", "-o", f"log={tmp_path / 'calls.log'}", *options, model=model)
+    (seen,) = [json.loads(f.read_text()) for f in probe.iterdir()]
+    assert all(g["state"] == "REMOVED" for g in ray.util.placement_group_table().values())  # given back at the end
+    return seen
+
+
+def test_a_tensor_parallel_replica_holds_its_gpus_in_one_bundle(cluster, data, tmp_path):
+    """transformers with device_map: the replica's own process sees both GPUs."""
+    seen = _probed(tmp_path, data, "py:tests.ray_support:GpuProbe")
+    assert seen["group"] and seen["strategy"] == "STRICT_PACK"
+    assert seen["bundles"] == [{"GPU": 2.0, "CPU": 1.0}]
+    assert seen["gpu_ids"] == ["0", "1"] and sorted(seen["cuda"].split(",")) == ["0", "1"]
+
+
+def test_a_tensor_parallel_vllm_replica_leaves_one_gpu_bundle_per_engine_worker(cluster, data, tmp_path):
+    """vLLM's Ray executor: one bundle per GPU, the engine's workers (one per bundle) take the GPUs."""
+    seen = _probed(tmp_path, data, "py:tests.ray_support:VllmLikeProbe", "-o", "tensor_parallel_size=2")
+    assert seen["group"] and seen["strategy"] == "STRICT_PACK"
+    assert seen["bundles"] == [{"GPU": 1.0, "CPU": 1.0}, {"GPU": 1.0}]
+    assert seen["gpu_ids"] == []  # the replica (the engine's driver) holds none itself
+    assert sorted(ids for ids, _ in seen["workers"]) == [["0"], ["1"]]
+    assert all(cuda == ids[0] for ids, cuda in seen["workers"])
+
+
+def test_a_vllm_replica_whose_workers_do_not_match_its_gpus_is_one_line(cluster, data, tmp_path, capsys):
+    code = main(_args(data, tmp_path, "ray", "--executor", "ray", "--gpus-per-replica", "2", "-o",
+                      f"probe={tmp_path}", "-o", f"log={tmp_path / 'l'}", model="py:tests.ray_support:VllmLikeProbe"))
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "set the model option tensor_parallel_size" in err[0]
+    assert "to 2, not 1" in err[0]
 
 
 def test_an_unreachable_cluster_is_one_line(data, tmp_path):

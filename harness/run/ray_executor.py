@@ -11,9 +11,7 @@ from __future__ import annotations
 import math
 import os
 import queue
-import shutil
 import socket
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -24,53 +22,18 @@ import numpy as np
 import ray
 from ray.exceptions import ActorUnavailableError, GetTimeoutError, RayActorError, RayError, RayTaskError
 
-from adapters.base import Comparisons, Pair, compare_batch, load_comparator, rate_batch
-from adapters.fingerprint import checked_fingerprint
+from adapters.base import Comparisons, comparator_class
 from harness.core.levels import N_LEVELS
 from harness.core.secrets import redact
-from harness.data.images import Limits, content_hash, image_limits
+from harness.data.images import Limits, content_hash
 from harness.run.faults import RunAborted
 from harness.run.judging import calls, scrubbed
+from harness.run.ray_replica import Replica
 
 #: how many times a batch is sent again after the replica judging it died, before it counts as failed
 BATCH_ATTEMPTS = 2
 #: seconds the replicas may take to start (load the model) when the run sets no stall timeout
 START_TIMEOUT = 3600.0
-
-
-class Replica:
-    """One comparator in its own Ray worker process (a Ray actor), with the run's image limits."""
-
-    def __init__(self, spec: str, options: dict, limits: Limits):
-        self._limits = image_limits(limits)
-        self._limits.__enter__()  # process-wide, for the replica's whole life
-        self.comparator = load_comparator(spec, **options)
-        self.fingerprint = checked_fingerprint(self.comparator, f"model {spec}")
-        self.images: dict[str, str] = {}
-        self.folder = tempfile.mkdtemp(prefix="c2s-ray-images-")
-
-    def info(self) -> dict:
-        return {"pid": os.getpid(), "fingerprint": self.fingerprint}
-
-    def judge(self, kind: str, pairs: list[Pair], shipped: dict | None) -> Comparisons:
-        if shipped:
-            pairs = [Pair(self._local(p.first, shipped), self._local(p.second, shipped)) for p in pairs]
-        if kind == "rating":
-            return rate_batch(self.comparator, [p.first for p in pairs])
-        return compare_batch(self.comparator, pairs)
-
-    def _local(self, path: str, shipped: dict) -> str:
-        """The replica's copy of a shipped image (written once per content, under its own file name)."""
-        digest, ref = shipped[path]
-        if digest not in self.images:
-            target = Path(self.folder) / digest / Path(path).name
-            target.parent.mkdir(exist_ok=True)
-            target.write_bytes(ray.get(ref))
-            self.images[digest] = str(target)
-        return self.images[digest]
-
-    def __del__(self):
-        shutil.rmtree(getattr(self, "folder", ""), ignore_errors=True)
 
 
 class RaySession:
@@ -86,6 +49,7 @@ class RaySession:
         self.lock = threading.Lock()
         try:
             check_resources(ex)
+            self.layout = layout(ex, spec, options)
             self.actors = [self._start(options, limits) for _ in range(ex.replicas)]
             infos = self._ready()
         except BaseException:
@@ -109,15 +73,17 @@ class RaySession:
 
     def _start(self, options: dict, limits: Limits):
         ex = self.ex
-        opts = {"num_cpus": ex.cpus_per_replica, "max_restarts": ex.max_restarts, "max_task_retries": 0}
-        if ex.gpus_per_replica > 1:  # a tensor-parallel replica: its GPUs reserved together, on one node
+        bundles, gpus = self.layout
+        opts = {"num_cpus": ex.cpus_per_replica, "num_gpus": gpus, "max_restarts": ex.max_restarts,
+                "max_task_retries": 0}
+        if bundles:
             from ray.util.placement_group import placement_group
             from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
-            group = placement_group([{"GPU": ex.gpus_per_replica, "CPU": ex.cpus_per_replica}], strategy="STRICT_PACK")
+            group = placement_group(bundles, strategy="STRICT_PACK")
             self.groups.append(group)
-            opts["scheduling_strategy"] = PlacementGroupSchedulingStrategy(group, placement_group_capture_child_tasks=True)
-        opts["num_gpus"] = ex.gpus_per_replica
+            opts["scheduling_strategy"] = PlacementGroupSchedulingStrategy(
+                group, placement_group_bundle_index=0, placement_group_capture_child_tasks=True)
         return ray.remote(Replica).options(**opts).remote(self.spec, options, limits)
 
     def _ready(self) -> list[dict]:
@@ -261,23 +227,27 @@ class RaySession:
 
 
 def connect(ex) -> bool:
-    """Join the cluster at `ex.address`, or start a local one sized to the replicas; True if started here.
-    A process already connected (a test session's cluster, `ray job submit`'s driver) keeps its connection."""
+    """Join the cluster at `ex.address` (else at $RAY_ADDRESS, which `ray job submit` sets for its driver),
+    or start a local one sized to the replicas; True if connected here. A process already connected (a
+    test session's cluster) keeps its connection."""
     if ray.is_initialized():
         return False
-    if ex.address:
-        _reachable(ex.address)
+    address = ex.address or os.environ.get("RAY_ADDRESS")
+    if address:
+        where = "--ray-address; executor.address in YAML" if ex.address else "from $RAY_ADDRESS"
+        _reachable(address, where)
         try:
-            ray.init(address=ex.address, include_dashboard=False, logging_level="ERROR")
+            ray.init(address=address, include_dashboard=False, logging_level="ERROR")
         except (ConnectionError, RuntimeError, ValueError) as exc:
-            raise _unreachable(ex.address, exc) from None
+            raise _unreachable(address, where, exc) from None
         return True
     cpus = max(1, math.ceil(ex.replicas * ex.cpus_per_replica))
-    ray.init(num_cpus=cpus, include_dashboard=False, logging_level="ERROR")
+    # "local": a new cluster even where `ray start` runs one on this machine (ray.init would join it)
+    ray.init(address="local", num_cpus=cpus, include_dashboard=False, logging_level="ERROR")
     return True
 
 
-def _reachable(address: str) -> None:
+def _reachable(address: str, where: str) -> None:
     """A host:port address answers (Ray itself keeps retrying an unreachable one for minutes)."""
     host, _, port = address.split("://")[-1].rpartition(":")
     if not host or not port.isdigit():
@@ -285,13 +255,47 @@ def _reachable(address: str) -> None:
     try:
         socket.create_connection((host, int(port)), timeout=10).close()
     except OSError as exc:
-        raise _unreachable(address, exc) from None
+        raise _unreachable(address, where, exc) from None
 
 
-def _unreachable(address: str, exc: BaseException) -> RuntimeError:
-    return RuntimeError(f"cannot reach the Ray cluster at {address!r} (--ray-address; executor.address in YAML): "
+def _unreachable(address: str, where: str, exc: BaseException) -> RuntimeError:
+    return RuntimeError(f"cannot reach the Ray cluster at {address!r} ({where}): "
                         f"{' '.join(str(exc).split())[:300]}; start one with `ray start --head`, or give no "
                         "address for a local cluster")
+
+
+#: backends whose engine starts its own Ray worker per GPU of a tensor-parallel replica (vLLM's Ray executor)
+OWN_RAY_WORKERS = ("vllm",)
+
+
+def layout(ex, spec: str, options: dict) -> tuple[list[dict], float]:
+    """(placement-group bundles, GPUs the replica actor holds itself) for one replica of `spec`.
+
+    Up to 1 GPU: no group; the actor holds its GPU (share). A tensor-parallel replica (G > 1 GPUs) gets a
+    STRICT_PACK group (its GPUs on one node), the actor in bundle 0, child tasks captured:
+    * vLLM: G bundles of 1 GPU, the actor holding none. vLLM's engine finds the group
+      (`ray.util.get_current_placement_group`, also from its engine-core subprocess), chooses its Ray
+      executor for it and starts one worker per GPU bundle; it refuses a bundle of more than one GPU and a
+      group with fewer GPU bundles than tensor x pipeline parallel workers (docs/scale-out.md).
+    * any other comparator (transformers with `device_map`): one bundle of G GPUs, all held by the actor
+      (`ray.get_gpu_ids()`, CUDA_VISIBLE_DEVICES: G ids).
+    """
+    g, cpus = ex.gpus_per_replica, ex.cpus_per_replica
+    if g <= 1:
+        return [], g
+    first = {"GPU": 1.0 if _own_workers(spec) else g, **({"CPU": cpus} if cpus else {})}
+    if not _own_workers(spec):
+        return [first], g
+    workers = (options.get("tensor_parallel_size") or 1) * int((options.get("engine_options") or {})
+                                                                .get("pipeline_parallel_size", 1))
+    if workers != g:
+        raise RuntimeError(f"--gpus-per-replica {g:g} for {spec} needs as many vLLM workers: set the model option "
+                           f"tensor_parallel_size (x engine_options pipeline_parallel_size) to {g:g}, not {workers}")
+    return [first] + [{"GPU": 1.0}] * int(g - 1), 0.0
+
+
+def _own_workers(spec: str) -> bool:
+    return comparator_class(spec).backend in OWN_RAY_WORKERS
 
 
 def check_resources(ex) -> None:
