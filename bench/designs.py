@@ -9,7 +9,7 @@ Anchors: Eqn. 4 on the dataset itself (5 anchors). Per design it prints comparis
 block, m(m-1) pairs shared by every design, not counted), SRCC against the truth, seconds; and writes a plot.
 The planted world is drawn `--seeds` times (dataset and perception noise); its lines are each draw's figure,
 the plot shows their mean (bars: min to max). `--ablation` adds, on the planted world, the same active loop with
-the EIG replaced by a seeded random score (same candidates, coverage rule, cap and joint MAP): what the choice
+the EIG replaced by a seeded random score (same candidates, coverage rule, greedy batch and joint MAP): what the choice
 by information gain adds over random pairs of the same kind.
 
     python bench/designs.py [--n 1000] [--budgets 1 2 2.5 3 5 8] [--noise 0.5] [--image-noise 0.2] [--seeds 3] \\

@@ -98,18 +98,24 @@ def select_pairs(mean, sd, fixed, n_pairs: int, *, judged=frozenset(), linked=No
         cand = cand[~np.isin(cand[:, 0] * width + cand[:, 1], done[:, 0] * width + done[:, 1])]
     post = _BatchPosterior(mean, sd, cand, difference_var, link)
     tie = rng.permutation(len(cand))
-    linked = linked.copy()
-    heap = [(-bool(~linked[a] | ~linked[b]), -g, int(t), k, 0) for k, ((a, b), g, t) in
+    linked, lent = linked.copy(), np.zeros(mean.size, dtype=bool)
+
+    def first(a, b) -> bool:  # links an unlinked item, through an anchor or a test item not yet lent this round
+        return bool((~linked[a] | ~linked[b]) & ~(lent[a] | lent[b]))
+
+    heap = [(-first(a, b), -g, int(t), k, 0) for k, ((a, b), g, t) in
             enumerate(zip(cand, post.gain(np.arange(len(cand))), tie))]
     heapq.heapify(heap)
     chosen: list[tuple[int, int]] = []
     while heap and len(chosen) < n_pairs:
         prio, _, t, k, stamp = heapq.heappop(heap)
         a, b = cand[k]
-        fresh = (-bool(~linked[a] | ~linked[b]), post.stamp(k))
+        fresh = (-first(a, b), post.stamp(k))
         if (prio, stamp) != fresh:  # priority and gain only fall: re-rank a stale entry
             heapq.heappush(heap, (fresh[0], -float(post.gain(np.array([k]))[0]), t, k, fresh[1]))
             continue
+        if prio:
+            lent[[a, b]] = linked[[a, b]] & ~fixed[[a, b]]
         linked[[a, b]] = True
         post.judge(k)
         chosen.append((int(a), int(b)))
