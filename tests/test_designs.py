@@ -89,6 +89,16 @@ def test_a_batch_spreads_over_equally_uncertain_items():
     assert sorted(i for p in chosen for i in p) == [0, 1, 2, 3]
 
 
+def test_a_linked_image_is_the_first_partner_of_one_new_image_per_round():
+    # item 0 linked, near the new items 1-3 (all at the prior mean); the anchor is far: by EIG alone all three
+    # would be compared with item 0, which would then carry the three of them
+    fixed = np.r_[np.zeros(4, bool), True]
+    linked = np.array([True, False, False, False, True])
+    chosen = select_pairs(np.r_[0.0, 0.0, 0.0, 0.0, 2.0], np.r_[0.5, 1.0, 1.0, 1.0, 0.0], fixed, 3, linked=linked)
+    assert sorted(i for p in chosen for i in p if i in (1, 2, 3)) == [1, 2, 3]
+    assert sum(0 in p for p in chosen) == 1 and sum(4 in p for p in chosen) == 2
+
+
 def test_batch_variance_update_is_the_rank_one_update():
     """The marginal variances after judging (a, b) equal those of the dense posterior covariance updated by
     Sigma - k Sigma u u' Sigma / (1 + k u' Sigma u), u = e_b - e_a, k the expected curvature."""

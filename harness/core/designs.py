@@ -81,12 +81,14 @@ def select_pairs(mean, sd, fixed, n_pairs: int, *, judged=frozenset(), linked=No
     """The `n_pairs` candidate pairs (`candidate_pairs`; `linked`: the items with a chain of comparisons to a
     fixed item, fixed items included; None: all) not in `judged` (unordered (i, j), i < j), chosen greedily:
     first pairs that link a not yet linked item (every image gets its first comparison before any gets a
-    further one), then the pair of highest EIG, where each chosen pair lowers the variances of its two items as
-    its judgement would (`_BatchPosterior`): a batch spreads over the items as far as their remaining
-    uncertainty says, not n_pairs comparisons of the one most uncertain item. `difference_var(i, j)`: the posterior variance of s_j - s_i (e.g.
-    `JointMapResult.difference_var`, covariance included); None: sd_i^2 + sd_j^2. Ties go by a random key drawn
-    from `seed`, so the choice is a function of the posterior and the seed. Each pair comes back in
-    presentation order: a fixed item first; of two free items, the one of smaller key."""
+    further one; a linked free item is the partner of at most one of them, else a round's new items all hang on
+    the few items nearest the prior mean and share their error), then the pair of highest EIG, where each chosen
+    pair lowers the variances of its two items as its judgement would (`_BatchPosterior`): a batch spreads over
+    the items as far as their remaining uncertainty says, not n_pairs comparisons of the one most uncertain
+    item. `difference_var(i, j)`: the posterior variance of s_j - s_i (e.g. `JointMapResult.difference_var`,
+    covariance included); None: sd_i^2 + sd_j^2. Ties go by a random key drawn from `seed`, so the choice is a
+    function of the posterior and the seed. Each pair comes back in presentation order: a fixed item first; of
+    two free items, the one of smaller key."""
     mean, sd, fixed = np.asarray(mean, float), np.asarray(sd, float), np.asarray(fixed, bool)
     linked = np.ones(mean.size, bool) if linked is None else np.asarray(linked, bool) | fixed
     rng = np.random.default_rng(seed)
