@@ -9,7 +9,7 @@ Anchors: Eqn. 4 on the dataset itself (5 anchors). Per design it prints comparis
 block, m(m-1) pairs shared by every design, not counted), SRCC against the truth, seconds; and writes a plot.
 The planted world is drawn `--seeds` times (dataset and perception noise); its lines are each draw's figure,
 the plot shows their mean (bars: min to max). `--ablation` adds, on the planted world, the same active loop with
-the EIG replaced by a seeded random score (same candidates, coverage rule, cap and joint MAP): what the choice
+the EIG replaced by a seeded random score (same candidates, coverage rule, greedy batch and joint MAP): what the choice
 by information gain adds over random pairs of the same kind.
 
     python bench/designs.py [--n 1000] [--budgets 1 2 2.5 3 5 8] [--noise 0.5] [--image-noise 0.2] [--seeds 3] \\
@@ -78,6 +78,25 @@ def curve(name, model, options, dataset: DatasetSpec, budgets, work: Path, round
     return out
 
 
+def summary(title: str, draws: list) -> None:
+    """Per draw: the anchor design's SRCC, active's gain at the anchor design's budget, and the fewest
+    comparisons per image at which active reaches the anchor design (ratio to its budget); then the mean."""
+    print(f"{title}: per draw")
+    rows = []
+    for seed, pts in enumerate(draws):
+        (_, x_anchor, rho_anchor), = [p for p in pts if p[0] == "anchors"]
+        active = [(x, rho) for design, x, rho in pts if design == "active"]
+        equal = [rho for x, rho in active if abs(x - x_anchor) < 1e-9]
+        gain = equal[0] - rho_anchor if equal else float("nan")
+        match = min((x for x, rho in active if rho >= rho_anchor), default=float("nan"))
+        rows.append((rho_anchor, gain, match / x_anchor))
+        print(f"  draw {seed}: anchors {rho_anchor:.4f}  active gain at {x_anchor:g}/image {gain:+.4f}  "
+              f"matches from {match:g}/image (ratio {match / x_anchor:.2f})")
+    mean = np.nanmean(np.array(rows), axis=0)
+    print(f"  mean: anchors {mean[0]:.4f}  gain {mean[1]:+.4f}  (min {np.nanmin([r[1] for r in rows]):+.4f})  "
+          f"ratio {mean[2]:.2f} (max {np.nanmax([r[2] for r in rows]):.2f})")
+
+
 def plot(curves: dict, path: Path):
     import matplotlib
 
@@ -138,6 +157,7 @@ def main(argv=None):
                                    DatasetSpec("planted", source=str(manifest), root=str(a.work / f"planted{seed}")),
                                    a.budgets, a.work, a.round_size)
                                + (ablation(a, seed, manifest) if a.ablation else []))
+    summary("planted", curves[title])
     if not a.skip_demo:
         curves["embedded benchmark (260 images), classical comparator"] = [curve(
             "demo", "classical", {}, DatasetSpec("demo", root=str(a.work / "demo")), a.budgets, a.work, a.round_size)]

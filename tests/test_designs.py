@@ -11,7 +11,8 @@ from scipy import integrate, stats
 
 from adapters.base import Comparisons
 from harness.cli import main
-from harness.core.designs import candidate_pairs, expected_information_gain, select_pairs
+from harness.core.designs import (_BatchPosterior, candidate_pairs, expected_curvature, expected_information_gain,
+                                  select_pairs)
 from harness.run.record import read_run
 from harness.run.runner import AnchorSpec, DatasetSpec, RunConfig, rescore, run
 from harness.tools.planted import PlantedThurstone, write_planted_dataset
@@ -74,13 +75,59 @@ def test_hand_made_posterior():
     fixed = np.array([False, False, False, True, True])
     # the uncertain item against its nearest: item 0 (var 1.01, gap 0.9) loses to anchor 4 (var 1, gap 0.1)
     assert select_pairs(mean, sd, fixed, 1) == [(4, 1)]  # the anchor shown first
-    # a batch of 2 spreads: item 1 is capped at ceil(2 * 2 / 3) = 2 uses, so both may be item 1's
-    two = select_pairs(mean, sd, fixed, 2)
-    assert two[0] == (4, 1) and 1 in two[1]
-    # 3 pairs over 3 free items: each in at most ceil(6 / 3) = 2 of them, no pair twice
+    # item 1 stays by far the most uncertain after one judgement (var 1 -> ~0.7 against 0.01): a batch of 3
+    # gives it all three, no pair twice
     many = select_pairs(mean, sd, fixed, 3)
-    uses = np.bincount(np.array(many).ravel(), minlength=5)
-    assert uses[:3].max() <= 2 and len(set(map(frozenset, many))) == 3
+    assert many[0] == (4, 1) and all(1 in p for p in many) and len(set(map(frozenset, many))) == 3
+
+
+def test_a_batch_spreads_over_equally_uncertain_items():
+    # four free items alike (mean 0, sd 1) and one anchor: the free-free pairs (var 2) beat the anchor pairs
+    # (var 1); once a pair is chosen its items' variances fall, so the second pair takes the other two items
+    fixed = np.r_[np.zeros(4, bool), True]
+    chosen = select_pairs(np.zeros(5), np.r_[np.ones(4), 0.0], fixed, 2)
+    assert sorted(i for p in chosen for i in p) == [0, 1, 2, 3]
+
+
+def test_a_linked_image_is_the_first_partner_of_one_new_image_per_round():
+    # item 0 linked, near the new items 1-3 (all at the prior mean); the anchor is far: by EIG alone all three
+    # would be compared with item 0, which would then carry the three of them
+    fixed = np.r_[np.zeros(4, bool), True]
+    linked = np.array([True, False, False, False, True])
+    chosen = select_pairs(np.r_[0.0, 0.0, 0.0, 0.0, 2.0], np.r_[0.5, 1.0, 1.0, 1.0, 0.0], fixed, 3, linked=linked)
+    assert sorted(i for p in chosen for i in p if i in (1, 2, 3)) == [1, 2, 3]
+    assert sum(0 in p for p in chosen) == 1 and sum(4 in p for p in chosen) == 2
+
+
+def test_batch_variance_update_is_the_rank_one_update():
+    """The marginal variances after judging (a, b) equal those of the dense posterior covariance updated by
+    Sigma - k Sigma u u' Sigma / (1 + k u' Sigma u), u = e_b - e_a, k the expected curvature."""
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(6, 6))
+    Sigma = X @ X.T / 6 + 0.1 * np.eye(6)
+    sd, mean = np.sqrt(np.diag(Sigma)), rng.normal(size=6)
+    cand = np.array([[1, 4], [0, 2]])
+    post = _BatchPosterior(mean, sd, cand, lambda i, j: Sigma[i, i] + Sigma[j, j] - 2 * Sigma[i, j], "probit")
+    u = np.zeros(6)
+    u[4], u[1] = 1.0, -1.0
+    k = expected_curvature(mean[4] - mean[1], u @ Sigma @ u)
+    after = Sigma - k * np.outer(Sigma @ u, Sigma @ u) / (1 + k * u @ Sigma @ u)
+    post.judge(0)
+    np.testing.assert_allclose(post.var[[1, 4]], np.diag(after)[[1, 4]], rtol=1e-12)
+    np.testing.assert_allclose(np.delete(post.var, [1, 4]), np.delete(np.diag(Sigma), [1, 4]), rtol=1e-14)
+
+
+@pytest.mark.parametrize("link", ["probit", "logit"])
+def test_expected_curvature_matches_numerical_integration(link):
+    """E[kappa(d)], kappa the Fisher information of one outcome, f^2 / (F (1 - F)), by adaptive quadrature
+    (48 Gauss-Hermite nodes: 1e-7 relative at var 4, far below what ranks candidates)."""
+    dist = stats.norm if link == "probit" else stats.logistic
+    for mu, var in [(0.0, 1.0), (1.5, 0.3), (-2.0, 4.0), (0.4, 1e-4)]:
+        fisher = lambda d: dist.pdf(d) ** 2 / (dist.cdf(d) * dist.sf(d))  # noqa: E731
+        sd = np.sqrt(var)
+        want = integrate.quad(lambda d: fisher(d) * stats.norm.pdf(d, mu, sd), mu - 12 * sd, mu + 12 * sd,
+                              limit=200)[0]
+        assert expected_curvature(mu, var, link) == pytest.approx(want, rel=1e-6)  # 48 nodes
 
 
 def test_unlinked_items_get_their_first_comparison_first_and_never_with_each_other():

@@ -17,8 +17,8 @@ the dense solver: the prior keeps the optimum finite, so nothing is clipped.
 """
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 
 import numpy as np
 from scipy import sparse
@@ -49,6 +49,16 @@ class JointMapResult:
     n_iter: int
     linear: str
     sd_method: str
+    #: the Laplace covariances of item pairs (`difference_var`), by the same method as `sd`
+    _cov: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = field(default=None, repr=False)
+
+    def difference_var(self, i, j) -> np.ndarray:
+        """Laplace variance of s_j - s_i for item arrays i, j: sd_i^2 + sd_j^2 - 2 cov_ij, the covariance
+        from the same H^-1 as sd (exact: the dense inverse; approx: `_neumann_cov`); a fixed item has none."""
+        i, j = np.asarray(i, dtype=np.intp), np.asarray(j, dtype=np.intp)
+        if self._cov is None:
+            raise ValueError("difference_var needs the Laplace covariance: solve with sd other than 'none'")
+        return np.maximum(self.sd[i] ** 2 + self.sd[j] ** 2 - 2.0 * self._cov(i, j), 0.0)
 
 
 def comparisons_from_matrix(C, observed=None) -> np.ndarray:
@@ -157,6 +167,26 @@ def _neumann_sd(H_diag: np.ndarray, H: sparse.csc_matrix) -> np.ndarray:
     return np.sqrt((1.0 + second / H_diag) / H_diag)
 
 
+def _neumann_cov(H_diag: np.ndarray, H: sparse.csc_matrix):
+    """(H^-1)_ij, i != j, to the same order as `_neumann_sd`: H^-1 ~ D^-1 + D^-1 L D^-1 + D^-1 L D^-1 L D^-1,
+    i.e. (L_ij + sum_k L_ik L_kj / D_k) / (D_i D_j) (direct links and paths of length 2). Written with
+    A = D^-1/2 L D^-1/2 the truncation is D^-1/2 (I + A + A^2) D^-1/2, positive definite (1 + x + x^2 > 0),
+    so every variance of a difference it gives is positive. Returns a function of free-position arrays."""
+    L = (sparse.diags(H_diag) - H).tocsr()
+    L.eliminate_zeros()
+    U = sparse.diags(1.0 / H_diag) @ L  # U_ik = L_ik / D_i
+    V = (U @ sparse.diags(1.0 / H_diag)).tocsr()  # V_jk = L_jk / (D_j D_k)
+    U = U.tocsr()
+
+    def cov(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        direct = np.asarray(L[a, b]).ravel() / (H_diag[a] * H_diag[b])
+        two_step = np.asarray(U[a].multiply(V[b]).sum(axis=1)).ravel()
+        own = (1.0 + np.asarray(U[a].multiply(V[a]).sum(axis=1)).ravel() * H_diag[a]) / H_diag[a]
+        return np.where(a == b, own, direct + two_step)
+
+    return cov
+
+
 def solve_joint_map(n: int, comparisons, fixed: Mapping[int, float] | None = None, *, link: str = "probit",
                     prior_var: float = 1.0, tol: float = 1e-10, max_iter: int = 100, linear: str = "auto",
                     sd: str = "auto") -> JointMapResult:
@@ -196,22 +226,42 @@ def solve_joint_map(n: int, comparisons, fixed: Mapping[int, float] | None = Non
         x, f = trial, f_trial
         grad, curv = prob.grad_curv(x)
         max_grad = float(np.abs(grad).max(initial=0.0))
-    sd_free, sd_method = _laplace_sd(prob, curv, sd)
+    sd_free, sd_method, cov_free = _laplace_sd(prob, curv, sd)
     sd_all = np.zeros(n)
     sd_all[prob.free_idx] = sd_free
     return JointMapResult(scores=prob.scores(x), sd=sd_all, free=np.isnan(values), anchored=_anchored(n, first, second, values),
                           converged=max_grad <= tol, max_grad=max_grad, n_iter=n_iter, linear=linear,
-                          sd_method=sd_method)
+                          sd_method=sd_method, _cov=_item_cov(n, prob.free_idx, cov_free))
 
 
-def _laplace_sd(prob: _Problem, curv: np.ndarray, sd: str) -> tuple[np.ndarray, str]:
+def _laplace_sd(prob: _Problem, curv: np.ndarray, sd: str):
+    """sd over the free items, the method, and the covariance of two free positions (None for sd none)."""
     n_free = prob.free_idx.size
     if sd == "none":
-        return np.full(n_free, np.nan), "none"
+        return np.full(n_free, np.nan), "none", None
     if sd == "exact" or (sd == "auto" and n_free <= SD_EXACT_MAX):
-        H = prob.hessian(curv).toarray()
-        return np.sqrt(np.diag(np.linalg.inv(H))), "exact"
-    return _neumann_sd(prob.hessian_diag(curv), prob.hessian(curv)), "approx"
+        inv = np.linalg.inv(prob.hessian(curv).toarray())
+        return np.sqrt(np.diag(inv)), "exact", lambda a, b: inv[a, b]
+    H_diag, H = prob.hessian_diag(curv), prob.hessian(curv)
+    return _neumann_sd(H_diag, H), "approx", _neumann_cov(H_diag, H)
+
+
+def _item_cov(n: int, free_idx: np.ndarray, cov_free):
+    """The covariance of two items from that of two free positions; 0 where either item is fixed."""
+    if cov_free is None:
+        return None
+    pos = np.full(n, -1, dtype=np.intp)
+    pos[free_idx] = np.arange(free_idx.size)
+
+    def cov(i: np.ndarray, j: np.ndarray) -> np.ndarray:
+        a, b = pos[i], pos[j]
+        ok = (a >= 0) & (b >= 0)
+        out = np.zeros(np.broadcast(a, b).shape)
+        if ok.any():
+            out[ok] = cov_free(a[ok], b[ok])
+        return out
+
+    return cov
 
 
 def _anchored(n, first, second, values) -> np.ndarray:

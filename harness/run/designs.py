@@ -196,7 +196,8 @@ def judge_active(judge_round, tests: list[str], anchors: AnchorSet, block: Judge
         fixed = np.r_[np.zeros(N, dtype=bool), np.ones(len(anchors.images), dtype=bool)]
         excluded |= {(t, N + k) for k in np.flatnonzero(~prob.usable) for t in range(N)}
         chosen = select_pairs(res.scores, res.sd, fixed, min(size, target - len(done)), judged=frozenset(done | excluded),
-                              linked=res.anchored, link=profile.link, seed=[design.seed, design.rounds])
+                              linked=res.anchored, link=profile.link, seed=[design.seed, design.rounds],
+                              difference_var=res.difference_var)
         if not chosen:
             break
         new = []
