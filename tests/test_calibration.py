@@ -27,7 +27,8 @@ from harness.core.profiles import get_profile
 from harness.data.datasets import load_plain_csv
 from harness.run.record import read_run
 from harness.run.runner import AnchorSpec, DatasetSpec, RunConfig, rescore, run
-from harness.tools.planted import PlantedThurstone, write_planted_dataset
+from harness.tools.planted import write_planted_dataset
+from tests.planted_support import DiesAfter, Killed
 
 SIM = "py:harness.tools.planted:PlantedThurstone"
 WEIGHTS = np.array([0.0, 0.25, 0.5, 0.75, 1.0])
@@ -283,29 +284,12 @@ def test_active_design_calibrates_every_round(planted, tmp_path):
     np.testing.assert_allclose([s.score for s in again.scores], [s.score for s in rec.scores], rtol=0, atol=1e-12)
 
 
-class _Killed(BaseException):  # as a kill: no comparator error handling catches it
-    pass
-
-
-class _DiesAfter(PlantedThurstone):
-    """The planted comparator, killed once it has judged `budget` pairs."""
-
-    budget = 0
-
-    def compare_detailed(self, pairs):
-        if _DiesAfter.budget <= 0:
-            raise _Killed()
-        _DiesAfter.budget -= len(pairs)
-        return super().compare_detailed(pairs)
-
-
 def test_a_resumed_calibrated_active_run_replays_its_rounds(planted, tmp_path):
     folder, manifest = planted
     sim = {"confidence": 3.0, "noise": 0.1}
     whole = _active(folder, manifest, tmp_path / "a", tmp_path / "a.sqlite", "anchors", **sim)
-    _DiesAfter.budget = 300  # dies in the third round
-    with pytest.raises(_Killed):
-        _active(folder, manifest, tmp_path / "b", tmp_path / "b.sqlite", "anchors", _DiesAfter(**sim), **sim)
+    with pytest.raises(Killed):  # dies in the third round
+        _active(folder, manifest, tmp_path / "b", tmp_path / "b.sqlite", "anchors", DiesAfter(300, **sim), **sim)
     resumed = _active(folder, manifest, tmp_path / "b", tmp_path / "b.sqlite", "anchors", **sim)
     assert _chosen(resumed) == _chosen(whole)
     assert [s.score for s in read_run(resumed).scores] == [s.score for s in read_run(whole).scores]

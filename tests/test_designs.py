@@ -16,6 +16,7 @@ from harness.core.designs import (_BatchPosterior, candidate_pairs, expected_cur
 from harness.run.record import read_run
 from harness.run.runner import AnchorSpec, DatasetSpec, RunConfig, rescore, run
 from harness.tools.planted import PlantedThurstone, write_planted_dataset
+from tests.planted_support import DiesAfter, Killed
 
 
 def _mi_by_quad(mu, var, link):
@@ -198,28 +199,11 @@ def test_budget_accounting_and_orders(planted, tmp_path, order):
     assert any(r.first not in anchors and r.second not in anchors for r in rows)  # test-vs-test pairs too
 
 
-class _Killed(BaseException):  # as a kill: no comparator error handling catches it
-    pass
-
-
-class _DiesAfter(PlantedThurstone):
-    """The planted comparator, killed (an exception out of the run) once it has judged `budget` pairs."""
-
-    budget = 0
-
-    def compare_detailed(self, pairs):
-        if _DiesAfter.budget <= 0:
-            raise _Killed()
-        _DiesAfter.budget -= len(pairs)
-        return super().compare_detailed(pairs)
-
-
 def test_kill_and_resume_gives_the_uninterrupted_scores(planted, tmp_path):
     whole = run(_config(planted, tmp_path / "a", tmp_path / "a.sqlite"), progress=False)[0]
     cfg = _config(planted, tmp_path / "b", tmp_path / "b.sqlite", batch_size=4)
-    _DiesAfter.budget = 50  # dies in the middle of the active rounds
-    with pytest.raises(_Killed):
-        run(cfg, comparator=_DiesAfter(noise=0.3), progress=False)
+    with pytest.raises(Killed):  # dies in the middle of the active rounds
+        run(cfg, comparator=DiesAfter(50, noise=0.3), progress=False)
     resumed = run(cfg, progress=False)[0]
     np.testing.assert_array_equal(_scores(resumed), _scores(whole))
     assert [(r.first, r.second) for r in _test_rows(resumed)] == [(r.first, r.second) for r in _test_rows(whole)]
