@@ -256,3 +256,29 @@ def test_an_unreachable_cluster_is_one_line(data, tmp_path):
                          text=True, timeout=120)
     lines = out.stderr.strip().splitlines()
     assert out.returncode == 2 and lines[-1].startswith("c2s run: error: cannot reach the Ray cluster at '127.0.0.1:9'")
+
+
+def test_shipped_images_live_in_one_folder_per_replica_that_close_removes(cluster, tmp_path):
+    import hashlib
+
+    import ray
+    from PIL import Image
+
+    from adapters.base import Pair
+    from harness.data.images import Limits
+    from harness.run.ray_replica import Replica
+
+    paths = []
+    for k, colour in enumerate(("red", "blue")):
+        Image.new("RGB", (64, 48), colour).save(tmp_path / f"{k}.png")
+        paths.append(str(tmp_path / f"{k}.png"))
+    shipped = {p: (hashlib.sha256(Path(p).read_bytes()).hexdigest(), ray.put(Path(p).read_bytes())) for p in paths}
+    replica = Replica("classical", {}, Limits())
+    assert replica.folder is None  # nothing shipped, nothing written (the shared-filesystem default)
+    direct = replica.judge("pair", [Pair(*paths)], None)
+    via_copies = replica.judge("pair", [Pair(*paths)], shipped)
+    folder = Path(replica.folder)
+    assert sorted(f.name for f in folder.rglob("*.png")) == ["0.png", "1.png"]  # each under its own name
+    assert via_copies.logprobs.tobytes() == direct.logprobs.tobytes()
+    replica.close()
+    assert not folder.exists() and replica.folder is None

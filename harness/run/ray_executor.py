@@ -34,6 +34,8 @@ from harness.run.ray_replica import Replica
 BATCH_ATTEMPTS = 2
 #: seconds the replicas may take to start (load the model) when the run sets no stall timeout
 START_TIMEOUT = 3600.0
+#: seconds the replicas get to remove their shipped images' folders when the run ends
+CLOSE_TIMEOUT = 30.0
 
 
 class RaySession:
@@ -211,6 +213,11 @@ class RaySession:
             stop.set()
 
     def close(self) -> None:
+        if self.ex.ship_images:  # each replica removes its copies first (a killed actor cleans up nothing)
+            try:
+                ray.get([a.close.remote() for a in self.actors], timeout=CLOSE_TIMEOUT)
+            except Exception:  # noqa: BLE001 - a dead or stuck replica: its copies stay in its temp folder
+                pass
         for a in self.actors:
             ray.kill(a)
         self.actors = []

@@ -19,7 +19,9 @@ from harness.data.images import Limits, image_limits
 
 
 class Replica:
-    """One comparator with the run's image limits; `shipped` images are written to a local folder once."""
+    """One comparator with the run's image limits; `shipped` images are written to a local folder once,
+    made at the first shipped image (a run on a shared filesystem makes none) and removed by `close`, which
+    the driver calls before it ends the actor (a killed actor runs no finaliser)."""
 
     def __init__(self, spec: str, options: dict, limits: Limits):
         self._limits = image_limits(limits)
@@ -27,7 +29,7 @@ class Replica:
         self.comparator = load_comparator(spec, **options)
         self.fingerprint = checked_fingerprint(self.comparator, f"model {spec}")
         self.images: dict[str, str] = {}
-        self.folder = tempfile.mkdtemp(prefix="c2s-ray-images-")
+        self.folder: str | None = None
 
     def info(self) -> dict:
         return {"pid": os.getpid(), "fingerprint": self.fingerprint}
@@ -43,11 +45,18 @@ class Replica:
         """The replica's copy of a shipped image (written once per content, under its own file name)."""
         digest, ref = shipped[path]
         if digest not in self.images:
+            self.folder = self.folder or tempfile.mkdtemp(prefix="c2s-ray-images-")
             target = Path(self.folder) / digest / Path(path).name
             target.parent.mkdir(exist_ok=True)
             target.write_bytes(ray.get(ref))
             self.images[digest] = str(target)
         return self.images[digest]
 
+    def close(self) -> None:
+        """Remove the shipped images' folder."""
+        if getattr(self, "folder", None):
+            shutil.rmtree(self.folder, ignore_errors=True)
+            self.folder, self.images = None, {}
+
     def __del__(self):
-        shutil.rmtree(getattr(self, "folder", ""), ignore_errors=True)
+        self.close()
