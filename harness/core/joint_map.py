@@ -54,11 +54,12 @@ class JointMapResult:
 
     def difference_var(self, i, j) -> np.ndarray:
         """Laplace variance of s_j - s_i for item arrays i, j: sd_i^2 + sd_j^2 - 2 cov_ij, the covariance
-        from the same H^-1 as sd (exact: the dense inverse; approx: `_neumann_cov`); a fixed item has none."""
+        from the same H^-1 as sd (exact: the dense inverse; approx: `_neumann_cov`); a fixed item has none,
+        and an item against itself 0."""
         i, j = np.asarray(i, dtype=np.intp), np.asarray(j, dtype=np.intp)
         if self._cov is None:
             raise ValueError("difference_var needs the Laplace covariance: solve with sd other than 'none'")
-        return np.maximum(self.sd[i] ** 2 + self.sd[j] ** 2 - 2.0 * self._cov(i, j), 0.0)
+        return np.where(i == j, 0.0, np.maximum(self.sd[i] ** 2 + self.sd[j] ** 2 - 2.0 * self._cov(i, j), 0.0))
 
 
 def comparisons_from_matrix(C, observed=None) -> np.ndarray:
@@ -180,9 +181,7 @@ def _neumann_cov(H_diag: np.ndarray, H: sparse.csc_matrix):
 
     def cov(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         direct = np.asarray(L[a, b]).ravel() / (H_diag[a] * H_diag[b])
-        two_step = np.asarray(U[a].multiply(V[b]).sum(axis=1)).ravel()
-        own = (1.0 + np.asarray(U[a].multiply(V[a]).sum(axis=1)).ravel() * H_diag[a]) / H_diag[a]
-        return np.where(a == b, own, direct + two_step)
+        return direct + np.asarray(U[a].multiply(V[b]).sum(axis=1)).ravel()
 
     return cov
 

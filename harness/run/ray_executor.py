@@ -290,8 +290,9 @@ def layout(ex, spec: str, options: dict) -> tuple[list[dict], float]:
     g, cpus = ex.gpus_per_replica, ex.cpus_per_replica
     if g <= 1:
         return [], g
-    first = {"GPU": 1.0 if _own_workers(spec) else g, **({"CPU": cpus} if cpus else {})}
-    if not _own_workers(spec):
+    own_workers = comparator_class(spec).backend in OWN_RAY_WORKERS
+    first = {"GPU": 1.0 if own_workers else g, **({"CPU": cpus} if cpus else {})}
+    if not own_workers:
         return [first], g
     workers = (options.get("tensor_parallel_size") or 1) * int((options.get("engine_options") or {})
                                                                 .get("pipeline_parallel_size", 1))
@@ -299,10 +300,6 @@ def layout(ex, spec: str, options: dict) -> tuple[list[dict], float]:
         raise RuntimeError(f"--gpus-per-replica {g:g} for {spec} needs as many vLLM workers: set the model option "
                            f"tensor_parallel_size (x engine_options pipeline_parallel_size) to {g:g}, not {workers}")
     return [first] + [{"GPU": 1.0}] * int(g - 1), 0.0
-
-
-def _own_workers(spec: str) -> bool:
-    return comparator_class(spec).backend in OWN_RAY_WORKERS
 
 
 def check_resources(ex) -> None:
