@@ -31,16 +31,18 @@ _local = threading.local()
 
 @contextmanager
 def deadline(seconds: float) -> Iterator[None]:
-    """Socket operations on this thread end within `seconds` from now, all of them together."""
+    """Socket operations on this thread end within `seconds` from now, all of them together (or
+    sooner, within a deadline already set on the thread: an inner one never extends an outer one)."""
     outer = getattr(_local, "at", None)
-    _local.at = time.monotonic() + max(0.0, seconds)
+    at = time.monotonic() + max(0.0, seconds)
+    _local.at = at if outer is None else min(at, outer)
     try:
         yield
     finally:
         _local.at = outer
 
 
-def _left(timeout: float | None, error: type[Exception]) -> float | None:
+def time_left(timeout: float | None, error: type[Exception]) -> float | None:
     """The operation's own timeout capped by what is left of the thread's deadline; `error` once it passed."""
     at = getattr(_local, "at", None)
     if at is None:
@@ -57,7 +59,7 @@ class _Stream(httpcore.NetworkStream):
         backend._streams.add(self)
 
     def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
-        return self._inner.read(max_bytes, _left(timeout, httpcore.ReadTimeout))
+        return self._inner.read(max_bytes, time_left(timeout, httpcore.ReadTimeout))
 
     def write(self, buffer: bytes, timeout: float | None = None) -> None:
         """Each send takes what the socket's buffer can, bounded by the time left: a server that stops
@@ -65,7 +67,7 @@ class _Stream(httpcore.NetworkStream):
         sock = self._inner.get_extra_info("socket")  # plain or TLS
         view = memoryview(buffer)
         while view:
-            left = _left(timeout, httpcore.WriteTimeout)
+            left = time_left(timeout, httpcore.WriteTimeout)
             try:
                 sock.settimeout(left)
                 view = view[sock.send(view):]
@@ -80,7 +82,7 @@ class _Stream(httpcore.NetworkStream):
 
     def start_tls(self, ssl_context: Any, server_hostname: str | None = None, timeout: float | None = None) -> Any:
         self._backend._streams.discard(self)
-        return _Stream(self._inner.start_tls(ssl_context, server_hostname, _left(timeout, httpcore.ConnectTimeout)),
+        return _Stream(self._inner.start_tls(ssl_context, server_hostname, time_left(timeout, httpcore.ConnectTimeout)),
                        self._backend)
 
     def get_extra_info(self, info: str) -> Any:
@@ -107,13 +109,13 @@ class DeadlineBackend(httpcore.NetworkBackend):
                     socket_options: Any = None) -> Any:
         if self._closed:
             raise httpcore.ConnectError("the client was closed")
-        return _Stream(self._inner.connect_tcp(host, port, _left(timeout, httpcore.ConnectTimeout), local_address,
+        return _Stream(self._inner.connect_tcp(host, port, time_left(timeout, httpcore.ConnectTimeout), local_address,
                                                socket_options), self)
 
     def connect_unix_socket(self, path: str, timeout: float | None = None, socket_options: Any = None) -> Any:
         if self._closed:
             raise httpcore.ConnectError("the client was closed")
-        return _Stream(self._inner.connect_unix_socket(path, _left(timeout, httpcore.ConnectTimeout),
+        return _Stream(self._inner.connect_unix_socket(path, time_left(timeout, httpcore.ConnectTimeout),
                                                        socket_options), self)
 
     def sleep(self, seconds: float) -> None:

@@ -512,12 +512,11 @@ class OpenAIComparator(Comparator):
         self._encoded = EncodedImages()
         remember(*options_secrets(self.Options, asdict(o)))
         self._closed = threading.Event()
-        self._backends = []  # the deadline backends of the clients built here, to abort their requests on close
+        self._posters = []  # the clients built here, to end their requests on close
         clients = [("client", client)] if client else []
         for url in ([] if client else _urls(o.base_url) or [None]):
-            made, backend = _make_client(url, o.api_key_env, o.timeout, o.headers, connections=o.concurrency)
-            clients.append((redact_url(url), made))
-            self._backends.append(backend)
+            self._posters.append(_make_client(url, o.api_key_env, o.timeout, o.headers, connections=o.concurrency))
+            clients.append((redact_url(url), self._posters[-1]))
         self._endpoints = Endpoints(clients, limit=o.concurrency, cooldown=o.cooldown,
                                     cooldown_after=o.cooldown_after, counts=lambda exc: classify_error(exc)[0])
         # one pool for the comparator's life: threads (and their connections) outlive a batch
@@ -653,52 +652,75 @@ class OpenAIComparator(Comparator):
         """Ends requests still in flight at once (their sockets are shut down, their waits cut short)."""
         self._closed.set()
         self._pool.shutdown(wait=False, cancel_futures=True)
-        for backend, endpoint in zip(self._backends, self._endpoints.all):
-            backend.abort()
-            endpoint.client.close()
+        for poster in self._posters:
+            poster.close()
 
 
 class ChatPoster:
     """Chat completions from one server on a client the comparator built: each request `body` (JSON,
-    `RequestBody`) is posted on the SDK client's own HTTP client, to the URL and with the headers the SDK
-    builds itself (learned once, here), and answered with the SDK's errors (timeout, connection, status:
-    `classify_error`); the reply is read as plain attributes, the shape the SDK's models have.
+    `RequestBody`) is posted to the URL and with the headers the SDK builds itself (learned once, here), and
+    answered with the SDK's errors (timeout, connection, status: `classify_error`); the reply is read as
+    plain attributes, the shape the SDK's models have. A plain `http://` server reached without a proxy is
+    posted to by `adapters.plain_http` (the transport was most of the client's time), any other on the
+    SDK's own HTTP client, whose sockets honour the deadline (`backend`, `adapters.http_deadline`).
 
     Why not `client.chat.completions.create`: the SDK's per-request machinery (its recursive transform of
     the parameters, JSON-encoding the images again, options, headers and URL rebuilt, reply models) cost
     several times the HTTP exchange itself, most of the client's time (bench/client_ceiling.py). A client
     handed to the comparator (`client=`, e.g. Azure, whose URLs and tokens change per request) gets `create`."""
 
-    def __init__(self, sdk: Any):
+    def __init__(self, sdk: Any, backend: Any, connections: int = 20):
         from openai._models import FinalRequestOptions
 
         from adapters.http_deadline import httpx
+        from adapters.plain_http import PlainHTTP, direct
 
-        self.sdk = sdk
+        self.sdk, self._backend = sdk, backend
         built = sdk._build_request(sdk._prepare_options(FinalRequestOptions.construct(
             method="post", url="/chat/completions", content=b"{}")))
         self._url = built.url
         self._headers = httpx.Headers([(k, v) for k, v in built.headers.raw if k.lower() != b"content-length"])
+        self.plain = PlainHTTP(self._url, self._headers.raw, connections) if direct(self._url) else None
 
     def post(self, body: bytes, timeout: float) -> Any:
         import openai
 
         from adapters.http_deadline import httpx
 
-        request = httpx.Request("POST", self._url, headers=self._headers, content=body,
-                                extensions={"timeout": httpx.Timeout(timeout).as_dict()})
         try:
-            response = self.sdk._client.send(request)
+            if self.plain is None:
+                response = self.sdk._client.send(self._request(body, timeout))
+            else:  # (an httpx response only for an error, to build the SDK's error from it)
+                status, headers, content = self.plain.post(body, timeout)
+                if 200 <= status < 300:
+                    return _reply(content)
+                response = httpx.Response(status, headers=headers, content=content,
+                                          request=self._request(body, timeout))
         except httpx.TimeoutException as exc:  # as the SDK maps them
-            raise openai.APITimeoutError(request=request) from exc
+            raise openai.APITimeoutError(request=self._request(body, timeout)) from exc
         except httpx.RequestError as exc:
-            raise openai.APIConnectionError(request=request) from exc
+            raise openai.APIConnectionError(request=self._request(body, timeout)) from exc
         if not response.is_success:
             raise self.sdk._make_status_error_from_response(response)
-        return json.loads(response.content, object_hook=lambda fields: SimpleNamespace(**fields))
+        return _reply(response.content)
+
+    def _request(self, body: bytes, timeout: float) -> Any:
+        from adapters.http_deadline import httpx
+
+        return httpx.Request("POST", self._url, headers=self._headers, content=body,
+                             extensions={"timeout": httpx.Timeout(timeout).as_dict()})
 
     def close(self) -> None:
+        """Ends the requests in flight at once (their sockets are shut down) and closes the connections."""
+        self._backend.abort()
+        if self.plain is not None:
+            self.plain.close()
         self.sdk.close()
+
+
+def _reply(content: bytes) -> Any:
+    """A chat completion's JSON as nested plain objects (attributes, as the SDK's models have them)."""
+    return json.loads(content, object_hook=lambda fields: SimpleNamespace(**fields))
 
 
 def _chat(client: Any, body: bytes, extra_body: dict, timeout: float) -> Any:
@@ -718,10 +740,10 @@ def _urls(base_url) -> list[str]:
 
 
 def _make_client(base_url: str | None, api_key_env: str | None, timeout: float, headers: dict | None = None,
-                 connections: int = 20):
+                 connections: int = 20) -> ChatPoster:
     """A `ChatPoster` on an `openai.OpenAI` with the SDK's own retries off (`call_with_retries` does them,
     within the request's total deadline: the SDK's would add waits no deadline bounds), on an HTTP client
-    whose sockets honour each attempt's deadline; and that client's deadline backend."""
+    whose sockets honour each attempt's deadline."""
     import openai
 
     from adapters.http_deadline import deadline_client
@@ -737,4 +759,4 @@ def _make_client(base_url: str | None, api_key_env: str | None, timeout: float, 
         remember(key)
     http_client, backend = deadline_client(connections)
     return ChatPoster(openai.OpenAI(base_url=base_url, api_key=key, max_retries=0, timeout=timeout,
-                                    default_headers=headers, http_client=http_client)), backend
+                                    default_headers=headers, http_client=http_client), backend, connections)

@@ -66,3 +66,12 @@ def chromium_context():
 
     with chromium() as context:
         yield context
+
+
+@pytest.fixture(params=["plain", "httpx"])
+def transport(request, monkeypatch) -> str:
+    """Both ways the OpenAI client's requests travel: `adapters.plain_http` (a plain http server, no proxy)
+    and the SDK's httpx client (TLS, proxies, credentials in the URL), forced here for a plain server."""
+    if request.param == "httpx":
+        monkeypatch.setattr("adapters.plain_http.direct", lambda url: False)
+    return request.param

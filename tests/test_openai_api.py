@@ -168,11 +168,11 @@ def test_the_deadline_bounds_all_attempts_and_waits_together():
 
 def test_the_client_leaves_retries_to_the_policy_and_keeps_its_per_attempt_timeout(monkeypatch):
     monkeypatch.setenv("C2S_TEST_KEY", "sk-test-key-123456")
-    client, _ = _make_client("http://127.0.0.1:9/v1", "C2S_TEST_KEY", 7.5)
+    client = _make_client("http://127.0.0.1:9/v1", "C2S_TEST_KEY", 7.5)
     assert client.sdk.max_retries == 0 and client.sdk.timeout == 7.5
 
 
-def test_faults_over_real_http_are_classified_retried_and_bounded(images):
+def test_faults_over_real_http_are_classified_retried_and_bounded(images, transport):
     """The SDK's real transport against the fault proxy (127.0.0.1, no upstream needed): a stall
     ended by the client's timeout, a 429 whose Retry-After is waited, a 500 and a hang-up are each
     retried; a Retry-After that would pass the deadline ends the request at once. Only lower bounds
@@ -203,7 +203,7 @@ def test_faults_over_real_http_are_classified_retried_and_bounded(images):
     ("silent", {"timeout": 1.0, "deadline": 60.0, "max_attempts": 2}),  # never answers
     ("trickle", {"timeout": 60.0, "deadline": 1.5, "max_attempts": 5}),  # the request's deadline cuts the attempt
 ])
-def test_timeout_bounds_connect_send_and_every_read_together(images, action, options):
+def test_timeout_bounds_connect_send_and_every_read_together(images, action, options, transport):
     """A server that trickles its answer (each read well within any per-read timeout) or never answers
     ends each attempt at its timeout and the request at its deadline. Only an upper bound is asserted,
     with generous slack: before, the trickle held the request for as long as the server liked."""
@@ -222,7 +222,7 @@ def test_timeout_bounds_connect_send_and_every_read_together(images, action, opt
     assert 1 <= len(server.log) <= options["max_attempts"]
 
 
-def test_closing_the_adapter_ends_requests_in_flight(images):
+def test_closing_the_adapter_ends_requests_in_flight(images, transport):
     """A request blocked on a silent server (timeout 60 s) ends soon after close(), as when a run aborts."""
     from tests.fake_openai_server import FakeOpenAIServer
 

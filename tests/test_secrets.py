@@ -158,7 +158,7 @@ def small_dataset(tmp_path_factory) -> Path:
 
 @pytest.mark.parametrize("key, role", [(KEYS[0], "env"), (KEYS[1], "password"), (KEYS[2], "env"),
                                        (KEYS[3], "header"), (KEYS[1] + "q", "query")])
-def test_no_secret_reaches_a_file_or_the_console(key, role, small_dataset, tmp_path, monkeypatch, capfd):
+def test_no_secret_reaches_a_file_or_the_console(key, role, small_dataset, tmp_path, monkeypatch, capfd, transport):
     from harness.cli import main
 
     with FakeOpenAIServer(["ok", "echo", "echo500"], echo=[key]) as server:
