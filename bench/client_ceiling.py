@@ -71,7 +71,7 @@ def measure(code: Path, n_pairs: int, url: str, server_pid: int, a, images: list
     """(pairs/s, client CPU ms per pair, server CPU ms per pair, first pass s, failed pairs) of one run."""
     out = subprocess.run([sys.executable, "-c", _MEASURE, str(code), url, str(n_pairs), str(a.batch_size),
                           str(a.concurrency), str(server_pid), *images], capture_output=True, text=True, check=True,
-                         env={**os.environ, "PYTHONPATH": str(code)})
+                         env={**os.environ, "PYTHONPATH": str(code)}, cwd=code)  # (never the current folder's code)
     rate, cpu, server, first, failed = out.stdout.split()
     return float(rate), float(cpu), float(server), float(first), int(failed)
 
@@ -87,6 +87,8 @@ def main() -> None:
     ap.add_argument("--code", type=Path, help="another checkout to measure against (the code before a change)")
     ap.add_argument("--code-pairs", type=int, default=200, help="pairs per run for --code (slower code, fewer pairs)")
     a = ap.parse_args()
+    if a.code and not (a.code / "adapters" / "openai_api.py").is_file():
+        ap.error(f"--code {a.code}: not a checkout of this project (no adapters/openai_api.py)")
     sys.path.insert(0, str(ROOT))
     from bench.common import photo_like_jpegs
     from tests.instant_openai_server import InstantOpenAIServer
