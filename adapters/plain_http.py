@@ -60,12 +60,16 @@ class PlainHTTP:
         with deadline(timeout):
             sock = self._checkout()
             try:
-                _send(sock, self._head + b"Content-Length: %d\r\n\r\n" % len(body), body)
+                try:
+                    _send(sock, self._head + b"Content-Length: %d\r\n\r\n" % len(body), body)
+                    sent = True
+                except httpx.WriteError:  # a server may refuse a request before reading all of it, and say why
+                    sent = False
                 status, headers, content, reusable = _read_reply(sock)
             except BaseException:
                 self._drop(sock)
                 raise
-        if reusable and not self._closed:
+        if sent and reusable and not self._closed:
             with self._lock:
                 if len(self._idle) < self._keep:
                     self._idle.append(sock)

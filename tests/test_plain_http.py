@@ -21,8 +21,10 @@ class Scripted:
     when `trickle`), closing the connection after the replies numbered in `close`. `connections` counts
     the connections accepted, `requests` holds each request's (head, body)."""
 
-    def __init__(self, replies, close=(), trickle: float | None = None, read: bool = True):
+    def __init__(self, replies, close=(), trickle: float | None = None, read: bool = True, refuse: bool = False):
+        """`read=False`: requests are never read; `refuse`: each is answered as soon as its head is read."""
         self.replies, self.close, self.trickle, self.read = list(replies), set(close), trickle, read
+        self.refuse = refuse
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.url = httpx.URL(f"http://127.0.0.1:{self.listener.getsockname()[1]}/v1/chat/completions")
         self.connections, self.requests, self._socks = 0, [], []
@@ -49,7 +51,7 @@ class Scripted:
                     buf += data
                 head, buf = buf.split(b"\r\n\r\n", 1)
                 length = int(re.search(rb"(?i)\r\ncontent-length: *(\d+)", head).group(1))
-                while len(buf) < length:
+                while len(buf) < length and not self.refuse:
                     buf += conn.recv(1 << 20)
                 k = len(self.requests)
                 self.requests.append((head, buf[:length]))
@@ -154,6 +156,17 @@ def test_a_malformed_reply_is_a_protocol_error_and_its_connection_is_dropped(raw
         with pytest.raises(error, match=message):
             http.post(b"{}", 10.0)
         assert not http._open and not http._idle
+        http.close()
+
+
+def test_a_server_that_refuses_a_request_before_reading_it_all_is_heard():
+    """A server answering 413 after the head and closing (the send then fails) gets its answer read, as
+    httpx does: the failure says why (HTTP 413), not just that the connection broke."""
+    with Scripted([sized(b"too large", "Connection: close", status="413 Payload Too Large")], close={0},
+                  refuse=True) as server:
+        http = client(server)
+        status, _, content = http.post(b"x" * (64 * 1024 * 1024), 10.0)
+        assert (status, content) == (413, b"too large") and not http._idle
         http.close()
 
 
