@@ -9,6 +9,9 @@ printed), so what is measured is the client alone: request building, HTTP, parsi
 --images photo-like JPEGs, judged in batches of --batch-size as a run does, --concurrency requests in
 flight (the adapter's option; 8 is its default).
 
+A plain http:// server is posted to by adapters/plain_http.py; the row "httpx transport" forces the SDK's
+transport (what TLS and proxied servers use) on the same server, to show what the lean path saves.
+
 Each image is encoded (PNG, base64, JSON) once per run; a first pass over pairs showing every image does
 that, and its time is printed apart ("first pass"), so that the pairs/s are the steady state of a run whose
 images are already encoded. Printed per checkout: pairs/s (wall, best and median of --repeat runs), and the
@@ -38,7 +41,10 @@ sys.path.insert(0, sys.argv[1])
 from adapters.base import Pair
 from adapters.openai_api import OpenAIComparator
 url, n_pairs, batch, conc, server_pid = sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), sys.argv[6]
-images = sys.argv[7:]
+if sys.argv[7] == "httpx":  # the transport of TLS and proxied servers, forced for this plain one
+    import adapters.plain_http
+    adapters.plain_http.direct = lambda url: False
+images = sys.argv[8:]
 rng = random.Random(0)
 pairs = [Pair(*rng.sample(images, 2)) for _ in range(n_pairs)]
 
@@ -67,10 +73,10 @@ comp.close()
 """
 
 
-def measure(code: Path, n_pairs: int, url: str, server_pid: int, a, images: list[str]) -> tuple:
+def measure(code: Path, n_pairs: int, transport: str, url: str, server_pid: int, a, images: list[str]) -> tuple:
     """(pairs/s, client CPU ms per pair, server CPU ms per pair, first pass s, failed pairs) of one run."""
     out = subprocess.run([sys.executable, "-c", _MEASURE, str(code), url, str(n_pairs), str(a.batch_size),
-                          str(a.concurrency), str(server_pid), *images], capture_output=True, text=True, check=True,
+                          str(a.concurrency), str(server_pid), transport, *images], capture_output=True, text=True, check=True,
                          env={**os.environ, "PYTHONPATH": str(code)}, cwd=code)  # (never the current folder's code)
     rate, cpu, server, first, failed = out.stdout.split()
     return float(rate), float(cpu), float(server), float(first), int(failed)
@@ -93,29 +99,32 @@ def main() -> None:
     from bench.common import photo_like_jpegs
     from tests.instant_openai_server import InstantOpenAIServer
 
-    rows = [("this checkout", ROOT, a.pairs)] + ([(f"--code {a.code}", a.code, a.code_pairs)] if a.code else [])
-    runs: dict[str, list] = {label: [] for label, _, _ in rows}
+    rows = [("this checkout", ROOT, a.pairs, "default"), ("this checkout, httpx transport", ROOT, a.pairs, "httpx")]
+    rows += [(f"--code {a.code}", a.code, a.code_pairs, "default")] if a.code else []
+    runs: dict[str, list] = {label: [] for label, *_ in rows}
     with tempfile.TemporaryDirectory(prefix="c2s-client-bench-") as tmp, InstantOpenAIServer() as server:
         images = photo_like_jpegs(Path(tmp), a.images, width=a.size, height=a.size * 3 // 4, seed=2)
         print(f"{a.pairs} pairs ({a.code_pairs} for --code) of {a.images} JPEGs of {a.size}x{a.size * 3 // 4} px, batches of {a.batch_size}, "
               f"concurrency {a.concurrency}, server {server.url}")
         for _ in range(a.repeat):
-            for label, code, n_pairs in rows:
-                runs[label].append(measure(code, n_pairs, server.url + "/v1", server.pid, a, images))
+            for label, code, n_pairs, transport in rows:
+                runs[label].append(measure(code, n_pairs, transport, server.url + "/v1", server.pid, a, images))
     print(f"{'':34s} {'pairs/s best':>12s} {'median':>8s} {'client CPU ms/pair':>19s} {'= pairs/s/core':>15s} "
           f"{'server CPU ms/pair':>19s} {'first pass s':>13s} {'failed':>7s}")
     summary = {}
-    for label, _, _ in rows:
+    for label, *_ in rows:
         rates = [r[0] for r in runs[label]]
         cpu = min(r[1] for r in runs[label])
         summary[label] = (max(rates), statistics.median(rates), cpu)
         print(f"{label:34s} {max(rates):12.1f} {statistics.median(rates):8.1f} {cpu:19.2f} {1000 / cpu:15.0f} "
               f"{min(r[2] for r in runs[label]):19.3f} {min(r[3] for r in runs[label]):13.2f} "
               f"{sum(r[4] for r in runs[label]):7d}")
-    if a.code:
-        new, old = summary["this checkout"], summary[f"--code {a.code}"]
-        print(f"this checkout / {a.code}: {new[0] / old[0]:.2f}x best pairs/s, {new[1] / old[1]:.2f}x median, "
-              f"{old[2] / new[2]:.2f}x less client CPU per pair")
+    new = summary["this checkout"]
+    for label, name in [("this checkout, httpx transport", "the httpx transport"), (f"--code {a.code}", a.code)]:
+        if label in summary:
+            old = summary[label]
+            print(f"this checkout / {name}: {new[0] / old[0]:.2f}x best pairs/s, {new[1] / old[1]:.2f}x median, "
+                  f"{old[2] / new[2]:.2f}x less client CPU per pair")
 
 
 if __name__ == "__main__":
