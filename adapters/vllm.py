@@ -232,7 +232,7 @@ def run_in_env(python: str, model: str, batches: Sequence[Sequence[Pair]], optio
     engine's whole process group is killed if it outlives `timeout`; RuntimeError carries the
     tail of its log on failure.
     """
-    with tempfile.TemporaryDirectory(prefix="c2s-vllm-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="c2s-vllm-") as tmp, tempfile.TemporaryDirectory(prefix="c2s-") as ipc:
         job = Path(tmp) / "job.json"
         answer = Path(tmp) / "answer.json"
         job.write_text(json.dumps({"model": model, "options": options or {},
@@ -242,7 +242,7 @@ def run_in_env(python: str, model: str, batches: Sequence[Sequence[Pair]], optio
         with open(log, "wb") as out:
             proc = subprocess.Popen([python, "-m", "adapters.vllm", str(job), str(answer)], stdout=out,
                                     stderr=subprocess.STDOUT, start_new_session=True,
-                                    cwd=Path(__file__).resolve().parents[1])
+                                    cwd=Path(__file__).resolve().parents[1], env=engine_env(ipc))
             try:
                 rc = proc.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
@@ -258,6 +258,13 @@ def run_in_env(python: str, model: str, batches: Sequence[Sequence[Pair]], optio
         b["logprobs"] = np.array([[math.nan if v is None else float(v) for v in row] for row in b["logprobs"]],
                                  dtype=np.float64).reshape(-1, N_LEVELS)
     return result
+
+
+def engine_env(ipc_folder: str, env: dict | None = None) -> dict:
+    """The environment of a vLLM process we start and stop: its IPC sockets (a few per engine, never removed
+    when the engine is killed; by default in the system's temp folder) go to `ipc_folder`, which we remove.
+    (A short folder name: a socket's path must fit in 104 bytes on macOS.)"""
+    return {**(os.environ if env is None else env), "VLLM_RPC_BASE_PATH": ipc_folder}
 
 
 def kill_process_group(proc: subprocess.Popen, grace: float = 10.0) -> None:
@@ -293,6 +300,7 @@ class VLLMServer:
         self.api_key = api_key
         self.startup_timeout = float(startup_timeout)
         self._tmp: tempfile.TemporaryDirectory | None = None
+        self._ipc: tempfile.TemporaryDirectory | None = None
         self.log_path = Path(log_path) if log_path else None
         self.port = _free_port()
         self.base_url = f"http://127.0.0.1:{self.port}/v1"
@@ -313,7 +321,8 @@ class VLLMServer:
         return cmd
 
     def start(self) -> "VLLMServer":
-        env = dict(os.environ)
+        self._ipc = tempfile.TemporaryDirectory(prefix="c2s-")
+        env = engine_env(self._ipc.name)
         env.pop("VLLM_API_KEY", None)
         if self.api_key:
             env["VLLM_API_KEY"] = self.api_key
@@ -382,8 +391,9 @@ class VLLMServer:
     def stop(self) -> None:
         if self.proc is not None:
             kill_process_group(self.proc)
-        if self._tmp is not None:
-            self._tmp.cleanup()
+        for folder in (self._tmp, self._ipc):
+            if folder is not None:
+                folder.cleanup()
 
     def __enter__(self) -> "VLLMServer":
         return self.start()
