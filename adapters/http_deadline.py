@@ -53,6 +53,23 @@ def time_left(timeout: float | None, error: type[Exception]) -> float | None:
     return left if timeout is None else min(timeout, left)
 
 
+def send_all(sock: socket.socket, data: bytes, timeout: float | None, timed_out: type[Exception],
+             failed: type[Exception]) -> None:
+    """Send all of `data`: each send takes what the socket's buffer can, bounded by `timeout` and what is
+    left of the thread's deadline (`timed_out` past it, `failed` on a socket error), so a server that stops
+    reading cannot hold a request, and a large body (images) costs a few sends, not one per piece."""
+    view = memoryview(data)
+    while view:
+        left = time_left(timeout, timed_out)
+        try:
+            sock.settimeout(left)
+            view = view[sock.send(view):]
+        except socket.timeout as exc:
+            raise timed_out(str(exc) or "send timed out") from exc
+        except OSError as exc:
+            raise failed(str(exc)) from exc
+
+
 class _Stream(httpcore.NetworkStream):
     def __init__(self, inner: Any, backend: "DeadlineBackend"):
         self._inner, self._backend = inner, backend
@@ -62,19 +79,8 @@ class _Stream(httpcore.NetworkStream):
         return self._inner.read(max_bytes, time_left(timeout, httpcore.ReadTimeout))
 
     def write(self, buffer: bytes, timeout: float | None = None) -> None:
-        """Each send takes what the socket's buffer can, bounded by the time left: a server that stops
-        reading cannot hold the request, and a large body (images) costs a few sends, not one per piece."""
-        sock = self._inner.get_extra_info("socket")  # plain or TLS
-        view = memoryview(buffer)
-        while view:
-            left = time_left(timeout, httpcore.WriteTimeout)
-            try:
-                sock.settimeout(left)
-                view = view[sock.send(view):]
-            except socket.timeout as exc:
-                raise httpcore.WriteTimeout(str(exc)) from exc
-            except OSError as exc:
-                raise httpcore.WriteError(str(exc)) from exc
+        send_all(self._inner.get_extra_info("socket"), buffer, timeout,  # plain or TLS
+                 httpcore.WriteTimeout, httpcore.WriteError)
 
     def close(self) -> None:
         self._backend._streams.discard(self)

@@ -23,7 +23,7 @@ import urllib.request
 import zlib
 from typing import Sequence
 
-from adapters.http_deadline import time_left, deadline, httpx
+from adapters.http_deadline import deadline, httpx, send_all, time_left
 
 #: the largest reply head (status line and headers) read
 MAX_HEAD = 64 * 1024
@@ -61,7 +61,8 @@ class PlainHTTP:
             sock = self._checkout()
             try:
                 try:
-                    _send(sock, self._head + b"Content-Length: %d\r\n\r\n" % len(body), body)
+                    for part in (self._head + b"Content-Length: %d\r\n\r\n" % len(body), body):
+                        send_all(sock, part, None, httpx.WriteTimeout, httpx.WriteError)
                     sent = True
                 except httpx.WriteError:  # a server may refuse a request before reading all of it, and say why
                     sent = False
@@ -113,7 +114,8 @@ class PlainHTTP:
             raise httpx.ConnectTimeout(str(exc) or "connect timed out") from exc
         except OSError as exc:
             raise httpx.ConnectError(str(exc)) from exc
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # the body's last segment must not wait for an ACK
+        # small segments (the head, the body's end) go at once, not after the previous one's ACK
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         with self._lock:
             self._open.add(sock)
         if self._closed:  # aborted while connecting
@@ -138,23 +140,6 @@ def _quiet(sock: socket.socket) -> bool:
     except OSError:
         pass
     return False
-
-
-def _send(sock: socket.socket, *parts: bytes) -> None:
-    """Send `parts` in as few system calls as the socket allows, each bounded by the time left."""
-    views = [memoryview(p) for p in parts if p]
-    while views:
-        try:
-            sock.settimeout(time_left(None, httpx.WriteTimeout))
-            sent = sock.sendmsg(views)
-        except socket.timeout as exc:
-            raise httpx.WriteTimeout(str(exc) or "send timed out") from exc
-        except OSError as exc:
-            raise httpx.WriteError(str(exc)) from exc
-        while views and sent >= len(views[0]):
-            sent -= len(views.pop(0))
-        if sent:
-            views[0] = views[0][sent:]
 
 
 def _recv(sock: socket.socket, size: int = 65536) -> bytes:

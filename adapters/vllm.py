@@ -260,11 +260,11 @@ def run_in_env(python: str, model: str, batches: Sequence[Sequence[Pair]], optio
     return result
 
 
-def engine_env(ipc_folder: str, env: dict | None = None) -> dict:
+def engine_env(ipc_folder: str) -> dict:
     """The environment of a vLLM process we start and stop: its IPC sockets (a few per engine, never removed
     when the engine is killed; by default in the system's temp folder) go to `ipc_folder`, which we remove.
     (A short folder name: a socket's path must fit in 104 bytes on macOS.)"""
-    return {**(os.environ if env is None else env), "VLLM_RPC_BASE_PATH": ipc_folder}
+    return {**os.environ, "VLLM_RPC_BASE_PATH": ipc_folder}
 
 
 def kill_process_group(proc: subprocess.Popen, grace: float = 10.0) -> None:
